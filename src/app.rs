@@ -1,0 +1,16 @@
+//! One top-level function per mode.
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+
+/// Run whatever the command line asked for.
+///
+/// # Errors
+/// Whatever the mode reports; `main` prints it as one line.
+pub fn run(cli: Cli) -> Result<()> {
+    match (cli.command, cli.run) {
+        (Some(Command::Synth(a)), _) => crate::tools::synth::run(&a),
+        (None, r) => crate::run::run(&r),
+    }
+}

@@ -1,0 +1,302 @@
+//! What the filter pass records: post-RoPE Q and K of chosen layers, as plain f32 arrays.
+//!
+//! The eval-callback trampoline in `engine::ffi` feeds [`CaptureState`] with tensor names, ops and
+//! raw rows; everything here is safe Rust with no llama.cpp types, so it can be tested directly.
+
+use ndarray::{ArrayView3, ShapeBuilder};
+
+/// Which tensors to record during one prefill.
+#[derive(Debug, Clone)]
+pub struct CaptureSpec {
+    /// Layers (0-based) whose post-RoPE Q and K are recorded, ascending and unique.
+    pub layers: Vec<usize>,
+    /// Number of prompt tokens that will be decoded (positions 0..n_tokens).
+    pub n_tokens: usize,
+    /// How many of the last prompt tokens' queries to keep (1 for the reference method).
+    pub q_window: usize,
+    /// Stop the graph once the last layer's Q and K of a ubatch are recorded: the early exit.
+    pub stop_after_last: bool,
+    /// Record, per layer, how many graph nodes the scheduler reached (for tests and `-v`).
+    pub trace_layers: bool,
+}
+
+/// Per-layer capture: queries of the last `q_window` tokens, keys of every token.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCapture {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim: usize,
+    /// `[q_window, n_head, head_dim]`, row-major.
+    pub q: Vec<f32>,
+    /// `[n_tokens, n_head_kv, head_dim]`, row-major.
+    pub k: Vec<f32>,
+    q_seen: usize,
+    k_seen: usize,
+}
+
+impl LayerCapture {
+    /// Queries as `[q_window, n_head, head_dim]`.
+    #[must_use]
+    pub fn q_view(&self) -> ArrayView3<'_, f32> {
+        let rows = self.q.len() / (self.n_head * self.head_dim).max(1);
+        ArrayView3::from_shape(
+            (rows, self.n_head, self.head_dim).strides((
+                self.n_head * self.head_dim,
+                self.head_dim,
+                1,
+            )),
+            &self.q,
+        )
+        .expect("q buffer length is rows * n_head * head_dim by construction")
+    }
+
+    /// Keys as `[n_tokens, n_head_kv, head_dim]`.
+    #[must_use]
+    pub fn k_view(&self) -> ArrayView3<'_, f32> {
+        let rows = self.k.len() / (self.n_head_kv * self.head_dim).max(1);
+        ArrayView3::from_shape((rows, self.n_head_kv, self.head_dim), &self.k)
+            .expect("k buffer length is rows * n_head_kv * head_dim by construction")
+    }
+
+    /// Tokens whose keys were recorded.
+    #[must_use]
+    pub fn k_rows(&self) -> usize {
+        self.k_seen
+    }
+}
+
+/// Which of Q and K a graph node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Q,
+    K,
+}
+
+/// Mutable state the eval callback works on. Owned by the filter pass, outlives the context.
+#[derive(Debug)]
+pub struct CaptureState {
+    pub spec: CaptureSpec,
+    /// One entry per `spec.layers` element, same order.
+    pub layers: Vec<LayerCapture>,
+    /// Graph nodes the scheduler reached, per layer index (only with `trace_layers`).
+    pub nodes_per_layer: Vec<u32>,
+    /// Set when a tensor did not have the expected shape or type; the pass then fails.
+    pub error: Option<String>,
+    /// Ubatches cut short after the last target layer.
+    pub early_exits: usize,
+}
+
+/// Parse `"Qcur-13"` → (`Role::Q`, 13). Other names → None.
+#[must_use]
+pub fn parse_qk_name(name: &[u8]) -> Option<(Role, usize)> {
+    let (role, rest) = if let Some(r) = name.strip_prefix(b"Qcur-") {
+        (Role::Q, r)
+    } else if let Some(r) = name.strip_prefix(b"Kcur-") {
+        (Role::K, r)
+    } else {
+        return None;
+    };
+    Some((role, parse_usize(rest)?))
+}
+
+/// Layer index of a graph node named `"<name>-<il>"`, if it has one.
+#[must_use]
+pub fn layer_of(name: &[u8]) -> Option<usize> {
+    let dash = name.iter().rposition(|&b| b == b'-')?;
+    parse_usize(&name[dash + 1..])
+}
+
+fn parse_usize(digits: &[u8]) -> Option<usize> {
+    if digits.is_empty() || digits.len() > 6 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        digits
+            .iter()
+            .fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0')),
+    )
+}
+
+impl CaptureState {
+    #[must_use]
+    pub fn new(spec: CaptureSpec) -> Self {
+        let layers = vec![LayerCapture::default(); spec.layers.len()];
+        Self {
+            spec,
+            layers,
+            nodes_per_layer: Vec::new(),
+            error: None,
+            early_exits: 0,
+        }
+    }
+
+    /// Index into `layers` of a target layer.
+    #[must_use]
+    pub fn slot(&self, layer: usize) -> Option<usize> {
+        self.spec.layers.binary_search(&layer).ok()
+    }
+
+    /// Called for every node the scheduler is about to compute (the "ask" phase).
+    pub fn note_node(&mut self, name: &[u8]) {
+        if !self.spec.trace_layers {
+            return;
+        }
+        if let Some(il) = layer_of(name) {
+            if il >= self.nodes_per_layer.len() {
+                self.nodes_per_layer.resize(il + 1, 0);
+            }
+            self.nodes_per_layer[il] += 1;
+        }
+    }
+
+    /// Highest layer any computed node belonged to (with `trace_layers`).
+    #[must_use]
+    pub fn max_layer_reached(&self) -> Option<usize> {
+        self.nodes_per_layer.iter().rposition(|&c| c > 0)
+    }
+
+    /// Rows of this ubatch's tensor the capture wants: `(first_row, n_rows)` within the
+    /// ubatch, or None. `n_rows_ub` is the ubatch's token count (ne[2]).
+    #[must_use]
+    pub fn wanted_rows(&self, slot: usize, role: Role, n_rows_ub: usize) -> Option<(usize, usize)> {
+        let lc = &self.layers[slot];
+        match role {
+            Role::K => Some((0, n_rows_ub)),
+            Role::Q => {
+                let start = lc.q_seen;
+                let end = start + n_rows_ub;
+                let first_wanted = self.spec.n_tokens.saturating_sub(self.spec.q_window);
+                let lo = first_wanted.max(start);
+                (lo < end).then(|| (lo - start, end - lo))
+            }
+        }
+    }
+
+    /// Record rows (already converted to f32) of a Q or K tensor with shape
+    /// `[head_dim, heads, n_rows_ub]`. `rows` holds only the wanted rows.
+    pub fn record(
+        &mut self,
+        slot: usize,
+        role: Role,
+        head_dim: usize,
+        heads: usize,
+        n_rows_ub: usize,
+        rows: &[f32],
+    ) {
+        let lc = &mut self.layers[slot];
+        if lc.head_dim != 0 && lc.head_dim != head_dim {
+            self.error = Some(format!(
+                "head_dim changed between ubatches ({} vs {head_dim})",
+                lc.head_dim
+            ));
+            return;
+        }
+        lc.head_dim = head_dim;
+        match role {
+            Role::Q => {
+                lc.n_head = heads;
+                lc.q.extend_from_slice(rows);
+                lc.q_seen += n_rows_ub;
+            }
+            Role::K => {
+                lc.n_head_kv = heads;
+                if lc.k.capacity() == 0 {
+                    lc.k.reserve_exact(self.spec.n_tokens * heads * head_dim);
+                }
+                lc.k.extend_from_slice(rows);
+                lc.k_seen += n_rows_ub;
+            }
+        }
+    }
+
+    /// True when this ubatch's Q and K of the last target layer are both in.
+    #[must_use]
+    pub fn ubatch_done(&self) -> bool {
+        self.layers
+            .last()
+            .is_some_and(|lc| lc.q_seen == lc.k_seen && lc.k_seen > 0)
+    }
+
+    /// Check that every target layer saw every token; call after the prefill.
+    ///
+    /// # Errors
+    /// When a layer's Q or K never appeared (the architecture does not name them) or was
+    /// partial.
+    pub fn finish(&self) -> Result<(), String> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        for (lc, &il) in self.layers.iter().zip(&self.spec.layers) {
+            if lc.k_seen == 0 || lc.q_seen == 0 {
+                return Err(format!(
+                    "layer {il}: the graph has no post-RoPE nodes named Qcur-{il}/Kcur-{il}; \
+                     this architecture does not expose the tensors GemFilter reads"
+                ));
+            }
+            if lc.k_seen != self.spec.n_tokens || lc.q_seen != self.spec.n_tokens {
+                return Err(format!(
+                    "layer {il}: captured {} keys and {} queries for {} tokens",
+                    lc.k_seen, lc.q_seen, self.spec.n_tokens
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(n: usize, w: usize) -> CaptureSpec {
+        CaptureSpec {
+            layers: vec![3, 7],
+            n_tokens: n,
+            q_window: w,
+            stop_after_last: true,
+            trace_layers: true,
+        }
+    }
+
+    #[test]
+    fn names_parse() {
+        assert_eq!(parse_qk_name(b"Qcur-13"), Some((Role::Q, 13)));
+        assert_eq!(parse_qk_name(b"Kcur-0"), Some((Role::K, 0)));
+        assert_eq!(parse_qk_name(b"Vcur-0"), None);
+        assert_eq!(parse_qk_name(b"Qcur-"), None);
+        assert_eq!(parse_qk_name(b"Qcur-1x"), None);
+        assert_eq!(layer_of(b"ffn_out-29"), Some(29));
+        assert_eq!(layer_of(b"result_output"), None);
+    }
+
+    #[test]
+    fn q_window_spans_ubatches() {
+        // 10 tokens in ubatches of 4, 4, 2; window 3 wants positions 7, 8, 9.
+        let s = CaptureState::new(spec(10, 3));
+        assert_eq!(s.wanted_rows(0, Role::Q, 4), None);
+        let mut s = s;
+        s.record(0, Role::Q, 2, 1, 4, &[]);
+        assert_eq!(s.wanted_rows(0, Role::Q, 4), Some((3, 1)));
+        s.record(0, Role::Q, 2, 1, 4, &[1.0, 2.0]);
+        assert_eq!(s.wanted_rows(0, Role::Q, 2), Some((0, 2)));
+        s.record(0, Role::Q, 2, 1, 2, &[3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(s.layers[0].q_view().shape(), &[3, 1, 2]);
+        assert_eq!(s.layers[0].q_view()[[2, 0, 1]], 6.0);
+    }
+
+    #[test]
+    fn finish_reports_missing_layers_and_trace() {
+        let mut s = CaptureState::new(spec(2, 1));
+        s.note_node(b"attn_norm-0");
+        s.note_node(b"Kcur-7");
+        assert_eq!(s.max_layer_reached(), Some(7));
+        assert!(s.finish().unwrap_err().contains("layer 3"));
+        for slot in 0..2 {
+            s.record(slot, Role::Q, 1, 1, 2, &[0.0]);
+            s.record(slot, Role::K, 1, 1, 2, &[0.0, 1.0]);
+        }
+        assert!(s.ubatch_done());
+        assert_eq!(s.finish(), Ok(()));
+        assert_eq!(s.layers[1].k_view().shape(), &[2, 1, 1]);
+    }
+}

@@ -1,0 +1,235 @@
+//! llama-cli's flags (same names and defaults where they exist) plus the GemFilter ones.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::prompt::Protect;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOffAuto {
+    On,
+    Off,
+    Auto,
+}
+
+/// Model and context flags, shared by every mode that loads a model.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model path (GGUF).
+    #[arg(short = 'm', long = "model", value_name = "FNAME", required = true)]
+    pub model: Option<PathBuf>,
+
+    /// Context size; 0 = what the prompt and -n need, up to the model's training context.
+    #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
+    pub ctx_size: u32,
+
+    /// Layers to offload to the GPU: a number, "auto" or "all" (all by default).
+    #[arg(
+        long = "n-gpu-layers",
+        visible_alias = "gpu-layers",
+        default_value = "auto",
+        value_name = "N"
+    )]
+    pub n_gpu_layers: String,
+
+    /// Flash attention: on, off or auto.
+    #[arg(
+        long = "flash-attn",
+        value_enum,
+        default_value = "auto",
+        value_name = "on|off|auto"
+    )]
+    pub flash_attn: OnOffAuto,
+
+    /// KV cache type for K (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1).
+    #[arg(long = "cache-type-k", default_value = "f16", value_name = "TYPE")]
+    pub cache_type_k: String,
+
+    /// KV cache type for V.
+    #[arg(long = "cache-type-v", default_value = "f16", value_name = "TYPE")]
+    pub cache_type_v: String,
+
+    /// Threads for generation (default: all cores).
+    #[arg(short = 't', long = "threads", value_name = "N")]
+    pub threads: Option<i32>,
+
+    /// Threads for prompt processing (default: same as --threads).
+    #[arg(long = "threads-batch", value_name = "N")]
+    pub threads_batch: Option<i32>,
+
+    /// Logical maximum batch size.
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        default_value_t = 2048,
+        value_name = "N"
+    )]
+    pub batch_size: u32,
+
+    /// Physical maximum batch size.
+    #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
+    pub ubatch_size: u32,
+
+    /// Print llama.cpp's own log to stderr.
+    #[arg(short = 'v', long = "verbose", visible_alias = "log-verbose")]
+    pub verbose: bool,
+
+    /// Silence notices (errors are still printed).
+    #[arg(long = "log-disable")]
+    pub log_disable: bool,
+}
+
+/// Prompt flags.
+#[derive(Debug, Clone, Args)]
+pub struct PromptArgs {
+    /// The question or instruction (kept whole by the filter).
+    #[arg(short = 'p', long = "prompt", value_name = "PROMPT")]
+    pub prompt: Option<String>,
+
+    /// File with the long context; with -p the user turn is the file, a blank line, then -p.
+    #[arg(short = 'f', long = "file", value_name = "FNAME")]
+    pub file: Option<PathBuf>,
+
+    /// System prompt.
+    #[arg(long = "system-prompt", value_name = "PROMPT")]
+    pub system_prompt: Option<String>,
+
+    /// Built-in chat template name to use instead of the model's (e.g. chatml, llama3).
+    #[arg(long = "chat-template", value_name = "JINJA_TEMPLATE")]
+    pub chat_template: Option<String>,
+
+    /// Raw completion: no chat template (llama-completion's habit).
+    #[arg(long = "no-conversation")]
+    pub no_conversation: bool,
+
+    /// Conversation mode through the chat template (the default when the model has one).
+    #[arg(long = "conversation", conflicts_with = "no_conversation")]
+    pub conversation: bool,
+
+    /// Process escapes in the prompt (\n, \t, \", ...); on by default as in llama-cli.
+    #[arg(short = 'e', long = "escape", overrides_with = "no_escape")]
+    pub escape: bool,
+
+    /// Do not process escape sequences.
+    #[arg(long = "no-escape")]
+    pub no_escape: bool,
+}
+
+/// Sampling and generation flags.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Tokens to predict (-1 = until end of generation or a full context).
+    #[arg(short = 'n', long = "n-predict", visible_alias = "predict", default_value_t = -1, allow_negative_numbers = true, value_name = "N")]
+    pub n_predict: i32,
+
+    /// Temperature (≤ 0: greedy).
+    #[arg(long = "temp", default_value_t = 0.8, value_name = "N")]
+    pub temp: f32,
+
+    /// Top-k sampling (0 = disabled).
+    #[arg(long = "top-k", default_value_t = 40, value_name = "N")]
+    pub top_k: i32,
+
+    /// Top-p sampling (1.0 = disabled).
+    #[arg(long = "top-p", default_value_t = 0.95, value_name = "N")]
+    pub top_p: f32,
+
+    /// Min-p sampling (0.0 = disabled).
+    #[arg(long = "min-p", default_value_t = 0.05, value_name = "N")]
+    pub min_p: f32,
+
+    /// Penalise repeated tokens (1.0 = disabled).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0, value_name = "N")]
+    pub repeat_penalty: f32,
+
+    /// Last n tokens considered for the penalty (0 = disabled, -1 = context size).
+    #[arg(
+        long = "repeat-last-n",
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub repeat_last_n: i32,
+
+    /// RNG seed (-1 = random).
+    #[arg(short = 's', long = "seed", default_value_t = -1, allow_negative_numbers = true, value_name = "SEED")]
+    pub seed: i64,
+
+    /// Stop when the output ends with this text (repeatable).
+    #[arg(short = 'r', long = "reverse-prompt", value_name = "PROMPT")]
+    pub reverse_prompt: Vec<String>,
+
+    /// Keep generating past end-of-generation tokens.
+    #[arg(long = "ignore-eos")]
+    pub ignore_eos: bool,
+
+    /// Do not echo the prompt in raw (-no-cnv) mode.
+    #[arg(long = "no-display-prompt")]
+    pub no_display_prompt: bool,
+
+    /// Print timings to stderr at the end.
+    #[arg(long = "perf", overrides_with = "no_perf")]
+    pub perf: bool,
+
+    /// Do not print timings.
+    #[arg(long = "no-perf")]
+    pub no_perf: bool,
+}
+
+/// GemFilter's own flags.
+#[derive(Debug, Clone, Args)]
+pub struct GemArgs {
+    /// GemFilter on (filter pass, keep top-k tokens, answer from those) or off (full prompt).
+    #[arg(long = "gem", value_enum, default_value = "on")]
+    pub gem: OnOff,
+
+    /// Filter layer r (0-based); default from models.toml or the fallback rule.
+    #[arg(long = "gem-layer", value_name = "R")]
+    pub gem_layer: Option<usize>,
+
+    /// Prompt tokens to keep (default 1024, or the model's preset).
+    #[arg(long = "gem-topk", value_name = "K")]
+    pub gem_topk: Option<usize>,
+
+    /// What is always kept: "all" = template, system prompt and -p text; "none" = the reference.
+    #[arg(long = "gem-protect", value_enum, default_value = "all")]
+    pub gem_protect: Protect,
+
+    /// Token scoring: reference (sum over heads of q·k of the last token), head-softmax, or
+    /// window-softmax (softmax of the last --gem-window queries, SnapKV-style).
+    #[arg(long = "gem-scoring", value_name = "METHOD")]
+    pub gem_scoring: Option<String>,
+
+    /// Query window for window-softmax.
+    #[arg(long = "gem-window", value_name = "W")]
+    pub gem_window: Option<usize>,
+
+    /// Print the selected text to stderr, runs separated by " [...] ".
+    #[arg(long = "gem-show")]
+    pub gem_show: bool,
+
+    /// Print one JSON object at the end (answer, counts, layer, k, ranges, timings, memory)
+    /// instead of streaming the answer.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// The default mode: answer one prompt, like `llama-cli -no-cnv`/`-st`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub prompt: PromptArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    #[command(flatten)]
+    pub gem: GemArgs,
+}

@@ -1,0 +1,223 @@
+//! The only module with `unsafe`: the eval-callback trampoline that reads layer r's post-RoPE
+//! Q/K out of llama.cpp's graph and stops it there, plus the few C calls llama-cpp-2 does not
+//! wrap (device memory, raw context pointer). Every block states the invariant it relies on.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_void, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_sys_2 as sys;
+
+use crate::capture::{parse_qk_name, CaptureState, Role};
+
+/// Owns a [`CaptureState`] lent to llama.cpp as `cb_eval_user_data`.
+///
+/// The state lives on the heap at a fixed address. It is only reachable through the callback
+/// while a context built from [`CaptureHandle::params`] is alive; [`CaptureHandle::finish`]
+/// takes that context by value, drops it, and only then hands the state back.
+#[derive(Debug)]
+pub struct CaptureHandle {
+    state: *mut CaptureState,
+}
+
+impl CaptureHandle {
+    #[must_use]
+    pub fn new(state: CaptureState) -> Self {
+        Self {
+            state: Box::into_raw(Box::new(state)),
+        }
+    }
+
+    /// Context parameters that route every graph node through [`trampoline`].
+    #[must_use]
+    pub fn params(&self, params: LlamaContextParams) -> LlamaContextParams {
+        // SAFETY: `self.state` stays valid until `finish`/`drop`, and `finish` drops the only
+        // context made from these params before it reclaims the box; `trampoline` matches
+        // `ggml_backend_sched_eval_callback` and only casts user_data back to CaptureState.
+        unsafe { params.with_cb_eval(Some(trampoline), self.state.cast::<c_void>()) }
+    }
+
+    /// Drop the context that used this capture, then return what was captured.
+    #[must_use]
+    pub fn finish(mut self, ctx: LlamaContext<'_>) -> CaptureState {
+        drop(ctx);
+        let ptr = std::mem::replace(&mut self.state, std::ptr::null_mut());
+        // SAFETY: ptr came from Box::into_raw in `new`, is non-null (only `finish` nulls it and
+        // it consumes self), and no context can call back into it any more.
+        *unsafe { Box::from_raw(ptr) }
+    }
+}
+
+impl Drop for CaptureHandle {
+    fn drop(&mut self) {
+        if !self.state.is_null() {
+            // SAFETY: not yet reclaimed by `finish`; any context using it was created inside the
+            // owner's scope and is dropped before the handle (declared earlier, dropped later).
+            drop(unsafe { Box::from_raw(self.state) });
+        }
+    }
+}
+
+/// `cb_eval`: with `ask`, say whether we want to see node `t` once computed; without `ask`,
+/// read it and return false to stop the rest of this graph split (the early exit).
+unsafe extern "C" fn trampoline(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user_data: *mut c_void,
+) -> bool {
+    if t.is_null() || user_data.is_null() {
+        return !ask;
+    }
+    // SAFETY: user_data is the CaptureState pointer set in `CaptureHandle::params`, valid while
+    // the context lives; llama.cpp calls back on the decoding thread only, so no aliasing.
+    let state = unsafe { &mut *user_data.cast::<CaptureState>() };
+    // SAFETY: the scheduler passes a live graph node for the duration of the call.
+    let tensor = unsafe { &*t };
+    let out = catch_unwind(AssertUnwindSafe(|| on_node(state, tensor, ask)));
+    out.unwrap_or_else(|_| {
+        state.error = Some("internal error while reading a graph tensor".into());
+        false
+    })
+}
+
+fn node_name(t: &sys::ggml_tensor) -> &[u8] {
+    // SAFETY: ggml keeps `name` NUL-terminated within its 64 bytes (ggml_set_name truncates).
+    unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_bytes()
+}
+
+fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
+    let name = node_name(t);
+    let target = if t.op == sys::GGML_OP_ROPE {
+        parse_qk_name(name).and_then(|(role, il)| Some((role, state.slot(il)?)))
+    } else {
+        None
+    };
+    if ask {
+        state.note_node(name);
+        return target.is_some();
+    }
+    let Some((role, slot)) = target else {
+        return true;
+    };
+    match read_wanted(state, slot, role, t) {
+        Ok(()) => {}
+        Err(e) => {
+            state.error = Some(format!("{}: {e}", String::from_utf8_lossy(name)));
+            return false;
+        }
+    }
+    let last_slot = slot + 1 == state.layers.len();
+    if state.spec.stop_after_last && last_slot && state.ubatch_done() {
+        state.early_exits += 1;
+        return false;
+    }
+    true
+}
+
+fn read_wanted(
+    state: &mut CaptureState,
+    slot: usize,
+    role: Role,
+    t: &sys::ggml_tensor,
+) -> Result<(), String> {
+    let [head_dim, heads, n_ub, rest] = t.ne.map(|v| usize::try_from(v).unwrap_or(0));
+    if rest != 1 || head_dim == 0 || heads == 0 || n_ub == 0 {
+        return Err(format!("unexpected shape {:?}", t.ne));
+    }
+    let elem = match t.type_ {
+        sys::GGML_TYPE_F32 => 4,
+        sys::GGML_TYPE_F16 => 2,
+        other => return Err(format!("unsupported tensor type {other}")),
+    };
+    if t.nb[0] != elem || t.nb[1] != elem * head_dim || t.nb[2] != elem * head_dim * heads {
+        return Err(format!("non-contiguous tensor (nb {:?})", t.nb));
+    }
+    let Some((first, n)) = state.wanted_rows(slot, role, n_ub) else {
+        state.record(slot, role, head_dim, heads, n_ub, &[]);
+        return Ok(());
+    };
+    if t.buffer.is_null() {
+        return Err("tensor has no backend buffer".into());
+    }
+    let row_bytes = t.nb[2];
+    let mut raw = vec![0u8; n * row_bytes];
+    // SAFETY: the tensor is computed (observe phase) and has a buffer; offset + size is within
+    // ggml_nbytes = ne2 * nb2 because first + n <= n_ub; `raw` has exactly `size` bytes.
+    unsafe {
+        sys::ggml_backend_tensor_get(
+            std::ptr::from_ref(t).cast_mut(),
+            raw.as_mut_ptr().cast::<c_void>(),
+            first * row_bytes,
+            raw.len(),
+        );
+    }
+    let rows: Vec<f32> = if elem == 4 {
+        raw.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    } else {
+        raw.chunks_exact(2)
+            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+            .collect()
+    };
+    state.record(slot, role, head_dim, heads, n_ub, &rows);
+    Ok(())
+}
+
+/// IEEE half → single, for backends that keep Q/K in F16.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let mant = u32::from(h & 0x3ff);
+    let bits = match (exp, mant) {
+        (0, 0) => sign,
+        (0, m) => {
+            // subnormal: normalise
+            let shift = m.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | (((m << shift) & 0x3ff) << 13)
+        }
+        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
+        (e, m) => sign | ((e + 112) << 23) | (m << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Bytes in use on all GPU devices (total − free), or None when there is no GPU backend.
+#[must_use]
+pub fn device_memory_used() -> Option<u64> {
+    let mut used = 0u64;
+    let mut any = false;
+    // SAFETY: device enumeration and memory queries are read-only calls on registered devices;
+    // indices are below ggml_backend_dev_count and out-pointers point at live locals.
+    unsafe {
+        for i in 0..sys::ggml_backend_dev_count() {
+            let dev = sys::ggml_backend_dev_get(i);
+            if dev.is_null() || sys::ggml_backend_dev_type(dev) != sys::GGML_BACKEND_DEVICE_TYPE_GPU
+            {
+                continue;
+            }
+            let (mut free, mut total) = (0usize, 0usize);
+            sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
+            used += (total.saturating_sub(free)) as u64;
+            any = true;
+        }
+    }
+    any.then_some(used)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_conversion() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert!(f16_to_f32(0x7c00).is_infinite());
+        assert_eq!(f16_to_f32(0), 0.0);
+    }
+}

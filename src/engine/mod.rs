@@ -1,0 +1,213 @@
+//! llama.cpp behind a small safe surface: load a model, run a capturing filter pass, and run
+//! ordinary prefill + generation sessions. FFI details live in [`ffi`].
+
+pub mod ffi;
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::capture::{CaptureSpec, CaptureState};
+
+/// Context settings shared by the filter pass and generation (llama-cli's names).
+#[derive(Debug, Clone)]
+pub struct ContextOptions {
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub threads: i32,
+    pub threads_batch: i32,
+    /// -1 auto, 0 off, 1 on (llama.cpp's `llama_flash_attn_type`).
+    pub flash_attn: i32,
+    pub type_k: KvCacheType,
+    pub type_v: KvCacheType,
+}
+
+/// Model loading options.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub n_gpu_layers: u32,
+    pub verbose: bool,
+}
+
+/// A loaded model and the llama.cpp backend it needs.
+pub struct Engine {
+    // Field order matters: the model must be freed before the backend.
+    pub model: LlamaModel,
+    backend: LlamaBackend,
+    /// Device memory in use before the model was loaded (other processes, driver context).
+    pub device_mem_baseline: Option<u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+/// What a filter pass produced.
+#[derive(Debug)]
+pub struct FilterPass {
+    pub capture: CaptureState,
+    pub secs: f64,
+    pub device_mem: Option<u64>,
+}
+
+impl Engine {
+    /// Initialise llama.cpp and load the model at `path`.
+    ///
+    /// # Errors
+    /// Backend initialisation or model load failure (llama.cpp's reason is in its log, shown
+    /// with `-v`).
+    pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        let mut backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+        if !opts.verbose {
+            backend.void_logs();
+        }
+        let device_mem_baseline = ffi::device_memory_used();
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|e| {
+            anyhow::anyhow!(
+                "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
+                 architecture, or too large for memory (run with -v for llama.cpp's log)",
+                path.display()
+            )
+        })?;
+        Ok(Self {
+            model,
+            backend,
+            device_mem_baseline,
+        })
+    }
+
+    /// Device memory this process added since before the model was loaded.
+    #[must_use]
+    pub fn device_mem_now(&self) -> Option<u64> {
+        Some(ffi::device_memory_used()?.saturating_sub(self.device_mem_baseline.unwrap_or(0)))
+    }
+
+    fn context_params(opts: &ContextOptions, n_ctx: u32) -> LlamaContextParams {
+        let n_batch = opts.n_batch.min(n_ctx).max(1);
+        LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx.max(1)))
+            .with_n_batch(n_batch)
+            .with_n_ubatch(opts.n_ubatch.min(n_batch).max(1))
+            .with_n_threads(opts.threads)
+            .with_n_threads_batch(opts.threads_batch)
+            .with_flash_attention_policy(opts.flash_attn)
+            .with_type_k(opts.type_k)
+            .with_type_v(opts.type_v)
+    }
+
+    /// A plain context (no callback) with room for `n_ctx` tokens.
+    ///
+    /// # Errors
+    /// When llama.cpp cannot allocate the KV cache or compute buffers (out of memory).
+    pub fn session(&self, opts: &ContextOptions, n_ctx: u32) -> Result<LlamaContext<'_>> {
+        self.model
+            .new_context(&self.backend, Self::context_params(opts, n_ctx))
+            .map_err(|e| out_of_memory(e, n_ctx))
+    }
+
+    /// Prefill `tokens` through a capturing context: records post-RoPE Q/K of `spec.layers`
+    /// and, with `spec.stop_after_last`, stops each ubatch's graph right after them.
+    ///
+    /// # Errors
+    /// Context allocation, decode failure, or tensors that were not where expected.
+    pub fn filter_pass(
+        &self,
+        tokens: &[LlamaToken],
+        spec: CaptureSpec,
+        opts: &ContextOptions,
+        progress: bool,
+    ) -> Result<FilterPass> {
+        let n_ctx = u32::try_from(tokens.len()).context("prompt too long")?;
+        let handle = ffi::CaptureHandle::new(CaptureState::new(spec));
+        let t0 = Instant::now();
+        let mut ctx = self
+            .model
+            .new_context(
+                &self.backend,
+                handle.params(Self::context_params(opts, n_ctx)),
+            )
+            .map_err(|e| out_of_memory(e, n_ctx))?;
+        let res = prefill(&mut ctx, tokens, 0, progress.then_some("filter pass"));
+        let device_mem = self.device_mem_now();
+        let capture = handle.finish(ctx);
+        res?;
+        let secs = t0.elapsed().as_secs_f64();
+        capture
+            .finish()
+            .map_err(|e| anyhow::anyhow!("filter pass failed: {e}"))?;
+        Ok(FilterPass {
+            capture,
+            secs,
+            device_mem,
+        })
+    }
+}
+
+fn out_of_memory(e: impl std::fmt::Display, n_ctx: u32) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot create a llama.cpp context for {n_ctx} tokens ({e}): out of memory? \
+         try a smaller -c/-b/-ub, a quantized KV cache (-ctk q8_0 -ctv q8_0) or fewer -ngl layers"
+    )
+}
+
+/// Decode `tokens` at positions `pos0..`, in `n_batch` chunks, asking for logits of the last
+/// token only. Shows a progress bar on a terminal when `label` is given and the prompt is long.
+///
+/// # Errors
+/// llama.cpp decode failure.
+pub fn prefill(
+    ctx: &mut LlamaContext<'_>,
+    tokens: &[LlamaToken],
+    pos0: usize,
+    label: Option<&str>,
+) -> Result<()> {
+    if tokens.is_empty() {
+        bail!("nothing to decode");
+    }
+    let n_batch = ctx.n_batch() as usize;
+    let bar = match label {
+        Some(l) if tokens.len() > 4 * n_batch => {
+            let b = ProgressBar::new(tokens.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>12} [{bar:30}] {pos}/{len} tokens ({per_sec}, eta {eta})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            b.set_message(l.to_owned());
+            b
+        }
+        _ => ProgressBar::hidden(),
+    };
+    let mut batch = LlamaBatch::new(n_batch, 1);
+    let last = tokens.len() - 1;
+    for (chunk_i, chunk) in tokens.chunks(n_batch).enumerate() {
+        batch.clear();
+        for (j, &tok) in chunk.iter().enumerate() {
+            let i = chunk_i * n_batch + j;
+            let pos = i32::try_from(pos0 + i).context("position overflow")?;
+            batch
+                .add(tok, pos, &[0], i == last)
+                .context("batch overflow")?;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| anyhow::anyhow!("llama_decode failed: {e}"))?;
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Sampling and the token loop: sample → stream UTF-8 text → decode the token → repeat,
+//! until end-of-generation, `-n`, a reverse prompt, or a full context.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+
+/// llama-cli's sampling flags.
+#[derive(Debug, Clone)]
+pub struct Sampling {
+    pub temp: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: i32,
+    pub seed: u32,
+}
+
+impl Sampling {
+    /// The chain llama.cpp's common sampler builds for these flags (penalties → top-k →
+    /// top-p → min-p → temperature → draw); temperature ≤ 0 is greedy, `--repeat-last-n -1`
+    /// means the whole context.
+    #[must_use]
+    pub fn sampler(&self, n_vocab: i32, n_ctx: u32) -> LlamaSampler {
+        let last_n = if self.repeat_last_n < 0 {
+            i32::try_from(n_ctx).unwrap_or(i32::MAX)
+        } else {
+            self.repeat_last_n
+        };
+        let mut chain = vec![LlamaSampler::penalties(
+            n_vocab,
+            last_n,
+            self.repeat_penalty,
+            0.0,
+            0.0,
+        )];
+        if self.temp <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            chain.extend([
+                LlamaSampler::top_k(self.top_k),
+                LlamaSampler::top_p(self.top_p, 1),
+                LlamaSampler::min_p(self.min_p, 1),
+                LlamaSampler::temp(self.temp),
+                LlamaSampler::dist(self.seed),
+            ]);
+        }
+        LlamaSampler::chain_simple(chain)
+    }
+}
+
+/// Limits of one generation.
+#[derive(Debug, Clone)]
+pub struct GenLimits {
+    /// -1: until end-of-generation or a full context.
+    pub n_predict: i32,
+    pub ignore_eos: bool,
+    pub reverse_prompts: Vec<String>,
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfGeneration,
+    MaxTokens,
+    ReversePrompt,
+    ContextFull,
+    OutputClosed,
+}
+
+/// What came out.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub text: String,
+    pub n_tokens: usize,
+    /// When the first token was sampled.
+    pub first_token_at: Option<Instant>,
+    /// Seconds from the first to the last sampled token.
+    pub decode_secs: f64,
+    pub stop: StopReason,
+}
+
+/// Receives text as it is produced; returning `Ok(false)` stops generation (closed output).
+pub trait TokenSink {
+    /// # Errors
+    /// Output errors other than a closed pipe.
+    fn text(&mut self, piece: &str) -> Result<bool>;
+}
+
+/// Generate after a prefill of `n_past` tokens whose last logits are current.
+///
+/// # Errors
+/// Decode failures or sink errors.
+pub fn generate(
+    ctx: &mut LlamaContext<'_>,
+    model: &LlamaModel,
+    sampler: &mut LlamaSampler,
+    n_past: usize,
+    limits: &GenLimits,
+    sink: &mut dyn TokenSink,
+) -> Result<Generated> {
+    let vocab = model.vocab();
+    let n_ctx = ctx.n_ctx() as usize;
+    let mut out = Generated {
+        text: String::new(),
+        n_tokens: 0,
+        first_token_at: None,
+        decode_secs: 0.0,
+        stop: StopReason::MaxTokens,
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut batch = LlamaBatch::new(1, 1);
+    let mut pos = n_past;
+    let mut idx = -1; // logits of the last token of the previous decode
+    let max = usize::try_from(limits.n_predict).ok();
+    loop {
+        if max.is_some_and(|m| out.n_tokens >= m) {
+            out.stop = StopReason::MaxTokens;
+            break;
+        }
+        let tok: LlamaToken = sampler.sample(ctx, idx);
+        sampler.accept(tok);
+        let now = Instant::now();
+        let first = *out.first_token_at.get_or_insert(now);
+        out.decode_secs = now.duration_since(first).as_secs_f64();
+        if vocab.is_eog(tok) && !limits.ignore_eos {
+            out.stop = StopReason::EndOfGeneration;
+            break;
+        }
+        out.n_tokens += 1;
+        pending.extend(vocab.token_to_piece(tok, false, None));
+        let piece = take_utf8(&mut pending);
+        out.text.push_str(&piece);
+        if !piece.is_empty() && !sink.text(&piece)? {
+            out.stop = StopReason::OutputClosed;
+            break;
+        }
+        if limits
+            .reverse_prompts
+            .iter()
+            .any(|r| !r.is_empty() && out.text.ends_with(r.as_str()))
+        {
+            out.stop = StopReason::ReversePrompt;
+            break;
+        }
+        if pos + 1 >= n_ctx {
+            out.stop = StopReason::ContextFull;
+            break;
+        }
+        batch.clear();
+        batch.add(
+            tok,
+            i32::try_from(pos).context("position overflow")?,
+            &[0],
+            true,
+        )?;
+        ctx.decode(&mut batch)
+            .map_err(|e| anyhow::anyhow!("llama_decode failed during generation: {e}"))?;
+        pos += 1;
+        idx = 0;
+    }
+    if !pending.is_empty() {
+        let rest = String::from_utf8_lossy(&pending).into_owned();
+        out.text.push_str(&rest);
+        sink.text(&rest)?;
+    }
+    Ok(out)
+}
+
+/// Split off the longest complete UTF-8 prefix; keep an incomplete trailing sequence.
+fn take_utf8(buf: &mut Vec<u8>) -> String {
+    match std::str::from_utf8(buf) {
+        Ok(s) => {
+            let s = s.to_owned();
+            buf.clear();
+            s
+        }
+        Err(e) if e.error_len().is_none() => {
+            let rest = buf.split_off(e.valid_up_to());
+            let s = String::from_utf8(std::mem::replace(buf, rest)).unwrap_or_default();
+            s
+        }
+        Err(_) => {
+            let s = String::from_utf8_lossy(buf).into_owned();
+            buf.clear();
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_utf8;
+
+    #[test]
+    fn utf8_split_across_tokens() {
+        let euro = "€".as_bytes(); // 3 bytes
+        let mut buf = vec![b'a', euro[0], euro[1]];
+        assert_eq!(take_utf8(&mut buf), "a");
+        assert_eq!(buf.len(), 2);
+        buf.push(euro[2]);
+        assert_eq!(take_utf8(&mut buf), "€");
+        assert!(buf.is_empty());
+        let mut bad = vec![0xff, b'b'];
+        assert_eq!(take_utf8(&mut bad), "\u{fffd}b");
+    }
+}

@@ -1,0 +1,200 @@
+//! One GemFilter answer on a loaded engine: filter pass → score → select → fresh context on
+//! the selected tokens → generate. With GemFilter off, the same path on the whole prompt.
+//! `run`, `bench` and `niah` all go through [`answer`] so they measure the same thing.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::capture::CaptureSpec;
+use crate::engine::{prefill, ContextOptions, Engine};
+use crate::generate::{generate, GenLimits, Generated, Sampling, TokenSink};
+use crate::report::Timings;
+use crate::select::{self, Scoring};
+
+/// GemFilter parameters for one run.
+#[derive(Debug, Clone)]
+pub struct GemSettings {
+    pub layer: usize,
+    pub top_k: usize,
+    pub scoring: Scoring,
+    /// Queries captured for scoring (1 unless window-softmax).
+    pub q_window: usize,
+    /// Disable the early exit (tests use it to show the exit is real).
+    pub no_early_exit: bool,
+}
+
+/// Result of selection.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    /// Sorted prompt positions kept.
+    pub indices: Vec<usize>,
+    pub filter_secs: f64,
+    pub selection_secs: f64,
+    pub device_mem: Option<u64>,
+    /// Highest layer whose graph nodes ran during the filter pass.
+    pub max_layer_reached: Option<usize>,
+    pub early_exits: usize,
+}
+
+/// Run the filter pass over `tokens` and pick the positions to keep.
+///
+/// # Errors
+/// Filter-pass or scoring failures.
+pub fn select_tokens(
+    engine: &Engine,
+    tokens: &[LlamaToken],
+    protected: &[bool],
+    gem: &GemSettings,
+    ctx: &ContextOptions,
+    progress: bool,
+) -> Result<Selected> {
+    let spec = CaptureSpec {
+        layers: vec![gem.layer],
+        n_tokens: tokens.len(),
+        q_window: gem.q_window.clamp(1, tokens.len()),
+        stop_after_last: !gem.no_early_exit,
+        trace_layers: true,
+    };
+    let pass = engine.filter_pass(tokens, spec, ctx, progress)?;
+    let t0 = Instant::now();
+    let lc = &pass.capture.layers[0];
+    let sel =
+        select::gemfilter_select(lc.q_view(), lc.k_view(), gem.scoring, gem.top_k, protected)?;
+    Ok(Selected {
+        indices: sel.indices,
+        filter_secs: pass.secs,
+        selection_secs: t0.elapsed().as_secs_f64(),
+        device_mem: pass.device_mem,
+        max_layer_reached: pass.capture.max_layer_reached(),
+        early_exits: pass.capture.early_exits,
+    })
+}
+
+/// Everything [`answer`] needs besides the engine.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    pub tokens: &'a [LlamaToken],
+    pub protected: &'a [bool],
+    /// None: full prompt.
+    pub gem: Option<GemSettings>,
+    pub ctx: ContextOptions,
+    /// Upper bound on the generation context (from -c or the model).
+    pub ctx_limit: u32,
+    /// -c was given: use it as the generation context size.
+    pub ctx_fixed: bool,
+    pub sampling: Sampling,
+    pub limits: GenLimits,
+    pub progress: bool,
+}
+
+/// What one answer produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub generated: Generated,
+    pub selected: Option<Selected>,
+    /// Set when GemFilter was on but the prompt was too short to filter.
+    pub skipped: Option<String>,
+    pub n_rerun: usize,
+    pub timings: Timings,
+    pub peak_device_mem: Option<u64>,
+}
+
+/// Tokens generated when -n is -1 and -c was not given.
+const OPEN_ENDED_BUDGET: u32 = 4096;
+
+/// Size of the generation context for `n_used` prompt tokens.
+fn gen_ctx_size(job: &Job<'_>, n_used: usize) -> Result<u32> {
+    let n_used = u32::try_from(n_used)?;
+    if job.ctx_fixed {
+        return Ok(job.ctx_limit.max(n_used + 1));
+    }
+    let budget = u32::try_from(job.limits.n_predict).unwrap_or(OPEN_ENDED_BUDGET);
+    Ok((n_used + budget + 1).min(job.ctx_limit.max(n_used + 1)))
+}
+
+/// Answer one prompt.
+///
+/// # Errors
+/// Any llama.cpp failure, or a sink error.
+pub fn answer(engine: &Engine, job: &Job<'_>, sink: &mut dyn TokenSink) -> Result<Outcome> {
+    let n = job.tokens.len();
+    if n == 0 {
+        bail!("empty prompt");
+    }
+    let t_start = Instant::now();
+    let n_protected = job.protected.iter().filter(|&&p| p).count();
+    let mut skipped = None;
+    let mut selected = None;
+    if let Some(gem) = &job.gem {
+        if n <= gem.top_k.max(n_protected) {
+            skipped = Some(format!(
+                "prompt has {n} tokens, no more than the {} that would be kept: answering from the whole prompt",
+                gem.top_k.max(n_protected)
+            ));
+        } else {
+            selected = Some(select_tokens(
+                engine,
+                job.tokens,
+                job.protected,
+                gem,
+                &job.ctx,
+                job.progress,
+            )?);
+        }
+    }
+    let rerun_tokens: Vec<LlamaToken> = match &selected {
+        Some(s) => s.indices.iter().map(|&i| job.tokens[i]).collect(),
+        None => job.tokens.to_vec(),
+    };
+    let t_rerun = Instant::now();
+    let n_ctx = gen_ctx_size(job, rerun_tokens.len())?;
+    let mut ctx = engine.session(&job.ctx, n_ctx)?;
+    prefill(
+        &mut ctx,
+        &rerun_tokens,
+        0,
+        job.progress.then_some("prefill"),
+    )?;
+    let rerun_secs = t_rerun.elapsed().as_secs_f64();
+    let mut sampler = job.sampling.sampler(engine.model.n_vocab(), n_ctx);
+    sampler.accept_many(&rerun_tokens);
+    let generated = generate(
+        &mut ctx,
+        &engine.model,
+        &mut sampler,
+        rerun_tokens.len(),
+        &job.limits,
+        sink,
+    )?;
+    let gen_mem = engine.device_mem_now();
+    drop(ctx);
+
+    let first_token_s = generated
+        .first_token_at
+        .map_or(0.0, |t| t.duration_since(t_start).as_secs_f64());
+    let decode_tok_per_s = (generated.n_tokens > 1 && generated.decode_secs > 0.0)
+        .then(|| (generated.n_tokens - 1) as f64 / generated.decode_secs);
+    let timings = Timings {
+        load_s: 0.0,
+        filter_pass_s: selected.as_ref().map_or(0.0, |s| s.filter_secs),
+        selection_s: selected.as_ref().map_or(0.0, |s| s.selection_secs),
+        rerun_s: rerun_secs,
+        first_token_s,
+        decode_tok_per_s,
+        total_s: t_start.elapsed().as_secs_f64(),
+    };
+    let peak_device_mem = match (selected.as_ref().and_then(|s| s.device_mem), gen_mem) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Outcome {
+        generated,
+        selected,
+        skipped,
+        n_rerun: rerun_tokens.len(),
+        timings,
+        peak_device_mem,
+    })
+}

@@ -1,0 +1,218 @@
+//! Prompt assembly: the long context (`-f`), the question (`-p`) and the system prompt
+//! (`-sys`), through the model's chat template or raw, tokenized in pieces so we know which
+//! tokens are the document (selectable) and which are scaffolding or question (kept).
+
+use std::ops::Range;
+
+use anyhow::{bail, Context, Result};
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+
+/// What the user gave.
+#[derive(Debug, Clone, Default)]
+pub struct PromptInput {
+    pub system: Option<String>,
+    /// Long context, from `-f`.
+    pub context: Option<String>,
+    /// Question or instruction, from `-p`.
+    pub question: Option<String>,
+}
+
+/// How to wrap the input.
+#[derive(Debug, Clone)]
+pub enum Template {
+    /// The GGUF's own template (or a named built-in one), when it has one.
+    Chat(Option<String>),
+    /// No template: the text as is, with BOS.
+    Raw,
+}
+
+/// Which tokens always survive selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protect {
+    /// Template scaffolding, system prompt and `-p` text are kept; top-k is chosen from the
+    /// `-f` context only.
+    All,
+    /// The reference: selection over every prompt token.
+    None,
+}
+
+/// A tokenized prompt and where its parts are.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub tokens: Vec<LlamaToken>,
+    /// Token range of the `-f` context (empty when there is none).
+    pub context: Range<usize>,
+    /// The text the tokens came from, for `--display-prompt` style echo.
+    pub text: String,
+    /// True when a chat template was applied.
+    pub templated: bool,
+}
+
+impl Assembled {
+    /// Per-token "always keep" flags under a protection policy.
+    #[must_use]
+    pub fn protected(&self, protect: Protect) -> Vec<bool> {
+        match protect {
+            Protect::None => Vec::new(),
+            Protect::All => (0..self.tokens.len())
+                .map(|i| !self.context.contains(&i))
+                .collect(),
+        }
+    }
+}
+
+/// Marks where the context goes inside the rendered template; never produced by real text.
+const SLOT: &str = "\u{E000}GEMFILTER_CONTEXT\u{E001}";
+
+/// Resolve `--chat-template` / `-no-cnv` to a usable template or Raw.
+///
+/// # Errors
+/// A named template llama.cpp does not know.
+pub fn choose_template(model: &LlamaModel, no_cnv: bool, name: Option<&str>) -> Result<Template> {
+    if no_cnv {
+        return Ok(Template::Raw);
+    }
+    if let Some(n) = name {
+        return Ok(Template::Chat(Some(n.to_owned())));
+    }
+    Ok(if model.chat_template(None).is_ok() {
+        Template::Chat(None)
+    } else {
+        Template::Raw
+    })
+}
+
+/// Tokenize the prompt, remembering which tokens are the `-f` context.
+///
+/// # Errors
+/// Empty prompt, a template that fails to render, or text with interior NUL bytes.
+pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) -> Result<Assembled> {
+    let context = input.context.as_deref().unwrap_or("");
+    let question = input.question.as_deref().unwrap_or("");
+    if context.trim().is_empty() && question.trim().is_empty() {
+        bail!("empty prompt: give the text with -p TEXT and/or -f FILE");
+    }
+    let user = match (context.is_empty(), question.is_empty()) {
+        (false, false) => format!("{SLOT}\n\n{question}"),
+        (false, true) => SLOT.to_owned(),
+        _ => question.to_owned(),
+    };
+    let (rendered, templated) = match template {
+        Template::Raw => {
+            let sys = input
+                .system
+                .as_deref()
+                .map(|s| format!("{s}\n\n"))
+                .unwrap_or_default();
+            (format!("{sys}{user}"), false)
+        }
+        Template::Chat(name) => (
+            render_chat(model, name.as_deref(), input.system.as_deref(), &user)?,
+            true,
+        ),
+    };
+    let (before, after) = match rendered.split_once(SLOT) {
+        Some((b, a)) => (b.to_owned(), a.to_owned()),
+        None if context.is_empty() => (rendered.clone(), String::new()),
+        None => bail!("the chat template dropped the context text"),
+    };
+    let vocab = model.vocab();
+    let mut tokens = vocab.tokenize(before.as_bytes(), true, true);
+    // A template that already starts with BOS text plus the tokenizer's own BOS gives two.
+    if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+        tokens.remove(0);
+    }
+    let start = tokens.len();
+    // Context text is data: special-token strings inside it stay plain text.
+    tokens.extend(vocab.tokenize(context.as_bytes(), false, false));
+    let end = tokens.len();
+    tokens.extend(vocab.tokenize(after.as_bytes(), false, true));
+    let text = format!("{before}{context}{after}");
+    Ok(Assembled {
+        tokens,
+        context: start..end,
+        text,
+        templated,
+    })
+}
+
+fn render_chat(
+    model: &LlamaModel,
+    name: Option<&str>,
+    system: Option<&str>,
+    user: &str,
+) -> Result<String> {
+    let tmpl = match name {
+        Some(n) => LlamaChatTemplate::new(n).context("chat template name contains a NUL byte")?,
+        None => model
+            .chat_template(None)
+            .context("the model has no chat template")?,
+    };
+    let mut msgs = Vec::new();
+    if let Some(s) = system {
+        msgs.push(
+            LlamaChatMessage::new("system".into(), s.to_owned())
+                .context("system prompt contains a NUL byte")?,
+        );
+    }
+    msgs.push(
+        LlamaChatMessage::new("user".into(), user.to_owned())
+            .context("prompt contains a NUL byte")?,
+    );
+    model.apply_chat_template(&tmpl, &msgs, true).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot apply the chat template ({e}); try --chat-template chatml or -no-cnv"
+        )
+    })
+}
+
+/// llama-cli's `-e` escape processing: `\n \r \t \\ \' \" \xHH`.
+#[must_use]
+pub fn process_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('\\') => out.push('\\'),
+            Some('\'') => out.push('\''),
+            Some('"') => out.push('"'),
+            Some('x') => {
+                let hex: String = it.clone().take(2).collect();
+                match u8::from_str_radix(&hex, 16) {
+                    Ok(b) if hex.len() == 2 && b.is_ascii() => {
+                        out.push(char::from(b));
+                        it.next();
+                        it.next();
+                    }
+                    _ => out.push_str("\\x"),
+                }
+            }
+            Some(o) => {
+                out.push('\\');
+                out.push(o);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_escapes;
+
+    #[test]
+    fn escapes() {
+        assert_eq!(process_escapes(r"a\nb\tc\\d\'\x41\q"), "a\nb\tc\\d'A\\q");
+        assert_eq!(process_escapes(r"end\"), "end\\");
+    }
+}

@@ -1,0 +1,55 @@
+//! The `--json` record of one run. Field names are a stable interface (bench, niah and users'
+//! scripts read them): add fields, never rename.
+
+use serde::Serialize;
+
+use crate::generate::StopReason;
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Timings {
+    /// Model load (s).
+    pub load_s: f64,
+    /// Filter pass: prefill through layer r of the whole prompt (s); 0 with --gem off.
+    pub filter_pass_s: f64,
+    /// Scoring and top-k (s).
+    pub selection_s: f64,
+    /// Prefill of the selected tokens (or the whole prompt with --gem off) (s).
+    pub rerun_s: f64,
+    /// From the start of prompt processing to the first sampled token (s).
+    pub first_token_s: f64,
+    /// Generation speed after the first token (tokens/s); null with fewer than 2 tokens.
+    pub decode_tok_per_s: Option<f64>,
+    /// Whole run after load (s).
+    pub total_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub answer: String,
+    pub model: String,
+    pub architecture: String,
+    pub gem: bool,
+    /// Filter layer (0-based), null with --gem off.
+    pub layer: Option<usize>,
+    /// Requested k, null with --gem off.
+    pub k: Option<usize>,
+    pub scoring: Option<String>,
+    pub protect: Option<String>,
+    pub prompt_tokens: usize,
+    /// Tokens the model answered from (= prompt_tokens when nothing was filtered).
+    pub selected_tokens: usize,
+    pub protected_tokens: usize,
+    /// Token range of the -f context within the prompt, [start, end).
+    pub context_range: [usize; 2],
+    /// Selected prompt positions as inclusive [start, end] runs.
+    pub selected_ranges: Vec<[usize; 2]>,
+    /// Why the filter pass was skipped, if it was.
+    pub filter_skipped: Option<String>,
+    /// Highest layer whose graph nodes ran in the filter pass (should equal `layer`).
+    pub filter_max_layer: Option<usize>,
+    pub generated_tokens: usize,
+    pub stop_reason: StopReason,
+    pub timings: Timings,
+    /// Peak device memory this process used (bytes), where the backend reports it (GPU).
+    pub peak_device_mem_bytes: Option<u64>,
+}

@@ -1,0 +1,3 @@
+//! Subcommands beside the default mode.
+#[path = "/tmp/synth_stub.rs"]
+pub mod synth;
