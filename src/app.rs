@@ -11,6 +11,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<()> {
     match (cli.command, cli.run) {
         (Some(Command::Synth(a)), _) => crate::tools::synth::run(&a),
+        (Some(Command::Layers(a)), _) => crate::tools::layers::run(&a),
         (None, r) => crate::run::run(&r),
     }
 }

@@ -15,6 +15,5 @@ pub mod presets;
 pub mod prompt;
 pub mod report;
 pub mod run;
-#[path = "/tmp/select_stub.rs"]
 pub mod select;
 pub mod tools;

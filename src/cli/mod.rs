@@ -49,6 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Write a random-weight GGUF with the exact shape of a real model, for GPU benchmarks.
     Synth(crate::tools::synth::SynthArgs),
+    /// Selection recall of a needle at every layer (one prefill, no generation).
+    Layers(crate::tools::layers::LayersArgs),
 }
 
 /// Rewrite llama-cli's single-dash long flags (`-ngl 99`, `-fa=on`) to clap's form.

@@ -5,6 +5,7 @@ pub mod ffi;
 
 use std::num::NonZeroU32;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -39,11 +40,24 @@ pub struct LoadOptions {
     pub verbose: bool,
 }
 
+/// llama.cpp's backend can be initialised once per process; every engine shares it.
+static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+
+fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    let mut b = LlamaBackend::init().context("cannot initialise llama.cpp")?;
+    if !verbose {
+        b.void_logs();
+    }
+    Ok(BACKEND.get_or_init(|| b))
+}
+
 /// A loaded model and the llama.cpp backend it needs.
 pub struct Engine {
-    // Field order matters: the model must be freed before the backend.
     pub model: LlamaModel,
-    backend: LlamaBackend,
+    backend: &'static LlamaBackend,
     /// Device memory in use before the model was loaded (other processes, driver context).
     pub device_mem_baseline: Option<u64>,
 }
@@ -69,13 +83,10 @@ impl Engine {
     /// Backend initialisation or model load failure (llama.cpp's reason is in its log, shown
     /// with `-v`).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
-        let mut backend = LlamaBackend::init().context("cannot initialise llama.cpp")?;
-        if !opts.verbose {
-            backend.void_logs();
-        }
+        let backend = backend(opts.verbose)?;
         let device_mem_baseline = ffi::device_memory_used();
         let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
-        let model = LlamaModel::load_from_file(&backend, path, &params).map_err(|e| {
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(
                 "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
                  architecture, or too large for memory (run with -v for llama.cpp's log)",
@@ -114,7 +125,7 @@ impl Engine {
     /// When llama.cpp cannot allocate the KV cache or compute buffers (out of memory).
     pub fn session(&self, opts: &ContextOptions, n_ctx: u32) -> Result<LlamaContext<'_>> {
         self.model
-            .new_context(&self.backend, Self::context_params(opts, n_ctx))
+            .new_context(self.backend, Self::context_params(opts, n_ctx))
             .map_err(|e| out_of_memory(e, n_ctx))
     }
 

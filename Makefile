@@ -1,0 +1,34 @@
+# gemfilter: `make demo` answers a question about a long bundled document with GemFilter and
+# with the full prompt; `make test` runs the test suite. Both install what is missing.
+
+MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
+CARGO ?= cargo
+BIN := target/release/gemfilter
+
+.PHONY: all deps models build demo test bench clean-models
+
+all: build
+
+# Debian packages the llama.cpp build needs (cmake, libclang for bindgen).
+deps:
+	@if ! command -v cmake >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then \
+		echo "installing cmake and libclang-dev (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake libclang-dev >/dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "error: cargo (Rust) is required"; exit 1; }
+
+models:
+	@scripts/fetch-models.sh smollm2
+
+# One build of llama.cpp (release profile) serves the binary, the tests and the benches.
+build: deps
+	$(CARGO) build --release
+
+demo: build models
+	@scripts/demo.sh $(MODEL)
+
+test: build models
+	$(CARGO) test --release -- --test-threads=1
+
+bench: build
+	$(CARGO) bench --bench select

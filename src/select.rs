@@ -1,0 +1,1019 @@
+//! Token scoring and selection: the part of `GemFilter` that runs between the filter pass and the
+//! re-run. Pure functions over the post-RoPE queries and keys captured at the filter layer.
+//!
+//! Layout (row-major f32, as llama.cpp writes it):
+//! - queries `q`: `[n_q, n_head, head_dim]`, the last `n_q` prompt tokens in order, so row `t`
+//!   sits at absolute position `n - n_q + t`;
+//! - keys `k`: `[n, n_head_kv, head_dim]`, every prompt token.
+//!
+//! Query head `h` reads KV head `h / (n_head / n_head_kv)` (grouped-query attention).
+
+use std::fmt;
+use std::ops::Range;
+use std::str::FromStr;
+
+use anyhow::{bail, ensure, Result};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView3, Axis};
+
+/// Pooling kernel of the reference (`avg_pool1d(kernel_size=5, stride=1, padding=2)`).
+pub const POOL_KERNEL: usize = 5;
+
+/// Observation window used when `window-softmax` is parsed without an explicit window.
+pub const DEFAULT_WINDOW: usize = 32;
+
+/// Lanes of the hand-unrolled reductions: independent accumulators let the compiler use SIMD
+/// (it may not reassociate a single running float sum).
+const LANES: usize = 16;
+
+/// Upper bound on the logits buffer of the softmax scorings (floats), so that 128K-token prompts
+/// with a wide window do not allocate `n * window * group` at once.
+const LOGIT_BUDGET: usize = 1 << 24;
+
+/// How each prompt token is scored before pooling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scoring {
+    /// The paper's scoring: `s_j = sum_h q_last,h · k_j,g(h)` over every query head of the last
+    /// prompt token. No softmax and no `1/sqrt(d)`: a constant factor does not change the ranking.
+    Reference,
+    /// Last token only, but each head's scores go through its own softmax over all keys (with
+    /// `1/sqrt(d)`) before the heads are summed, so no single head with large logits dominates.
+    HeadSoftmax,
+    /// SnapKV-style observation-window vote: the last `min(window, n_q)` query tokens, each head
+    /// softmax-normalised over the keys it may causally attend to, summed over tokens and heads.
+    WindowSoftmax {
+        /// Number of trailing query tokens that vote (at least 1).
+        window: usize,
+    },
+}
+
+impl Scoring {
+    /// CLI names, in the order they are documented.
+    pub const NAMES: [&'static str; 3] = ["reference", "head-softmax", "window-softmax"];
+
+    /// Query rows this scoring needs from the end of the prompt.
+    #[must_use]
+    pub fn queries_needed(self) -> usize {
+        match self {
+            Scoring::Reference | Scoring::HeadSoftmax => 1,
+            Scoring::WindowSoftmax { window } => window.max(1),
+        }
+    }
+}
+
+impl fmt::Display for Scoring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The window is a separate CLI option, so the name alone round-trips through FromStr.
+        f.write_str(match self {
+            Scoring::Reference => Self::NAMES[0],
+            Scoring::HeadSoftmax => Self::NAMES[1],
+            Scoring::WindowSoftmax { .. } => Self::NAMES[2],
+        })
+    }
+}
+
+/// Unknown scoring name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseScoringError(String);
+
+impl fmt::Display for ParseScoringError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown scoring {:?} (expected one of: {})",
+            self.0,
+            Scoring::NAMES.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for ParseScoringError {}
+
+impl FromStr for Scoring {
+    type Err = ParseScoringError;
+
+    /// `window-softmax` gets [`DEFAULT_WINDOW`]; callers with a window option overwrite it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "reference" => Ok(Scoring::Reference),
+            "head-softmax" => Ok(Scoring::HeadSoftmax),
+            "window-softmax" => Ok(Scoring::WindowSoftmax {
+                window: DEFAULT_WINDOW,
+            }),
+            other => Err(ParseScoringError(other.to_string())),
+        }
+    }
+}
+
+/// Checked shapes of one `(q, k)` pair.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    n_q: usize,
+    n: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+    /// Query heads per KV head.
+    group: usize,
+}
+
+fn dims(q: &ArrayView3<'_, f32>, k: &ArrayView3<'_, f32>) -> Result<Dims> {
+    let (n_q, n_head, q_dim) = q.dim();
+    let (n, n_head_kv, head_dim) = k.dim();
+    ensure!(n > 0, "no keys to score (n = 0)");
+    ensure!(n_q > 0, "no queries to score with (n_q = 0)");
+    ensure!(n_q <= n, "more query rows ({n_q}) than prompt tokens ({n})");
+    ensure!(
+        n_head > 0 && n_head_kv > 0,
+        "zero heads (n_head {n_head}, n_head_kv {n_head_kv})"
+    );
+    ensure!(
+        q_dim == head_dim,
+        "query head_dim {q_dim} differs from key head_dim {head_dim}"
+    );
+    ensure!(head_dim > 0, "head_dim is 0");
+    ensure!(
+        n_head % n_head_kv == 0,
+        "n_head {n_head} is not a multiple of n_head_kv {n_head_kv}"
+    );
+    Ok(Dims {
+        n_q,
+        n,
+        n_head_kv,
+        head_dim,
+        group: n_head / n_head_kv,
+    })
+}
+
+/// Per-token scores (before pooling) of the prompt's keys under `scoring`.
+///
+/// # Errors
+/// Inconsistent shapes: `n == 0`, `n_q == 0`, `n_q > n`, zero heads, differing `head_dim`,
+/// `n_head` not a multiple of `n_head_kv`, or a window of 0.
+pub fn scores(
+    q: ArrayView3<'_, f32>,
+    k: ArrayView3<'_, f32>,
+    scoring: Scoring,
+) -> Result<Array1<f32>> {
+    let d = dims(&q, &k)?;
+    match scoring {
+        Scoring::Reference => Ok(reference_scores(&q, &k, d)),
+        Scoring::HeadSoftmax => Ok(softmax_scores(&q, &k, d, 1, logit_block(d.n))),
+        Scoring::WindowSoftmax { window } => {
+            ensure!(window > 0, "window-softmax needs a window of at least 1");
+            let w = window.min(d.n_q);
+            Ok(softmax_scores(&q, &k, d, w, logit_block(d.n)))
+        }
+    }
+}
+
+/// Reference scores as one pass over K: by linearity, `sum_h q_h · k_g(h)` equals
+/// `sum_g (sum_{h in g} q_h) · k_g`, i.e. `K[n, n_head_kv*head_dim] · qsum`. At 128K tokens K is
+/// 512 MiB, so this is bound by memory bandwidth; one streaming read is the floor.
+fn reference_scores(q: &ArrayView3<'_, f32>, k: &ArrayView3<'_, f32>, d: Dims) -> Array1<f32> {
+    let last = q.index_axis(Axis(0), d.n_q - 1);
+    let width = d.n_head_kv * d.head_dim;
+    let mut qsum = vec![0.0f32; width];
+    for (h, head) in last.outer_iter().enumerate() {
+        let g = h / d.group;
+        for (acc, &x) in qsum[g * d.head_dim..(g + 1) * d.head_dim]
+            .iter_mut()
+            .zip(head.iter())
+        {
+            *acc += x;
+        }
+    }
+    let k_std = k.as_standard_layout();
+    let rows = k_std.as_slice().expect("standard layout is contiguous");
+    rows.chunks_exact(width)
+        .map(|row| dot(row, &qsum))
+        .collect()
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (a_main, a_tail) = a.split_at(a.len() - a.len() % LANES);
+    let (b_main, b_tail) = b.split_at(a_main.len());
+    for (ca, cb) in a_main.chunks_exact(LANES).zip(b_main.chunks_exact(LANES)) {
+        for i in 0..LANES {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Query rows per logits block for `n` keys (at least one).
+fn logit_block(n: usize) -> usize {
+    (LOGIT_BUDGET / n).max(1)
+}
+
+/// Softmax vote of the last `w` query rows: for each row and head, a softmax (scaled by
+/// `1/sqrt(head_dim)`) over the keys at or before that row's position, summed into `s_j`.
+/// Logits are computed `block` (query, head) rows at a time.
+fn softmax_scores(
+    q: &ArrayView3<'_, f32>,
+    k: &ArrayView3<'_, f32>,
+    d: Dims,
+    w: usize,
+    block: usize,
+) -> Array1<f32> {
+    #[allow(clippy::cast_precision_loss)]
+    let scale = 1.0 / (d.head_dim as f32).sqrt();
+    let first = d.n_q - w;
+    let mut out = vec![0.0f32; d.n];
+    for g in 0..d.n_head_kv {
+        let kg = k.slice(s![.., g, ..]);
+        // (query, head) rows that read KV head g, pre-scaled, with their absolute positions.
+        let mut qg = Array2::<f32>::zeros((w * d.group, d.head_dim));
+        let mut pos = Vec::with_capacity(w * d.group);
+        for t in first..d.n_q {
+            for h in g * d.group..(g + 1) * d.group {
+                let r = pos.len();
+                qg.row_mut(r)
+                    .assign(&q.slice(s![t, h, ..]).mapv(|x| x * scale));
+                pos.push(d.n - d.n_q + t);
+            }
+        }
+        let mut start = 0;
+        while start < pos.len() {
+            let end = (start + block).min(pos.len());
+            let mut logits = qg.slice(s![start..end, ..]).dot(&kg.t());
+            for (mut row, &p) in logits.outer_iter_mut().zip(&pos[start..end]) {
+                let row = row.as_slice_mut().expect("fresh dot output is contiguous");
+                accumulate_softmax(&mut row[..=p], &mut out[..=p]);
+            }
+            start = end;
+        }
+    }
+    Array1::from(out)
+}
+
+/// `out += softmax(logits)`, overwriting `logits` with the exponentials.
+fn accumulate_softmax(logits: &mut [f32], out: &mut [f32]) {
+    let mut lane_max = [f32::NEG_INFINITY; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (m, &x) in lane_max.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lane_max)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    // Lane sums in f32, flushed to f64 every few thousand terms: vectorised, and the rounding
+    // error stays that of a short sum even at 128K keys.
+    let mut sum = 0.0f64;
+    for block in logits.chunks_mut(LANES * 256) {
+        let mut lane_sum = [0.0f32; LANES];
+        let mut chunks = block.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (s, x) in lane_sum.iter_mut().zip(c) {
+                *x = fast_exp(*x - max);
+                *s += *x;
+            }
+        }
+        for x in chunks.into_remainder() {
+            *x = fast_exp(*x - max);
+            sum += f64::from(*x);
+        }
+        sum += lane_sum.iter().map(|&s| f64::from(s)).sum::<f64>();
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    let inv = (1.0 / sum) as f32;
+    for (o, &e) in out.iter_mut().zip(logits.iter()) {
+        *o += e * inv;
+    }
+}
+
+/// `exp(x)` for `x <= 0` (softmax arguments after subtracting the max), branch-free so that it
+/// vectorises; `std`'s `exp` is a libm call per element and dominated the softmax scorings.
+/// Cephes `expf` reduction and polynomial: relative error about 2e-7; results below the smallest
+/// normal float flush to 0.
+#[inline]
+fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Below this 2^n would leave the normal range.
+    const MIN_ARG: f32 = -87.0;
+    let xc = x.clamp(MIN_ARG, 0.0);
+    let n = (xc * LOG2E + 0.5).floor();
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // n is in [-126, 0] after the clamp, so the biased exponent is in [1, 127].
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x < MIN_ARG {
+        0.0
+    } else {
+        e * scale
+    }
+}
+
+/// 1-D average pool with an odd `kernel`, stride 1 and `kernel / 2` zeros of padding on each
+/// side; the divisor is always `kernel` (`PyTorch` `count_include_pad=True`), so the edges are
+/// damped. Output length equals input length.
+///
+/// # Panics
+/// If `kernel` is even (the output would not line up with the input).
+#[must_use]
+pub fn avg_pool(s: ArrayView1<'_, f32>, kernel: usize) -> Array1<f32> {
+    assert!(kernel % 2 == 1, "avg_pool kernel must be odd, got {kernel}");
+    let half = kernel / 2;
+    let n = s.len();
+    let mut padded = vec![0.0f32; n + 2 * half];
+    for (p, &x) in padded[half..half + n].iter_mut().zip(s.iter()) {
+        *p = x;
+    }
+    // Add the kernel's shifted copies one at a time: each pass vectorises, and every window is
+    // summed left to right from scratch (a running sum would drift over 128K positions).
+    let mut out = vec![0.0f32; n];
+    for offset in 0..kernel {
+        for (o, &x) in out.iter_mut().zip(&padded[offset..offset + n]) {
+            *o += x;
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let divisor = kernel as f32;
+    for o in &mut out {
+        *o /= divisor;
+    }
+    Array1::from(out)
+}
+
+/// The reference pooling: kernel 5, stride 1, zero padding 2, divisor 5.
+#[must_use]
+pub fn avg_pool5(s: ArrayView1<'_, f32>) -> Array1<f32> {
+    avg_pool(s, POOL_KERNEL)
+}
+
+/// Ranking key of a score, smaller = better: order-preserving bits of the float, inverted so
+/// that higher scores come first, with every NaN after every number (including -inf).
+fn score_key(x: f32) -> u32 {
+    if x.is_nan() {
+        return u32::MAX;
+    }
+    // -0.0 + 0.0 = +0.0, so the two zeros tie (and fall back to the index).
+    let bits = (x + 0.0).to_bits();
+    let ascending = if bits >> 31 == 1 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    !ascending
+}
+
+/// Marks in `keep` the `budget` best unmarked indices. Candidates are packed into one integer
+/// key (score key high, index low) so `select_nth_unstable` compares plain integers, and the
+/// index in the low bits breaks ties towards the lower index.
+fn mark_best<K: Ord + Copy>(
+    pooled: &[f32],
+    keep: &mut [bool],
+    budget: usize,
+    pack: impl Fn(u32, usize) -> K,
+    index: impl Fn(K) -> usize,
+) {
+    if budget == 0 {
+        return;
+    }
+    let mut cand: Vec<K> = pooled
+        .iter()
+        .zip(keep.iter())
+        .enumerate()
+        .filter(|&(_, (_, &kept))| !kept)
+        .map(|(i, (&x, _))| pack(score_key(x), i))
+        .collect();
+    if budget < cand.len() {
+        cand.select_nth_unstable(budget - 1);
+        cand.truncate(budget);
+    }
+    for &c in &cand {
+        keep[index(c)] = true;
+    }
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn pack64(key: u32, i: usize) -> u64 {
+    (u64::from(key) << 32) | (i as u64)
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn unpack64(c: u64) -> usize {
+    (c & 0xFFFF_FFFF) as usize
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn pack128(key: u32, i: usize) -> u128 {
+    (u128::from(key) << 64) | (i as u128)
+}
+
+#[allow(clippy::cast_possible_truncation)]
+fn unpack128(c: u128) -> usize {
+    (c & u128::from(u64::MAX)) as usize
+}
+
+/// Indices to keep, sorted ascending.
+///
+/// Every index with `protected[i]` is kept and counts against `k`; the rest of the budget,
+/// `k.saturating_sub(n_protected)`, goes to the highest `pooled` scores among the unprotected
+/// indices. The result has `min(max(k, n_protected), n)` entries; `k >= n` keeps everything.
+/// `protected` is either empty (nothing protected) or one flag per score; entries past `n` are
+/// ignored and missing ones count as unprotected.
+///
+/// Ties are broken by the lower index first and NaN scores rank below every number, so the
+/// result is deterministic. Average time O(n) (`select_nth_unstable`, no full sort).
+#[must_use]
+pub fn select_top_k(pooled: ArrayView1<'_, f32>, k: usize, protected: &[bool]) -> Vec<usize> {
+    let n = pooled.len();
+    if k >= n {
+        return (0..n).collect();
+    }
+    let is_protected = |i: usize| protected.get(i).copied().unwrap_or(false);
+    let n_protected = (0..n).filter(|&i| is_protected(i)).count();
+    let budget = k.saturating_sub(n_protected);
+    let mut keep: Vec<bool> = (0..n).map(is_protected).collect();
+    if budget > 0 {
+        let owned;
+        let src = if let Some(s) = pooled.as_slice() {
+            s
+        } else {
+            owned = pooled.to_vec();
+            &owned
+        };
+        // Indices fit 32 bits for any llama.cpp context (positions are i32).
+        if u32::try_from(n).is_ok() {
+            mark_best(src, &mut keep, budget, pack64, unpack64);
+        } else {
+            mark_best(src, &mut keep, budget, pack128, unpack128);
+        }
+    }
+    keep.iter()
+        .enumerate()
+        .filter_map(|(i, &kept)| kept.then_some(i))
+        .collect()
+}
+
+/// Collapse sorted indices into inclusive `(start, end)` runs of consecutive values.
+#[must_use]
+pub fn runs(indices: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &i in indices {
+        match out.last_mut() {
+            Some((_, end)) if i == *end + 1 || i == *end => *end = i,
+            _ => out.push((i, i)),
+        }
+    }
+    out
+}
+
+/// Share of the indices in `target` that appear in the sorted `selected` (1.0 when `target` is
+/// empty).
+#[must_use]
+pub fn recall(selected: &[usize], target: Range<usize>) -> f64 {
+    if target.is_empty() {
+        return 1.0;
+    }
+    let lo = selected.partition_point(|&i| i < target.start);
+    let hi = selected.partition_point(|&i| i < target.end);
+    let inside = &selected[lo..hi];
+    // Count distinct values so a duplicated index cannot push recall past 1.
+    let hits = inside
+        .iter()
+        .enumerate()
+        .filter(|&(j, &i)| j == 0 || inside[j - 1] != i)
+        .count();
+    #[allow(clippy::cast_precision_loss)]
+    let r = hits as f64 / target.len() as f64;
+    r
+}
+
+/// Outcome of [`gemfilter_select`].
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Kept prompt positions, sorted ascending.
+    pub indices: Vec<usize>,
+    /// Pooled score of every prompt position (what the top-k ranked).
+    pub scores: Array1<f32>,
+}
+
+/// Score, pool and select in one call: the whole `GemFilter` selection step.
+///
+/// # Errors
+/// Bad shapes (see [`scores`]), or `protected` neither empty nor one flag per key.
+pub fn gemfilter_select(
+    q: ArrayView3<'_, f32>,
+    k: ArrayView3<'_, f32>,
+    scoring: Scoring,
+    top_k: usize,
+    protected: &[bool],
+) -> Result<Selection> {
+    let n = k.dim().0;
+    if !protected.is_empty() && protected.len() != n {
+        bail!(
+            "protected mask has {} entries for {n} prompt tokens",
+            protected.len()
+        );
+    }
+    let raw = scores(q, k, scoring)?;
+    let pooled = avg_pool5(raw.view());
+    let indices = select_top_k(pooled.view(), top_k, protected);
+    Ok(Selection {
+        indices,
+        scores: pooled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{arr1, Array3};
+
+    /// xorshift64* so tests need no rand crate and are reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn new(seed: u64) -> Self {
+            Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+
+        /// Uniform in [-1, 1).
+        fn next_f32(&mut self) -> f32 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            #[allow(clippy::cast_precision_loss)]
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+            2.0 * u - 1.0
+        }
+
+        fn array3(&mut self, shape: (usize, usize, usize)) -> Array3<f32> {
+            Array3::from_shape_simple_fn(shape, || self.next_f32())
+        }
+    }
+
+    fn naive_reference(q: &Array3<f32>, k: &Array3<f32>) -> Vec<f32> {
+        let (n_q, n_head, hd) = q.dim();
+        let (n, n_kv, _) = k.dim();
+        let group = n_head / n_kv;
+        (0..n)
+            .map(|j| {
+                let mut s = 0.0f64;
+                for h in 0..n_head {
+                    for x in 0..hd {
+                        s += f64::from(q[[n_q - 1, h, x]]) * f64::from(k[[j, h / group, x]]);
+                    }
+                }
+                #[allow(clippy::cast_possible_truncation)]
+                let s = s as f32;
+                s
+            })
+            .collect()
+    }
+
+    /// Softmax vote of the last `w` query rows, written as plainly as possible.
+    fn naive_window(q: &Array3<f32>, k: &Array3<f32>, w: usize) -> Vec<f32> {
+        let (n_q, n_head, hd) = q.dim();
+        let (n, n_kv, _) = k.dim();
+        let group = n_head / n_kv;
+        let mut out = vec![0.0f64; n];
+        for t in n_q - w..n_q {
+            let pos = n - n_q + t;
+            for h in 0..n_head {
+                let logits: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let mut s = 0.0f64;
+                        for x in 0..hd {
+                            s += f64::from(q[[t, h, x]]) * f64::from(k[[j, h / group, x]]);
+                        }
+                        #[allow(clippy::cast_precision_loss)]
+                        let scaled = s / (hd as f64).sqrt();
+                        scaled
+                    })
+                    .collect();
+                let max = logits[..=pos]
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = logits[..=pos].iter().map(|l| (l - max).exp()).sum();
+                for j in 0..=pos {
+                    out[j] += (logits[j] - max).exp() / z;
+                }
+            }
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        out.into_iter().map(|x| x as f32).collect()
+    }
+
+    fn assert_close(got: &[f32], want: &[f32], rel: f32) {
+        assert_eq!(got.len(), want.len());
+        let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);
+        for (j, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (g - w).abs() <= rel * scale.max(w.abs()),
+                "index {j}: got {g}, want {w}"
+            );
+        }
+    }
+
+    fn naive_pool(s: &[f32], kernel: usize) -> Vec<f32> {
+        let half = kernel / 2;
+        let mut padded = vec![0.0f32; half];
+        padded.extend_from_slice(s);
+        padded.extend(std::iter::repeat_n(0.0, half));
+        #[allow(clippy::cast_precision_loss)]
+        padded
+            .windows(kernel)
+            .map(|w| w.iter().sum::<f32>() / kernel as f32)
+            .collect()
+    }
+
+    #[test]
+    fn reference_matches_naive_for_gqa_ratios() {
+        let mut rng = Rng::new(1);
+        // (n_head, n_head_kv): ratios 1, 3, 4, 8.
+        for (n_head, n_kv) in [(3, 3), (9, 3), (8, 2), (32, 4)] {
+            for (n, n_q, hd) in [(37, 1, 16), (50, 4, 24), (5, 5, 3)] {
+                let q = rng.array3((n_q, n_head, hd));
+                let k = rng.array3((n, n_kv, hd));
+                let got = scores(q.view(), k.view(), Scoring::Reference).unwrap();
+                assert_close(got.as_slice().unwrap(), &naive_reference(&q, &k), 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn reference_uses_only_the_last_query() {
+        let mut rng = Rng::new(2);
+        let mut q = rng.array3((3, 4, 8));
+        let k = rng.array3((10, 2, 8));
+        let before = scores(q.view(), k.view(), Scoring::Reference).unwrap();
+        q.slice_mut(s![..2, .., ..]).fill(100.0);
+        let after = scores(q.view(), k.view(), Scoring::Reference).unwrap();
+        assert_eq!(before, after);
+    }
+
+    #[test]
+    fn reference_accepts_non_contiguous_views() {
+        let mut rng = Rng::new(3);
+        let q = rng.array3((2, 4, 8));
+        let k_wide = rng.array3((12, 2, 16));
+        let k = k_wide.slice(s![.., .., ..8]);
+        let got = scores(q.view(), k, Scoring::Reference).unwrap();
+        assert_close(
+            got.as_slice().unwrap(),
+            &naive_reference(&q, &k.to_owned()),
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn head_softmax_matches_naive() {
+        let mut rng = Rng::new(4);
+        for (n_head, n_kv) in [(3, 3), (9, 3), (8, 2)] {
+            let q = rng.array3((3, n_head, 16)).mapv(|x| 4.0 * x);
+            let k = rng.array3((41, n_kv, 16));
+            let got = scores(q.view(), k.view(), Scoring::HeadSoftmax).unwrap();
+            assert_close(got.as_slice().unwrap(), &naive_window(&q, &k, 1), 1e-4);
+            // Each head contributes a distribution summing to 1.
+            #[allow(clippy::cast_precision_loss)]
+            let total = n_head as f32;
+            assert!((got.sum() - total).abs() < 1e-3 * total);
+        }
+    }
+
+    #[test]
+    fn window_softmax_matches_naive() {
+        let mut rng = Rng::new(5);
+        for (n_head, n_kv, n_q, window) in [(4, 2, 6, 6), (9, 3, 8, 5), (8, 8, 3, 10)] {
+            let q = rng.array3((n_q, n_head, 12)).mapv(|x| 3.0 * x);
+            let k = rng.array3((23, n_kv, 12));
+            let got = scores(q.view(), k.view(), Scoring::WindowSoftmax { window }).unwrap();
+            let want = naive_window(&q, &k, window.min(n_q));
+            assert_close(got.as_slice().unwrap(), &want, 1e-4);
+        }
+    }
+
+    #[test]
+    fn window_softmax_respects_the_causal_mask() {
+        // 4 query rows at positions 6..9 of a 10-token prompt; the key at position 8 would take
+        // nearly all the mass of any query that could see it.
+        let (n, n_q, hd) = (10, 4, 4);
+        let mut q = Array3::<f32>::zeros((n_q, 2, hd));
+        q.slice_mut(s![.., .., 0]).fill(1.0);
+        let mut k = Array3::<f32>::zeros((n, 1, hd));
+        k[[8, 0, 0]] = 1000.0;
+        let got = scores(q.view(), k.view(), Scoring::WindowSoftmax { window: 4 }).unwrap();
+        // Queries at positions 6 and 7 cannot see key 8: each spreads 2 heads uniformly over
+        // 7 and 8 keys. Queries at 8 and 9 put all their mass (2 heads each) on key 8.
+        let early = 2.0 / 7.0 + 2.0 / 8.0;
+        for j in 0..6 {
+            assert!((got[j] - early).abs() < 1e-5, "key {j}: {}", got[j]);
+        }
+        assert!((got[6] - early).abs() < 1e-5);
+        assert!((got[7] - 2.0 / 8.0).abs() < 1e-5);
+        assert!((got[8] - 4.0).abs() < 1e-4, "key 8: {}", got[8]);
+        assert!(got[9].abs() < 1e-6, "key 9: {}", got[9]);
+        assert_close(got.as_slice().unwrap(), &naive_window(&q, &k, 4), 1e-4);
+    }
+
+    #[test]
+    fn window_of_one_equals_head_softmax() {
+        let mut rng = Rng::new(6);
+        let q = rng.array3((5, 8, 16)).mapv(|x| 3.0 * x);
+        let k = rng.array3((30, 2, 16));
+        let a = scores(q.view(), k.view(), Scoring::HeadSoftmax).unwrap();
+        let b = scores(q.view(), k.view(), Scoring::WindowSoftmax { window: 1 }).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn window_softmax_block_size_does_not_matter() {
+        let mut rng = Rng::new(7);
+        let q = rng.array3((6, 8, 8)).mapv(|x| 3.0 * x);
+        let k = rng.array3((29, 2, 8));
+        let d = dims(&q.view(), &k.view()).unwrap();
+        let want = naive_window(&q, &k, 5);
+        for block in [1, 3, 4, 7, 20, 1000] {
+            let got = softmax_scores(&q.view(), &k.view(), d, 5, block);
+            assert_close(got.as_slice().unwrap(), &want, 1e-4);
+        }
+        assert_eq!(logit_block(LOGIT_BUDGET * 2), 1);
+        assert_eq!(logit_block(LOGIT_BUDGET / 4), 4);
+    }
+
+    #[test]
+    fn window_zero_is_an_error() {
+        let q = Array3::<f32>::zeros((1, 1, 2));
+        let k = Array3::<f32>::zeros((3, 1, 2));
+        assert!(scores(q.view(), k.view(), Scoring::WindowSoftmax { window: 0 }).is_err());
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let z = |a, b, c| Array3::<f32>::zeros((a, b, c));
+        let cases = [
+            (z(1, 6, 8), z(10, 4, 8), "n_head % n_head_kv"),
+            (z(1, 4, 8), z(10, 2, 16), "head_dim mismatch"),
+            (z(1, 4, 8), z(0, 2, 8), "n == 0"),
+            (z(0, 4, 8), z(10, 2, 8), "n_q == 0"),
+            (z(11, 4, 8), z(10, 2, 8), "n_q > n"),
+            (z(1, 4, 8), z(10, 0, 8), "no kv heads"),
+            (z(1, 0, 8), z(10, 2, 8), "no query heads"),
+            (z(1, 4, 0), z(10, 2, 0), "head_dim 0"),
+        ];
+        for (q, k, what) in &cases {
+            for sc in [
+                Scoring::Reference,
+                Scoring::HeadSoftmax,
+                Scoring::WindowSoftmax { window: 2 },
+            ] {
+                assert!(scores(q.view(), k.view(), sc).is_err(), "{what} {sc}");
+                assert!(
+                    gemfilter_select(q.view(), k.view(), sc, 4, &[]).is_err(),
+                    "{what} {sc}"
+                );
+            }
+        }
+        let q = z(1, 4, 8);
+        let k = z(10, 2, 8);
+        assert!(gemfilter_select(q.view(), k.view(), Scoring::Reference, 4, &[true; 9]).is_err());
+        assert!(gemfilter_select(q.view(), k.view(), Scoring::Reference, 4, &[true; 10]).is_ok());
+    }
+
+    #[test]
+    fn scoring_names_round_trip() {
+        for name in Scoring::NAMES {
+            let s: Scoring = name.parse().unwrap();
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(
+            "window-softmax".parse::<Scoring>().unwrap(),
+            Scoring::WindowSoftmax {
+                window: DEFAULT_WINDOW
+            }
+        );
+        assert!("softmax".parse::<Scoring>().is_err());
+        assert_eq!(Scoring::WindowSoftmax { window: 7 }.queries_needed(), 7);
+        assert_eq!(Scoring::Reference.queries_needed(), 1);
+    }
+
+    #[test]
+    fn avg_pool5_hand_values() {
+        let got = avg_pool5(arr1(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).view());
+        assert_close(
+            got.as_slice().unwrap(),
+            &[1.2, 2.0, 3.0, 4.0, 3.6, 3.0],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn avg_pool5_short_inputs() {
+        assert_eq!(avg_pool5(arr1(&[5.0]).view()), arr1(&[1.0]));
+        assert_close(
+            avg_pool5(arr1(&[5.0, 10.0]).view()).as_slice().unwrap(),
+            &[3.0, 3.0],
+            1e-6,
+        );
+        assert_eq!(avg_pool5(Array1::<f32>::zeros(0).view()).len(), 0);
+    }
+
+    #[test]
+    fn avg_pool_matches_padded_naive() {
+        let mut rng = Rng::new(8);
+        for n in [1, 2, 3, 4, 5, 6, 17, 100] {
+            let s: Array1<f32> = (0..n).map(|_| rng.next_f32()).collect();
+            for kernel in [1, 3, 5, 7] {
+                let got = avg_pool(s.view(), kernel);
+                assert_close(
+                    got.as_slice().unwrap(),
+                    &naive_pool(s.as_slice().unwrap(), kernel),
+                    1e-6,
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "odd")]
+    fn avg_pool_rejects_even_kernel() {
+        let _ = avg_pool(arr1(&[1.0, 2.0]).view(), 4);
+    }
+
+    #[test]
+    fn top_k_basics() {
+        let s = arr1(&[0.1, 0.9, 0.3, 0.8, 0.2, 0.7]);
+        assert_eq!(select_top_k(s.view(), 6, &[]), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(select_top_k(s.view(), 100, &[]), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(select_top_k(s.view(), 3, &[]), vec![1, 3, 5]);
+        assert_eq!(select_top_k(s.view(), 1, &[]), vec![1]);
+        assert_eq!(select_top_k(s.view(), 0, &[]), Vec::<usize>::new());
+        assert_eq!(
+            select_top_k(Array1::zeros(0).view(), 3, &[]),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn top_k_matches_sort_on_random_data() {
+        let mut rng = Rng::new(9);
+        let n = 1000;
+        let s: Array1<f32> = (0..n).map(|_| (rng.next_f32() * 20.0).round()).collect();
+        for k in [1, 10, 137, 999] {
+            let got = select_top_k(s.view(), k, &[]);
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| s[b].partial_cmp(&s[a]).unwrap().then(a.cmp(&b)));
+            let mut want = order[..k].to_vec();
+            want.sort_unstable();
+            assert_eq!(got, want, "k {k}");
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
+    fn top_k_ties_take_lower_indices() {
+        let s = arr1(&[1.0; 8]);
+        assert_eq!(select_top_k(s.view(), 3, &[]), vec![0, 1, 2]);
+        let s = arr1(&[0.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0]);
+        assert_eq!(select_top_k(s.view(), 4, &[]), vec![1, 2, 3, 5]);
+    }
+
+    #[test]
+    fn top_k_protected_kept_and_counted() {
+        let s = arr1(&[9.0, 0.0, 8.0, 0.1, 7.0, 0.2]);
+        let p = [false, true, false, false, false, true];
+        // Two protected use two of the four slots; the two best unprotected fill the rest.
+        assert_eq!(select_top_k(s.view(), 4, &p), vec![0, 1, 2, 5]);
+        assert_eq!(select_top_k(s.view(), 2, &p), vec![1, 5]);
+        // More protected than k: all protected, nothing else.
+        assert_eq!(select_top_k(s.view(), 1, &p), vec![1, 5]);
+        assert_eq!(select_top_k(s.view(), 0, &p), vec![1, 5]);
+        let all = [true; 6];
+        assert_eq!(select_top_k(s.view(), 2, &all), vec![0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn top_k_nan_ranks_lowest() {
+        let s = arr1(&[f32::NAN, -5.0, f32::NAN, -7.0, f32::NEG_INFINITY]);
+        assert_eq!(select_top_k(s.view(), 2, &[]), vec![1, 3]);
+        assert_eq!(select_top_k(s.view(), 3, &[]), vec![1, 3, 4]);
+        assert_eq!(select_top_k(s.view(), 4, &[]), vec![0, 1, 3, 4]);
+    }
+
+    #[test]
+    fn score_key_orders_scores() {
+        let ordered = [
+            f32::INFINITY,
+            1e30,
+            2.5,
+            1e-40,
+            0.0,
+            -1e-40,
+            -2.5,
+            -1e30,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ];
+        for w in ordered.windows(2) {
+            assert!(score_key(w[0]) < score_key(w[1]), "{} vs {}", w[0], w[1]);
+        }
+        assert_eq!(score_key(0.0), score_key(-0.0));
+        assert_eq!(score_key(f32::NAN), score_key(-f32::NAN));
+        // Zeros of both signs tie, so the lower index wins.
+        assert_eq!(
+            select_top_k(arr1(&[-1.0, 0.0, -0.0]).view(), 1, &[]),
+            vec![1]
+        );
+        assert_eq!(
+            select_top_k(arr1(&[-1.0, -0.0, 0.0]).view(), 1, &[]),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn wide_keys_agree_with_narrow_keys() {
+        let mut rng = Rng::new(10);
+        let s: Vec<f32> = (0..500).map(|_| (rng.next_f32() * 8.0).round()).collect();
+        let prot: Vec<bool> = (0..500).map(|i| i % 7 == 0).collect();
+        for budget in [0, 1, 50, 400, 500] {
+            let mut a = prot.clone();
+            let mut b = prot.clone();
+            mark_best(&s, &mut a, budget, pack64, unpack64);
+            mark_best(&s, &mut b, budget, pack128, unpack128);
+            assert_eq!(a, b, "budget {budget}");
+            let added = a.iter().filter(|&&x| x).count() - prot.iter().filter(|&&x| x).count();
+            assert_eq!(added, budget.min(500 - 72));
+        }
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in 0..=200_000 {
+            let x = -90.0 * f64::from(i) / 200_000.0;
+            #[allow(clippy::cast_possible_truncation)]
+            let xf = x as f32;
+            let want = f64::from(xf).exp();
+            let got = f64::from(fast_exp(xf));
+            if xf >= -87.0 {
+                worst = worst.max((got - want).abs() / want);
+            } else {
+                assert!(got == 0.0 || (got - want).abs() < 1e-37, "x {xf}: {got}");
+            }
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!((fast_exp(0.0) - 1.0).abs() < 1e-7);
+        assert_eq!(fast_exp(-1000.0), 0.0);
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+    }
+
+    #[test]
+    fn runs_examples() {
+        assert_eq!(runs(&[]), Vec::<(usize, usize)>::new());
+        assert_eq!(runs(&[4]), vec![(4, 4)]);
+        assert_eq!(
+            runs(&[0, 1, 2, 5, 7, 8, 10]),
+            vec![(0, 2), (5, 5), (7, 8), (10, 10)]
+        );
+    }
+
+    #[test]
+    fn recall_examples() {
+        let sel = [1, 2, 3, 7, 9];
+        assert!((recall(&sel, 0..4) - 0.75).abs() < 1e-12);
+        assert!((recall(&sel, 1..4) - 1.0).abs() < 1e-12);
+        assert!((recall(&sel, 4..7)).abs() < 1e-12);
+        assert!((recall(&sel, 7..11) - 0.5).abs() < 1e-12);
+        assert!((recall(&sel, 5..5) - 1.0).abs() < 1e-12);
+        assert!((recall(&[], 0..3)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gemfilter_select_end_to_end() {
+        // One KV head, keys aligned with the query at positions 10..13: those and their pooled
+        // neighbourhood win.
+        let n = 40;
+        let mut q = Array3::<f32>::zeros((1, 2, 4));
+        q.slice_mut(s![0, .., 0]).fill(1.0);
+        let mut k = Array3::<f32>::zeros((n, 1, 4));
+        for j in 10..13 {
+            k[[j, 0, 0]] = 1.0;
+        }
+        let mut protected = vec![false; n];
+        protected[39] = true;
+        let sel = gemfilter_select(q.view(), k.view(), Scoring::Reference, 4, &protected).unwrap();
+        assert_eq!(sel.indices, vec![10, 11, 12, 39]);
+        assert_eq!(sel.scores.len(), n);
+        assert!((sel.scores[11] - 6.0 / 5.0).abs() < 1e-6);
+        assert!((recall(&sel.indices, 10..13) - 1.0).abs() < 1e-12);
+    }
+}

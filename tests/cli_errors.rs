@@ -1,0 +1,100 @@
+//! Bad input: one clear error line, non-zero exit, no panic, nothing on stdout.
+
+use crate::util::*;
+
+#[test]
+fn missing_model_file() {
+    let o = run(&["-m", "/nonexistent/model.gguf", "-p", "hi"]);
+    assert_one_error(&o, "cannot be read");
+}
+
+#[test]
+fn model_path_is_a_directory() {
+    let d = tmpdir("dir");
+    let o = run(&["-m", d.to_str().unwrap(), "-p", "hi"]);
+    assert_one_error(&o, "is a directory");
+}
+
+#[test]
+fn model_is_not_gguf() {
+    let d = tmpdir("notgguf");
+    let f = write(&d, "x.gguf", b"this is plain text, not a model\n");
+    assert_one_error(&run(&["-m", f.to_str().unwrap(), "-p", "hi"]), "not a GGUF");
+}
+
+#[test]
+fn truncated_gguf() {
+    let d = tmpdir("trunc");
+    let full = std::fs::read(smollm2()).unwrap();
+    let f = write(&d, "half.gguf", &full[..full.len() / 2]);
+    assert_one_error(&run(&["-m", f.to_str().unwrap(), "-p", "hi"]), "truncated");
+}
+
+#[test]
+fn empty_prompt() {
+    let m = smollm2();
+    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", ""]), "empty prompt");
+    let d = tmpdir("empty");
+    let f = write(&d, "empty.txt", b"  \n");
+    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap()]), "empty prompt");
+}
+
+#[test]
+fn prompt_longer_than_context() {
+    let m = smollm2();
+    let d = tmpdir("long");
+    let f = write(&d, "doc.txt", haystack(4000, "", 0.5).as_bytes());
+    let o = run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "Summarise.", "-c", "256"]);
+    assert_one_error(&o, "more than the context size (-c) of 256 tokens");
+}
+
+#[test]
+fn gem_layer_out_of_range() {
+    let m = smollm2();
+    let o = run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-layer", "30"]);
+    assert_one_error(&o, "--gem-layer 30 is out of range: the model has 30 layers");
+}
+
+#[test]
+fn gem_topk_zero() {
+    let m = smollm2();
+    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-topk", "0"]), "--gem-topk must be at least 1");
+}
+
+#[test]
+fn unreadable_and_non_utf8_prompt_files() {
+    let m = smollm2();
+    let o = run(&["-m", m.to_str().unwrap(), "-f", "/nonexistent/doc.txt", "-p", "q"]);
+    assert_one_error(&o, "cannot read prompt file");
+    let d = tmpdir("latin1");
+    let f = write(&d, "latin1.txt", b"caf\xe9 au lait\n");
+    let o = run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "q"]);
+    assert_one_error(&o, "not valid UTF-8");
+}
+
+#[test]
+fn unknown_scoring_and_cache_type() {
+    let m = smollm2();
+    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-scoring", "magic"]), "magic");
+    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "-ctk", "q3_x"]), "unknown KV cache type");
+}
+
+#[test]
+fn sliding_window_layer_is_refused() {
+    let Some(g) = gemma3() else {
+        eprintln!("skipped: Gemma-3-270M not fetched");
+        return;
+    };
+    let o = run(&["-m", g.to_str().unwrap(), "-p", "hi", "--gem-layer", "4"]);
+    assert_one_error(&o, "layer 4 of");
+    assert!(stderr(&o).contains("sliding-window") && stderr(&o).contains("5, 11, 17"), "{}", stderr(&o));
+}
+
+#[test]
+fn usage_errors_exit_2_without_panic() {
+    let o = run(&["--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("panicked"));
+    let o = run(&["-p", "hi"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

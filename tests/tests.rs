@@ -1,0 +1,9 @@
+//! One test binary: CLI behaviour, engine internals and end-to-end answers on the real
+//! SmolLM2-135M (CPU). Model-loading tests run on one thread (`--test-threads=1` in make test)
+//! because llama.cpp's backend is process-wide.
+
+mod util;
+
+mod cli_errors;
+mod engine;
+mod end_to_end;

@@ -1,0 +1,85 @@
+//! Shared helpers: paths to the real test models, running the binary, building haystacks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// SmolLM2-135M-Instruct (fetched by `make test` / scripts/fetch-models.sh).
+pub fn smollm2() -> PathBuf {
+    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run `make models` (scripts/fetch-models.sh)", p.display());
+    p
+}
+
+/// Gemma-3-270M, when fetched (`scripts/fetch-models.sh gemma3`).
+pub fn gemma3() -> Option<PathBuf> {
+    let p = root().join("models/gemma-3-270m-q4_k_m.gguf");
+    p.exists().then_some(p)
+}
+
+pub fn gemfilter() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gemfilter"));
+    c.env_remove("GEMFILTER_PRESETS");
+    c
+}
+
+/// Run and return output; stdin closed.
+pub fn run(args: &[&str]) -> Output {
+    gemfilter().args(args).stdin(std::process::Stdio::null()).output().expect("spawn gemfilter")
+}
+
+/// A fresh temporary directory for one test.
+pub fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gemfilter-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The bundled haystack cut to about `chars` characters at a sentence end, with `needle`
+/// inserted after the sentence nearest `depth` (0.0..=1.0).
+pub fn haystack(chars: usize, needle: &str, depth: f64) -> String {
+    let text = std::fs::read_to_string(root().join("data/haystack.txt")).unwrap();
+    let mut cut = text[..chars.min(text.len())].to_string();
+    if let Some(end) = cut.rfind(". ") {
+        cut.truncate(end + 1);
+    }
+    let at = (cut.len() as f64 * depth) as usize;
+    let pos = cut[at..].find(". ").map_or(cut.len(), |p| at + p + 1);
+    format!("{} {needle}{}", &cut[..pos], &cut[pos..])
+}
+
+pub fn write(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failed run that printed exactly one error line containing `what`, nothing on stdout,
+/// and no panic.
+pub fn assert_one_error(o: &Output, what: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "not an error line: {err}");
+    assert!(lines[0].contains(what), "error line lacks {what:?}: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    assert!(o.stdout.is_empty(), "stdout not empty: {}", stdout(o));
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "run failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(o)))
+}
