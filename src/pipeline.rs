@@ -2,13 +2,14 @@
 //! the selected tokens → generate. With GemFilter off, the same path on the whole prompt.
 //! `run`, `bench` and `niah` all go through [`answer`] so they measure the same thing.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::capture::CaptureSpec;
-use crate::engine::{prefill, ContextOptions, Engine};
+use crate::engine::{prefill, prefix, ContextOptions, Engine, LoadOptions};
 use crate::generate::{generate, GenLimits, Generated, Sampling, TokenSink};
 use crate::report::Timings;
 use crate::select::{self, Scoring};
@@ -23,6 +24,68 @@ pub struct GemSettings {
     pub q_window: usize,
     /// Disable the early exit (tests use it to show the exit is real).
     pub no_early_exit: bool,
+    /// Run the filter pass on the cached (r+1)-layer prefix model instead of the full model.
+    pub prefix: bool,
+}
+
+/// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
+/// answer (full model) never hold the device at the same time.
+pub struct Models {
+    pub path: PathBuf,
+    pub n_layer: usize,
+    pub opts: LoadOptions,
+    full: Option<Engine>,
+    /// Seconds spent loading models so far.
+    pub load_secs: f64,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models").field("path", &self.path).field("loaded", &self.full.is_some()).finish()
+    }
+}
+
+impl Models {
+    #[must_use]
+    pub fn new(path: PathBuf, n_layer: usize, opts: LoadOptions) -> Self {
+        Self { path, n_layer, opts, full: None, load_secs: 0.0 }
+    }
+
+    /// The full model, loaded on first use.
+    ///
+    /// # Errors
+    /// Load failures.
+    pub fn full(&mut self) -> Result<&Engine> {
+        if self.full.is_none() {
+            let t0 = Instant::now();
+            self.full = Some(Engine::load(&self.path, &self.opts)?);
+            self.load_secs += t0.elapsed().as_secs_f64();
+        }
+        Ok(self.full.as_ref().expect("loaded above"))
+    }
+
+    /// Free the full model (before a prefix-model filter pass).
+    pub fn release_full(&mut self) {
+        self.full = None;
+    }
+
+    /// Selection as configured: on the prefix model (full model freed first) or the full one.
+    ///
+    /// # Errors
+    /// Prefix writing, loading or filter-pass failures.
+    pub fn select(&mut self, tokens: &[LlamaToken], protected: &[bool], gem: &GemSettings, ctx: &ContextOptions, progress: bool) -> Result<Selected> {
+        if gem.prefix && gem.layer + 1 < self.n_layer {
+            self.release_full();
+            let path = prefix::prefix_model(&self.path, gem.layer + 1, self.n_layer)?;
+            let t0 = Instant::now();
+            let engine = Engine::load(&path, &self.opts)?;
+            self.load_secs += t0.elapsed().as_secs_f64();
+            select_tokens(&engine, tokens, protected, gem, ctx, progress)
+        } else {
+            let engine = self.full()?;
+            select_tokens(engine, tokens, protected, gem, ctx, progress)
+        }
+    }
 }
 
 /// Result of selection.
@@ -94,6 +157,8 @@ pub struct Job<'a> {
 pub struct Outcome {
     pub generated: Generated,
     pub selected: Option<Selected>,
+    /// Seconds of model loading inside this answer (prefix and full model after it).
+    pub load_secs: f64,
     /// Set when GemFilter was on but the prompt was too short to filter.
     pub skipped: Option<String>,
     pub n_rerun: usize,
@@ -118,12 +183,13 @@ fn gen_ctx_size(job: &Job<'_>, n_used: usize) -> Result<u32> {
 ///
 /// # Errors
 /// Any llama.cpp failure, or a sink error.
-pub fn answer(engine: &Engine, job: &Job<'_>, sink: &mut dyn TokenSink) -> Result<Outcome> {
+pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> Result<Outcome> {
     let n = job.tokens.len();
     if n == 0 {
         bail!("empty prompt");
     }
     let t_start = Instant::now();
+    let load0 = models.load_secs;
     let n_protected = job.protected.iter().filter(|&&p| p).count();
     let mut skipped = None;
     let mut selected = None;
@@ -134,14 +200,7 @@ pub fn answer(engine: &Engine, job: &Job<'_>, sink: &mut dyn TokenSink) -> Resul
                 gem.top_k.max(n_protected)
             ));
         } else {
-            selected = Some(select_tokens(
-                engine,
-                job.tokens,
-                job.protected,
-                gem,
-                &job.ctx,
-                job.progress,
-            )?);
+            selected = Some(models.select(job.tokens, job.protected, gem, &job.ctx, job.progress)?);
         }
     }
     let rerun_tokens: Vec<LlamaToken> = match &selected {
@@ -149,6 +208,7 @@ pub fn answer(engine: &Engine, job: &Job<'_>, sink: &mut dyn TokenSink) -> Resul
         None => job.tokens.to_vec(),
     };
     let t_rerun = Instant::now();
+    let engine = models.full()?;
     let n_ctx = gen_ctx_size(job, rerun_tokens.len())?;
     let mut ctx = engine.session(&job.ctx, n_ctx)?;
     prefill(
@@ -189,7 +249,9 @@ pub fn answer(engine: &Engine, job: &Job<'_>, sink: &mut dyn TokenSink) -> Resul
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
+    let load_secs = models.load_secs - load0;
     Ok(Outcome {
+        load_secs,
         generated,
         selected,
         skipped,

@@ -11,7 +11,7 @@ use crate::engine::{ContextOptions, Engine, LoadOptions};
 use crate::generate::{GenLimits, Sampling, TokenSink};
 use crate::gguf_info::{self, ModelMeta, SUPPORTED_ARCHS};
 use crate::notice;
-use crate::pipeline::{answer, GemSettings, Job, Outcome};
+use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
 use crate::prompt::{self, Assembled, PromptInput};
 use crate::report::RunRecord;
 use crate::select::{self, Scoring};
@@ -104,14 +104,16 @@ pub fn open_model(m: &crate::cli::llama::ModelArgs) -> Result<(ModelMeta, Engine
     let path = model_path(m)?;
     let meta = gguf_info::read(path)?;
     let t0 = Instant::now();
-    let engine = Engine::load(
-        path,
-        &LoadOptions {
-            n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
-            verbose: m.verbose,
-        },
-    )?;
+    let engine = Engine::load(path, &load_options(m)?)?;
     Ok((meta, engine, t0.elapsed().as_secs_f64()))
+}
+
+/// Load options from the model flags.
+///
+/// # Errors
+/// A bad -ngl value.
+pub fn load_options(m: &crate::cli::llama::ModelArgs) -> Result<LoadOptions> {
+    Ok(LoadOptions { n_gpu_layers: gpu_layers(&m.n_gpu_layers)?, verbose: m.verbose })
 }
 
 /// The `-m` path (clap enforces it outside subcommands).
@@ -191,7 +193,8 @@ pub fn gem_settings(args: &crate::cli::llama::GemArgs, meta: &ModelMeta) -> Resu
         top_k,
         scoring,
         q_window,
-        no_early_exit: false,
+        no_early_exit: args.gem_no_early_exit,
+        prefix: args.gem_prefix == OnOff::On,
     })
 }
 
@@ -253,14 +256,14 @@ pub fn run(args: &RunArgs) -> Result<()> {
         None
     };
 
-    let (_, engine, load_s) = open_model(&args.model)?;
-    let template = prompt::choose_template(
-        &engine.model,
-        args.prompt.no_conversation,
-        args.prompt.chat_template.as_deref(),
-    )?;
-    let assembled = prompt::assemble(&engine.model, &input, &template)?;
-    let n_ctx_train = engine.model.n_ctx_train();
+    let path = model_path(&args.model)?.to_path_buf();
+    let load = load_options(&args.model)?;
+    let t0 = Instant::now();
+    let vocab = Engine::load_vocab(&path, &load)?;
+    let template = prompt::choose_template(&vocab.model, args.prompt.no_conversation, args.prompt.chat_template.as_deref())?;
+    let assembled = prompt::assemble(&vocab.model, &input, &template)?;
+    let n_ctx_train = vocab.model.n_ctx_train();
+    let vocab_s = t0.elapsed().as_secs_f64();
     let ctx_limit = if args.model.ctx_size > 0 {
         args.model.ctx_size
     } else {
@@ -324,8 +327,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let mut sink = Stdout {
         enabled: !args.gem.json,
     };
-    let mut out = answer(&engine, &job, &mut sink)?;
-    out.timings.load_s = load_s;
+    let mut models = Models::new(path, meta.block_count, load);
+    let mut out = answer(&mut models, &job, &mut sink)?;
+    out.timings.load_s = vocab_s + out.load_secs;
     if let Some(why) = &out.skipped {
         notice!(
             "{why}{}",
@@ -337,7 +341,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
     if args.gem.gem_show {
-        show_selection(&engine, &assembled, &out);
+        show_selection(&vocab, &assembled, &out);
     }
     if args.model.verbose {
         if let Some(s) = &out.selected {

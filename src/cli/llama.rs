@@ -211,6 +211,15 @@ pub struct GemArgs {
     #[arg(long = "gem-window", value_name = "W")]
     pub gem_window: Option<usize>,
 
+    /// Run the filter pass on a cached copy of the model cut to layers 0..=r (on), so the
+    /// later layers' weights and KV cache are never allocated; or on the full model (off).
+    #[arg(long = "gem-prefix", value_enum, default_value = "on")]
+    pub gem_prefix: OnOff,
+
+    /// Debug: compute every layer in the filter pass (no early exit).
+    #[arg(long = "gem-no-early-exit", hide = true)]
+    pub gem_no_early_exit: bool,
+
     /// Print the selected text to stderr, runs separated by " [...] ".
     #[arg(long = "gem-show")]
     pub gem_show: bool,

@@ -221,3 +221,34 @@ mod tests {
         assert_eq!(f16_to_f32(0), 0.0);
     }
 }
+
+/// Write a copy of the GGUF at `input` that keeps only layers `0..keep_layers` (tensors copied
+/// as they are, `block_count` updated) — llama.cpp's own `prune_layers` path of
+/// `llama_model_quantize`. The filter pass runs on it so that neither weights nor KV cache of
+/// the later layers ever reach the device.
+///
+/// # Errors
+/// Paths that are not valid C strings, `keep_layers` ≥ `n_layer`, or llama.cpp failing to write.
+pub fn write_prefix_model(input: &std::path::Path, output: &std::path::Path, keep_layers: usize, n_layer: usize) -> Result<(), String> {
+    use std::ffi::CString;
+    if keep_layers == 0 || keep_layers >= n_layer {
+        return Err(format!("cannot keep {keep_layers} of {n_layer} layers"));
+    }
+    let cin = CString::new(input.as_os_str().as_encoded_bytes()).map_err(|_| "model path has a NUL byte")?;
+    let cout = CString::new(output.as_os_str().as_encoded_bytes()).map_err(|_| "cache path has a NUL byte")?;
+    let mut prune: Vec<i32> = (keep_layers..n_layer).map(|l| i32::try_from(l).unwrap_or(i32::MAX)).collect();
+    prune.push(-1);
+    // SAFETY: default params are plain data; we point prune_layers at a -1-terminated vector that
+    // outlives the call, and both paths are NUL-terminated C strings alive across the call.
+    let rc = unsafe {
+        let mut p = sys::llama_model_quantize_default_params();
+        p.only_copy = true;
+        p.prune_layers = prune.as_ptr();
+        sys::llama_model_quantize(cin.as_ptr(), cout.as_ptr(), &p)
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("llama_model_quantize returned {rc}"))
+    }
+}

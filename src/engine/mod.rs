@@ -2,6 +2,7 @@
 //! ordinary prefill + generation sessions. FFI details live in [`ffi`].
 
 pub mod ffi;
+pub mod prefix;
 
 use std::num::NonZeroU32;
 use std::path::Path;
@@ -42,6 +43,8 @@ pub struct LoadOptions {
 
 /// llama.cpp's backend can be initialised once per process; every engine shares it.
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+/// Device memory in use before this process loaded anything (other processes, driver).
+static DEVICE_BASELINE: OnceLock<Option<u64>> = OnceLock::new();
 
 fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
     if let Some(b) = BACKEND.get() {
@@ -51,15 +54,15 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
     if !verbose {
         b.void_logs();
     }
-    Ok(BACKEND.get_or_init(|| b))
+    let b = BACKEND.get_or_init(|| b);
+    DEVICE_BASELINE.get_or_init(ffi::device_memory_used);
+    Ok(b)
 }
 
 /// A loaded model and the llama.cpp backend it needs.
 pub struct Engine {
     pub model: LlamaModel,
     backend: &'static LlamaBackend,
-    /// Device memory in use before the model was loaded (other processes, driver context).
-    pub device_mem_baseline: Option<u64>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -83,9 +86,20 @@ impl Engine {
     /// Backend initialisation or model load failure (llama.cpp's reason is in its log, shown
     /// with `-v`).
     pub fn load(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with(path, opts, false)
+    }
+
+    /// Load only the vocabulary and metadata (tokenizing, chat template): no weights.
+    ///
+    /// # Errors
+    /// As [`Engine::load`].
+    pub fn load_vocab(path: &Path, opts: &LoadOptions) -> Result<Self> {
+        Self::load_with(path, opts, true)
+    }
+
+    fn load_with(path: &Path, opts: &LoadOptions, vocab_only: bool) -> Result<Self> {
         let backend = backend(opts.verbose)?;
-        let device_mem_baseline = ffi::device_memory_used();
-        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers);
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers).with_vocab_only(vocab_only);
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(
                 "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
@@ -93,17 +107,14 @@ impl Engine {
                 path.display()
             )
         })?;
-        Ok(Self {
-            model,
-            backend,
-            device_mem_baseline,
-        })
+Ok(Self { model, backend })
     }
 
-    /// Device memory this process added since before the model was loaded.
+    /// Device memory this process uses now (all models and contexts), where reported.
     #[must_use]
     pub fn device_mem_now(&self) -> Option<u64> {
-        Some(ffi::device_memory_used()?.saturating_sub(self.device_mem_baseline.unwrap_or(0)))
+        let base = DEVICE_BASELINE.get().copied().flatten().unwrap_or(0);
+        Some(ffi::device_memory_used()?.saturating_sub(base))
     }
 
     fn context_params(opts: &ContextOptions, n_ctx: u32) -> LlamaContextParams {

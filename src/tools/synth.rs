@@ -913,12 +913,19 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
             } else {
                 String::new()
             };
+            let requested = cfg.weight_type.ggml();
+            // F16 is the fallback when a row is not even whole 32-element blocks.
+            let block = if ty == GgmlType::F16 {
+                32
+            } else {
+                requested.block_size()
+            };
             eprintln!(
-                "synth: notice: {} stored as {} (rows are not a multiple of {}'s block of {}): {}{more}",
-                if names.len() == 1 { "1 matrix" } else { "matrices" },
+                "synth: notice: {} {} stored as {} instead of {} (rows not a multiple of {block}): {}{more}",
+                names.len(),
+                if names.len() == 1 { "matrix" } else { "matrices" },
                 ty.name(),
-                cfg.weight_type.ggml().name(),
-                cfg.weight_type.ggml().block_size(),
+                requested.name(),
                 names[..names.len().min(3)].join(", "),
             );
         }
@@ -933,7 +940,7 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
         } else {
             let bar = indicatif::ProgressBar::new(file_len);
             let style = indicatif::ProgressStyle::with_template(
-                "synth: {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                "synth: {bar:30} {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} eta {eta}",
             );
             if let Ok(style) = style {
                 bar.set_style(style);
@@ -987,13 +994,13 @@ pub fn run(args: &SynthArgs) -> Result<()> {
     let start = Instant::now();
     let s = synthesize(&cfg, args.seed, path, false)?;
     eprintln!(
-        "synth: wrote {} ({}, {} layers, {} tensors, {:.2}B params, {}) in {:.1} s. Random \
+        "synth: wrote {} ({}, {} layers, {} tensors, {} params, {}) in {:.1} s. Random \
          weights: timings are real, answers are noise.",
         path.display(),
         shape.name,
         cfg.n_layer,
         s.n_tensors,
-        s.n_params as f64 / 1e9,
+        size_label(s.n_params),
         human_bytes(s.bytes),
         start.elapsed().as_secs_f64()
     );
@@ -1199,25 +1206,37 @@ mod tests {
     #[test]
     fn overrides_and_metadata() {
         let path = temp_path("override");
-        let mut a = args("llama-3.1-8b", WeightType::Q4_0, &path);
-        a.layers = Some(1);
-        a.ctx = Some(4096);
-        // A 1-layer 8B shape is still ~1.2 GB (embeddings); only check the plan.
-        let cfg = Config::new(
-            find_shape("llama-3.1-8b").unwrap(),
-            1,
-            4096,
-            WeightType::Q4_0,
+        let mut a = args("tiny-llama", WeightType::Q8_0, &path);
+        a.layers = Some(2);
+        a.ctx = Some(1024);
+        run(&a).unwrap();
+        let model = gguf_rs::get_gguf_container(path.to_str().unwrap())
+            .unwrap()
+            .decode();
+        std::fs::remove_file(&path).unwrap();
+        let model = model.unwrap();
+        let md = model.metadata();
+        assert_eq!(md["llama.block_count"], json!(2));
+        assert_eq!(md["llama.context_length"], json!(1024));
+        assert_eq!(
+            md["general.name"],
+            json!("synthetic tiny-llama shape (2 of 6 layers)")
         );
-        let p = plan(&cfg).unwrap();
+        assert_eq!(md["general.size_label"], json!("1.4M"));
+        assert_eq!(model.tensors().len(), 1 + 2 * 9 + 2);
+
+        // An 8B shape cut to one layer is still ~1.2 GB (embeddings): check the plan only.
+        let sh = find_shape("llama-3.1-8b").unwrap();
+        let p = plan(&Config::new(sh, 1, 4096, WeightType::Q4_0)).unwrap();
         assert_eq!(p.tensors.len(), 1 + 1 + 9 + 2);
         assert_eq!(p.tensors[1].name, "rope_freqs.weight");
         assert!(p.fallbacks.is_empty());
         let h = p.writer.header_bytes();
         let has = |s: &str| h.windows(s.len()).any(|w| w == s.as_bytes());
         assert!(has("synthetic Llama-3.1-8B shape (1 of 32 layers)"));
-        assert!(has("llama.attention.key_length"));
-        drop(a);
+        let full = plan(&Config::new(sh, 32, sh.n_ctx, WeightType::Q4_0)).unwrap();
+        let fh = full.writer.header_bytes();
+        assert!(fh.windows(2).any(|w| w == b"8B"));
     }
 
     #[test]
@@ -1254,6 +1273,34 @@ mod tests {
             .find(|t| t.name == "blk.0.attn_k.bias")
             .unwrap();
         assert_eq!((kb.dims.clone(), kb.ty), (vec![512], GgmlType::F32));
+    }
+
+    #[test]
+    fn odd_rows_fall_back_and_still_write() {
+        // hidden 288 (a multiple of 32, not of 256) and ffn 100 (not a multiple of 32).
+        let shape: &'static Shape = Box::leak(Box::new(Shape {
+            name: "odd",
+            n_embd: 288,
+            n_head: 4,
+            head_dim: 72,
+            n_ff: 100,
+            ..find_shape("tiny-llama").unwrap().clone()
+        }));
+        let path = temp_path("odd");
+        let cfg = Config::new(shape, 1, 512, WeightType::Q4_K);
+        let s = synthesize(&cfg, 1, &path, true).unwrap();
+        let model = gguf_rs::get_gguf_container(path.to_str().unwrap())
+            .unwrap()
+            .decode();
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::remove_file(&path).unwrap();
+        let model = model.unwrap();
+        let kind = |n: &str| model.tensors().iter().find(|t| t.name == n).unwrap().kind;
+        assert_eq!(kind("blk.0.attn_q.weight"), GgmlType::Q4_0.id());
+        assert_eq!(kind("blk.0.ffn_down.weight"), GgmlType::F16.id());
+        assert_eq!(kind("output.weight"), GgmlType::Q4_0.id());
+        assert_eq!(s.fallbacks.len(), 9);
+        assert_eq!(len, s.bytes);
     }
 
     #[test]
