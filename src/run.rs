@@ -262,7 +262,8 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let vocab = Engine::load_vocab(&path, &load)?;
     let template = prompt::choose_template(&vocab.model, args.prompt.no_conversation, args.prompt.chat_template.as_deref())?;
     let assembled = prompt::assemble(&vocab.model, &input, &template)?;
-    let n_ctx_train = vocab.model.n_ctx_train();
+    // A vocab-only load has no hparams: the training context comes from the GGUF header.
+    let n_ctx_train = meta.context_length.and_then(|c| u32::try_from(c).ok()).unwrap_or(u32::MAX);
     let vocab_s = t0.elapsed().as_secs_f64();
     let ctx_limit = if args.model.ctx_size > 0 {
         args.model.ctx_size

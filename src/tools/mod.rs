@@ -1,4 +1,4 @@
 //! Subcommands beside the default mode.
-#[path = "/tmp/synth_stub.rs"]
-pub mod synth;
+pub mod gguf_writer;
 pub mod layers;
+pub mod synth;

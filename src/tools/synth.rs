@@ -885,8 +885,6 @@ pub struct Summary {
     pub n_tensors: usize,
     pub n_params: u64,
     pub bytes: u64,
-    /// Matrices stored in another type than asked (rows not a multiple of its block).
-    pub fallbacks: Vec<(String, GgmlType)>,
 }
 
 /// Write the GGUF for `cfg` to `path`; `quiet` turns off the stderr notices and progress.
@@ -969,7 +967,6 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
         n_tensors,
         n_params,
         bytes: file_len,
-        fallbacks,
     })
 }
 
@@ -1299,7 +1296,7 @@ mod tests {
         assert_eq!(kind("blk.0.attn_q.weight"), GgmlType::Q4_0.id());
         assert_eq!(kind("blk.0.ffn_down.weight"), GgmlType::F16.id());
         assert_eq!(kind("output.weight"), GgmlType::Q4_0.id());
-        assert_eq!(s.fallbacks.len(), 9);
+        assert_eq!(plan(&cfg).unwrap().fallbacks.len(), 9);
         assert_eq!(len, s.bytes);
     }
 
@@ -1339,6 +1336,55 @@ mod tests {
         assert_eq!(unique.len(), tokens.len());
         assert!(scores[260] < scores[259]);
         assert!(vocab(100).is_err());
+    }
+
+    #[test]
+    fn random_blocks_follow_ggml_layout() {
+        let table = NoiseTable::new(0);
+        for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+            let dims = vec![256u64, 64];
+            let t = PlannedTensor {
+                name: "w".into(),
+                nbytes: ty.nbytes(&dims).unwrap(),
+                dims,
+                ty,
+                fill: Fill::Noise,
+            };
+            let js = jobs(std::slice::from_ref(&t));
+            assert_eq!(js.len(), 1);
+            let mut buf = Vec::new();
+            fill(&t, &js[0], 3, &table, &mut buf);
+            assert_eq!(buf.len() as u64, t.nbytes);
+            let bs = ty.type_size() as usize;
+            for b in buf.chunks(bs) {
+                match ty {
+                    GgmlType::Q4_0 => {
+                        assert_eq!(u16::from_le_bytes([b[0], b[1]]), q4_0_scale());
+                        // No nibble 0: quants are -7..=7 times d.
+                        assert!(b[2..].iter().all(|&q| q & 0x0f != 0 && q >> 4 != 0));
+                        let d = gw::f16_to_f32(q4_0_scale());
+                        assert!(dequant_q4_0(b).iter().all(|v| v.abs() <= 7.0 * d));
+                    }
+                    GgmlType::Q8_0 => {
+                        assert_eq!(u16::from_le_bytes([b[0], b[1]]), q8_0_scale());
+                        assert!(b[2..].iter().all(|&q| q != 0x80));
+                        let d = gw::f16_to_f32(q8_0_scale());
+                        assert!(dequant_q8_0(b).iter().all(|v| v.abs() <= 127.0 * d));
+                    }
+                    _ => {
+                        assert_eq!(b[..16], q4_k_head());
+                        // Symmetric: nibble 0 gives -30 dmin = -240 d, nibble 15 gives
+                        // 15*32 d - 240 d = +240 d.
+                        let d = gw::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+                        let y = dequant_q4_k(b);
+                        assert!(y.iter().all(|v| v.abs() <= 240.0 * d * 1.0001));
+                        assert!(
+                            y.iter().any(|v| *v > 200.0 * d) && y.iter().any(|v| *v < -200.0 * d)
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
