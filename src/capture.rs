@@ -209,6 +209,15 @@ impl CaptureState {
         }
     }
 
+    /// Count a ubatch's rows of Q or K as seen without recording any.
+    pub fn skip_rows(&mut self, slot: usize, role: Role, n_rows_ub: usize) {
+        let lc = &mut self.layers[slot];
+        match role {
+            Role::Q => lc.q_seen += n_rows_ub,
+            Role::K => lc.k_seen += n_rows_ub,
+        }
+    }
+
     /// True when this ubatch's Q and K of the last target layer are both in.
     #[must_use]
     pub fn ubatch_done(&self) -> bool {
@@ -275,7 +284,7 @@ mod tests {
         let s = CaptureState::new(spec(10, 3));
         assert_eq!(s.wanted_rows(0, Role::Q, 4), None);
         let mut s = s;
-        s.record(0, Role::Q, 2, 1, 4, &[]);
+        s.skip_rows(0, Role::Q, 4);
         assert_eq!(s.wanted_rows(0, Role::Q, 4), Some((3, 1)));
         s.record(0, Role::Q, 2, 1, 4, &[1.0, 2.0]);
         assert_eq!(s.wanted_rows(0, Role::Q, 2), Some((0, 2)));

@@ -41,14 +41,23 @@ pub struct Models {
 
 impl std::fmt::Debug for Models {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Models").field("path", &self.path).field("loaded", &self.full.is_some()).finish()
+        f.debug_struct("Models")
+            .field("path", &self.path)
+            .field("loaded", &self.full.is_some())
+            .finish()
     }
 }
 
 impl Models {
     #[must_use]
     pub fn new(path: PathBuf, n_layer: usize, opts: LoadOptions) -> Self {
-        Self { path, n_layer, opts, full: None, load_secs: 0.0 }
+        Self {
+            path,
+            n_layer,
+            opts,
+            full: None,
+            load_secs: 0.0,
+        }
     }
 
     /// The full model, loaded on first use.
@@ -73,7 +82,14 @@ impl Models {
     ///
     /// # Errors
     /// Prefix writing, loading or filter-pass failures.
-    pub fn select(&mut self, tokens: &[LlamaToken], protected: &[bool], gem: &GemSettings, ctx: &ContextOptions, progress: bool) -> Result<Selected> {
+    pub fn select(
+        &mut self,
+        tokens: &[LlamaToken],
+        protected: &[bool],
+        gem: &GemSettings,
+        ctx: &ContextOptions,
+        progress: bool,
+    ) -> Result<Selected> {
         if gem.prefix && gem.layer + 1 < self.n_layer {
             self.release_full();
             let path = prefix::prefix_model(&self.path, gem.layer + 1, self.n_layer)?;
@@ -200,7 +216,8 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
                 gem.top_k.max(n_protected)
             ));
         } else {
-            selected = Some(models.select(job.tokens, job.protected, gem, &job.ctx, job.progress)?);
+            selected =
+                Some(models.select(job.tokens, job.protected, gem, &job.ctx, job.progress)?);
         }
     }
     let rerun_tokens: Vec<LlamaToken> = match &selected {

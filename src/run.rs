@@ -113,7 +113,10 @@ pub fn open_model(m: &crate::cli::llama::ModelArgs) -> Result<(ModelMeta, Engine
 /// # Errors
 /// A bad -ngl value.
 pub fn load_options(m: &crate::cli::llama::ModelArgs) -> Result<LoadOptions> {
-    Ok(LoadOptions { n_gpu_layers: gpu_layers(&m.n_gpu_layers)?, verbose: m.verbose })
+    Ok(LoadOptions {
+        n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
+        verbose: m.verbose,
+    })
 }
 
 /// The `-m` path (clap enforces it outside subcommands).
@@ -260,10 +263,17 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let load = load_options(&args.model)?;
     let t0 = Instant::now();
     let vocab = Engine::load_vocab(&path, &load)?;
-    let template = prompt::choose_template(&vocab.model, args.prompt.no_conversation, args.prompt.chat_template.as_deref())?;
+    let template = prompt::choose_template(
+        &vocab.model,
+        args.prompt.no_conversation,
+        args.prompt.chat_template.as_deref(),
+    )?;
     let assembled = prompt::assemble(&vocab.model, &input, &template)?;
     // A vocab-only load has no hparams: the training context comes from the GGUF header.
-    let n_ctx_train = meta.context_length.and_then(|c| u32::try_from(c).ok()).unwrap_or(u32::MAX);
+    let n_ctx_train = meta
+        .context_length
+        .and_then(|c| u32::try_from(c).ok())
+        .unwrap_or(u32::MAX);
     let vocab_s = t0.elapsed().as_secs_f64();
     let ctx_limit = if args.model.ctx_size > 0 {
         args.model.ctx_size

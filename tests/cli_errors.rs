@@ -36,7 +36,10 @@ fn empty_prompt() {
     assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", ""]), "empty prompt");
     let d = tmpdir("empty");
     let f = write(&d, "empty.txt", b"  \n");
-    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap()]), "empty prompt");
+    assert_one_error(
+        &run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap()]),
+        "empty prompt",
+    );
 }
 
 #[test]
@@ -44,7 +47,16 @@ fn prompt_longer_than_context() {
     let m = smollm2();
     let d = tmpdir("long");
     let f = write(&d, "doc.txt", haystack(4000, "", 0.5).as_bytes());
-    let o = run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "Summarise.", "-c", "256"]);
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        f.to_str().unwrap(),
+        "-p",
+        "Summarise.",
+        "-c",
+        "256",
+    ]);
     assert_one_error(&o, "more than the context size (-c) of 256 tokens");
 }
 
@@ -52,31 +64,64 @@ fn prompt_longer_than_context() {
 fn gem_layer_out_of_range() {
     let m = smollm2();
     let o = run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-layer", "30"]);
-    assert_one_error(&o, "--gem-layer 30 is out of range: the model has 30 layers");
+    assert_one_error(
+        &o,
+        "--gem-layer 30 is out of range: the model has 30 layers",
+    );
 }
 
 #[test]
 fn gem_topk_zero() {
     let m = smollm2();
-    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-topk", "0"]), "--gem-topk must be at least 1");
+    assert_one_error(
+        &run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-topk", "0"]),
+        "--gem-topk must be at least 1",
+    );
 }
 
 #[test]
 fn unreadable_and_non_utf8_prompt_files() {
     let m = smollm2();
-    let o = run(&["-m", m.to_str().unwrap(), "-f", "/nonexistent/doc.txt", "-p", "q"]);
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        "/nonexistent/doc.txt",
+        "-p",
+        "q",
+    ]);
     assert_one_error(&o, "cannot read prompt file");
     let d = tmpdir("latin1");
     let f = write(&d, "latin1.txt", b"caf\xe9 au lait\n");
-    let o = run(&["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "q"]);
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        f.to_str().unwrap(),
+        "-p",
+        "q",
+    ]);
     assert_one_error(&o, "not valid UTF-8");
 }
 
 #[test]
 fn unknown_scoring_and_cache_type() {
     let m = smollm2();
-    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "--gem-scoring", "magic"]), "magic");
-    assert_one_error(&run(&["-m", m.to_str().unwrap(), "-p", "hi", "-ctk", "q3_x"]), "unknown KV cache type");
+    assert_one_error(
+        &run(&[
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            "hi",
+            "--gem-scoring",
+            "magic",
+        ]),
+        "magic",
+    );
+    assert_one_error(
+        &run(&["-m", m.to_str().unwrap(), "-p", "hi", "-ctk", "q3_x"]),
+        "unknown KV cache type",
+    );
 }
 
 #[test]
@@ -87,7 +132,11 @@ fn sliding_window_layer_is_refused() {
     };
     let o = run(&["-m", g.to_str().unwrap(), "-p", "hi", "--gem-layer", "4"]);
     assert_one_error(&o, "layer 4 of");
-    assert!(stderr(&o).contains("sliding-window") && stderr(&o).contains("5, 11, 17"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sliding-window") && stderr(&o).contains("5, 11, 17"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -7,11 +7,17 @@ const NEEDLE: &str = "The secret passkey for the vault is 48213.";
 const QUESTION: &str = "Question: What is the secret passkey for the vault? Answer:";
 
 fn doc(dir: &std::path::Path) -> std::path::PathBuf {
-    write(dir, "haystack.txt", haystack(26_000, NEEDLE, 0.5).as_bytes())
+    write(
+        dir,
+        "haystack.txt",
+        haystack(26_000, NEEDLE, 0.5).as_bytes(),
+    )
 }
 
 fn base_args<'a>(m: &'a str, f: &'a str) -> Vec<&'a str> {
-    vec!["-m", m, "-f", f, "-p", QUESTION, "-n", "24", "--temp", "0", "-no-cnv", "-t", "2", "--json"]
+    vec![
+        "-m", m, "-f", f, "-p", QUESTION, "-n", "24", "--temp", "0", "-no-cnv", "-t", "2", "--json",
+    ]
 }
 
 #[test]
@@ -21,23 +27,39 @@ fn gemfilter_selects_the_needle_and_answers_from_1024_of_6k_tokens() {
     let (m, f) = (m.to_str().unwrap(), f.to_str().unwrap());
     let mut args = base_args(m, f);
     args.push("--gem-show");
-    let o = gemfilter().args(&args).env("GEMFILTER_CACHE", d.join("cache")).output().unwrap();
+    let o = gemfilter()
+        .args(&args)
+        .env("GEMFILTER_CACHE", d.join("cache"))
+        .output()
+        .unwrap();
     let r = json(&o);
     let prompt = r["prompt_tokens"].as_u64().unwrap();
     assert!((5500..7500).contains(&prompt), "prompt has {prompt} tokens");
     assert_eq!(r["gem"], true);
     assert_eq!(r["selected_tokens"], 1024);
-    assert_eq!(r["filter_max_layer"], r["layer"], "filter pass ran past layer r");
+    assert_eq!(
+        r["filter_max_layer"], r["layer"],
+        "filter pass ran past layer r"
+    );
     // The selection (printed by --gem-show) holds the needle ...
     let err = stderr(&o);
-    let shown = err.split("--- selected").nth(1).expect("--gem-show printed the selection");
-    assert!(shown.contains("passkey for the vault is 48213"), "needle not selected:\n{shown}");
+    let shown = err
+        .split("--- selected")
+        .nth(1)
+        .expect("--gem-show printed the selection");
+    assert!(
+        shown.contains("passkey for the vault is 48213"),
+        "needle not selected:\n{shown}"
+    );
     assert!(shown.contains(" [...] "), "runs are not separated");
     // ... and the answer from those 1024 tokens has it.
     let answer = r["answer"].as_str().unwrap();
     assert!(answer.contains("48213"), "answer: {answer:?}");
     let ranges = r["selected_ranges"].as_array().unwrap();
-    let kept: u64 = ranges.iter().map(|p| p[1].as_u64().unwrap() - p[0].as_u64().unwrap() + 1).sum();
+    let kept: u64 = ranges
+        .iter()
+        .map(|p| p[1].as_u64().unwrap() - p[0].as_u64().unwrap() + 1)
+        .sum();
     assert_eq!(kept, 1024);
 }
 
@@ -57,9 +79,22 @@ fn gem_off_runs_the_full_prompt_through_the_same_binary() {
 #[test]
 fn short_prompt_skips_the_filter_pass_and_says_so() {
     let m = smollm2();
-    let o = run(&["-m", m.to_str().unwrap(), "-p", "Name a colour.", "-n", "4", "--temp", "0", "--json"]);
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "Name a colour.",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--json",
+    ]);
     let r = json(&o);
-    assert!(r["filter_skipped"].as_str().unwrap().contains("no more than"));
+    assert!(r["filter_skipped"]
+        .as_str()
+        .unwrap()
+        .contains("no more than"));
     assert_eq!(r["selected_tokens"], r["prompt_tokens"]);
     assert!(stderr(&o).contains("answering from the whole prompt"));
 }
@@ -69,23 +104,59 @@ fn chat_template_keeps_scaffolding_and_question() {
     // Through the chat template with k smaller than the document: every non-document token
     // (template, question) is kept and the rest of the budget is document tokens.
     let d = tmpdir("e2e-chat");
-    let (m, f) = (smollm2(), write(&d, "doc.txt", haystack(6000, NEEDLE, 0.3).as_bytes()));
+    let (m, f) = (
+        smollm2(),
+        write(&d, "doc.txt", haystack(6000, NEEDLE, 0.3).as_bytes()),
+    );
     let o = gemfilter()
-        .args(["-m", m.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "What is the passkey?", "-n", "8"])
-        .args(["--temp", "0", "--gem-topk", "200", "--gem-layer", "10", "--json", "-t", "2"])
+        .args([
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+            "-p",
+            "What is the passkey?",
+            "-n",
+            "8",
+        ])
+        .args([
+            "--temp",
+            "0",
+            "--gem-topk",
+            "200",
+            "--gem-layer",
+            "10",
+            "--json",
+            "-t",
+            "2",
+        ])
         .env("GEMFILTER_CACHE", d.join("cache"))
         .output()
         .unwrap();
     let r = json(&o);
-    let (start, end) = (r["context_range"][0].as_u64().unwrap(), r["context_range"][1].as_u64().unwrap());
+    let (start, end) = (
+        r["context_range"][0].as_u64().unwrap(),
+        r["context_range"][1].as_u64().unwrap(),
+    );
     let n = r["prompt_tokens"].as_u64().unwrap();
     let protected = r["protected_tokens"].as_u64().unwrap();
-    assert_eq!(protected, start + (n - end), "protected = everything outside the document");
-    assert!(start > 0 && end < n, "template scaffolding around the document");
+    assert_eq!(
+        protected,
+        start + (n - end),
+        "protected = everything outside the document"
+    );
+    assert!(
+        start > 0 && end < n,
+        "template scaffolding around the document"
+    );
     assert_eq!(r["selected_tokens"], 200);
     let ranges = r["selected_ranges"].as_array().unwrap();
     assert_eq!(ranges.first().unwrap()[0], 0, "template head kept");
-    assert_eq!(ranges.last().unwrap()[1].as_u64().unwrap(), n - 1, "question and assistant header kept");
+    assert_eq!(
+        ranges.last().unwrap()[1].as_u64().unwrap(),
+        n - 1,
+        "question and assistant header kept"
+    );
 }
 
 #[test]
@@ -94,13 +165,39 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
     // tensor names) proves the capture finds post-RoPE Q/K and exits at layer r.
     let d = tmpdir("qwen2");
     let model = d.join("tiny-qwen2.gguf");
-    let o = run(&["synth", "--shape", "tiny-qwen2", "-o", model.to_str().unwrap()]);
+    let o = run(&[
+        "synth",
+        "--shape",
+        "tiny-qwen2",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let f = write(&d, "doc.txt", haystack(3000, NEEDLE, 0.5).as_bytes());
     for prefix in ["on", "off"] {
         let o = gemfilter()
-            .args(["-m", model.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", "q", "-n", "4", "-no-cnv"])
-            .args(["--gem-layer", "2", "--gem-topk", "128", "--gem-prefix", prefix, "--json", "--temp", "0"])
+            .args([
+                "-m",
+                model.to_str().unwrap(),
+                "-f",
+                f.to_str().unwrap(),
+                "-p",
+                "q",
+                "-n",
+                "4",
+                "-no-cnv",
+            ])
+            .args([
+                "--gem-layer",
+                "2",
+                "--gem-topk",
+                "128",
+                "--gem-prefix",
+                prefix,
+                "--json",
+                "--temp",
+                "0",
+            ])
             .env("GEMFILTER_CACHE", d.join("cache"))
             .output()
             .unwrap();
@@ -121,7 +218,18 @@ fn gemma3_filters_at_a_global_layer() {
     let d = tmpdir("gemma");
     let f = write(&d, "doc.txt", haystack(12_000, NEEDLE, 0.5).as_bytes());
     let o = gemfilter()
-        .args(["-m", g.to_str().unwrap(), "-f", f.to_str().unwrap(), "-p", QUESTION, "-n", "12", "--temp", "0"])
+        .args([
+            "-m",
+            g.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+            "-p",
+            QUESTION,
+            "-n",
+            "12",
+            "--temp",
+            "0",
+        ])
         .args(["--json", "-t", "2", "--gem-show"])
         .env("GEMFILTER_CACHE", d.join("cache"))
         .output()
@@ -131,5 +239,9 @@ fn gemma3_filters_at_a_global_layer() {
     assert_eq!(r["layer"], 5);
     assert_eq!(r["filter_max_layer"], 5);
     assert!(stderr(&o).contains("48213"), "needle not selected");
-    assert!(r["answer"].as_str().unwrap().contains("48213"), "answer: {}", r["answer"]);
+    assert!(
+        r["answer"].as_str().unwrap().contains("48213"),
+        "answer: {}",
+        r["answer"]
+    );
 }

@@ -9,7 +9,14 @@ use llama_cpp_2::context::params::KvCacheType;
 use crate::util::*;
 
 fn engine() -> Engine {
-    Engine::load(&smollm2(), &LoadOptions { n_gpu_layers: 0, verbose: false }).unwrap()
+    Engine::load(
+        &smollm2(),
+        &LoadOptions {
+            n_gpu_layers: 0,
+            verbose: false,
+        },
+    )
+    .unwrap()
 }
 
 fn ctx(ubatch: u32) -> ContextOptions {
@@ -30,7 +37,13 @@ fn tokens(e: &Engine, chars: usize) -> Vec<llama_cpp_2::token::LlamaToken> {
 }
 
 fn spec(layers: Vec<usize>, n: usize, q_window: usize, stop: bool) -> CaptureSpec {
-    CaptureSpec { layers, n_tokens: n, q_window, stop_after_last: stop, trace_layers: true }
+    CaptureSpec {
+        layers,
+        n_tokens: n,
+        q_window,
+        stop_after_last: stop,
+        trace_layers: true,
+    }
 }
 
 #[test]
@@ -41,15 +54,31 @@ fn filter_pass_computes_no_layer_above_r() {
     assert!(n > 512, "want several ubatches, got {n} tokens");
     let ubatches = n.div_ceil(256);
 
-    let early = e.filter_pass(&toks, spec(vec![5], n, 1, true), &ctx(256), false).unwrap();
+    let early = e
+        .filter_pass(&toks, spec(vec![5], n, 1, true), &ctx(256), false)
+        .unwrap();
     let c = &early.capture;
-    assert_eq!(c.max_layer_reached(), Some(5), "nodes per layer: {:?}", c.nodes_per_layer);
-    assert_eq!(c.early_exits, ubatches, "every ubatch must stop after layer 5's Q/K");
+    assert_eq!(
+        c.max_layer_reached(),
+        Some(5),
+        "nodes per layer: {:?}",
+        c.nodes_per_layer
+    );
+    assert_eq!(
+        c.early_exits, ubatches,
+        "every ubatch must stop after layer 5's Q/K"
+    );
     // Layer 5 itself only ran as far as its Q/K: fewer nodes than a whole layer.
-    assert!(c.nodes_per_layer[5] < c.nodes_per_layer[4], "{:?}", c.nodes_per_layer);
+    assert!(
+        c.nodes_per_layer[5] < c.nodes_per_layer[4],
+        "{:?}",
+        c.nodes_per_layer
+    );
 
     // Control: without the early exit every one of the 30 layers runs, so the check above can fail.
-    let full = e.filter_pass(&toks, spec(vec![5], n, 1, false), &ctx(256), false).unwrap();
+    let full = e
+        .filter_pass(&toks, spec(vec![5], n, 1, false), &ctx(256), false)
+        .unwrap();
     assert_eq!(full.capture.max_layer_reached(), Some(29));
     assert_eq!(full.capture.early_exits, 0);
 }
@@ -60,24 +89,45 @@ fn captured_qk_match_an_independent_full_run() {
     let toks = tokens(&e, 2500);
     let n = toks.len();
     // Filter pass: early exit at layer 9, ubatch 128.
-    let a = e.filter_pass(&toks, spec(vec![9], n, 1, true), &ctx(128), false).unwrap();
+    let a = e
+        .filter_pass(&toks, spec(vec![9], n, 1, true), &ctx(128), false)
+        .unwrap();
     // Independent run: the whole graph, other batching, observing layers 3 and 9 and a window.
-    let b = e.filter_pass(&toks, spec(vec![3, 9], n, 8, false), &ctx(512), false).unwrap();
+    let b = e
+        .filter_pass(&toks, spec(vec![3, 9], n, 8, false), &ctx(512), false)
+        .unwrap();
     let (la, lb) = (&a.capture.layers[0], &b.capture.layers[1]);
     assert_eq!(la.k_view().shape(), &[n, 3, 64]);
     assert_eq!(la.q_view().shape(), &[1, 9, 64]);
     assert_eq!(lb.q_view().shape(), &[8, 9, 64]);
     let close = |x: &[f32], y: &[f32]| {
-        x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 2e-2 + 2e-2 * q.abs())
+        x.iter()
+            .zip(y)
+            .all(|(p, q)| (p - q).abs() <= 2e-2 + 2e-2 * q.abs())
     };
-    assert!(close(&la.k, &lb.k), "K differs between the filter pass and the full run");
+    assert!(
+        close(&la.k, &lb.k),
+        "K differs between the filter pass and the full run"
+    );
     assert!(close(&la.q, &lb.q[7 * 9 * 64..]), "last query differs");
     // Layer 3 is different data: the comparison above is not vacuous.
     assert!(!close(&b.capture.layers[0].k, &lb.k));
 
-    let sa = select::gemfilter_select(la.q_view(), la.k_view(), Scoring::Reference, 256, &[]).unwrap();
+    let sa =
+        select::gemfilter_select(la.q_view(), la.k_view(), Scoring::Reference, 256, &[]).unwrap();
     let lbq = lb.q_view();
-    let sb = select::gemfilter_select(lbq.slice(ndarray::s![7.., .., ..]), lb.k_view(), Scoring::Reference, 256, &[]).unwrap();
-    let overlap = sa.indices.iter().filter(|i| sb.indices.binary_search(i).is_ok()).count();
+    let sb = select::gemfilter_select(
+        lbq.slice(ndarray::s![7.., .., ..]),
+        lb.k_view(),
+        Scoring::Reference,
+        256,
+        &[],
+    )
+    .unwrap();
+    let overlap = sa
+        .indices
+        .iter()
+        .filter(|i| sb.indices.binary_search(i).is_ok())
+        .count();
     assert!(overlap >= 250, "top-256 sets differ: overlap {overlap}");
 }

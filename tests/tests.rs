@@ -5,5 +5,5 @@
 mod util;
 
 mod cli_errors;
-mod engine;
 mod end_to_end;
+mod engine;

@@ -10,7 +10,11 @@ pub fn root() -> PathBuf {
 /// SmolLM2-135M-Instruct (fetched by `make test` / scripts/fetch-models.sh).
 pub fn smollm2() -> PathBuf {
     let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run `make models` (scripts/fetch-models.sh)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make models` (scripts/fetch-models.sh)",
+        p.display()
+    );
     p
 }
 
@@ -28,7 +32,11 @@ pub fn gemfilter() -> Command {
 
 /// Run and return output; stdin closed.
 pub fn run(args: &[&str]) -> Output {
-    gemfilter().args(args).stdin(std::process::Stdio::null()).output().expect("spawn gemfilter")
+    gemfilter()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("spawn gemfilter")
 }
 
 /// A fresh temporary directory for one test.
@@ -70,12 +78,18 @@ pub fn stdout(o: &Output) -> String {
 /// and no panic.
 pub fn assert_one_error(o: &Output, what: &str) {
     let err = stderr(o);
-    assert!(!o.status.success(), "expected failure, got success; stderr: {err}");
+    assert!(
+        !o.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
     assert!(lines[0].starts_with("error: "), "not an error line: {err}");
     assert!(lines[0].contains(what), "error line lacks {what:?}: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic: {err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic: {err}"
+    );
     assert!(o.stdout.is_empty(), "stdout not empty: {}", stdout(o));
 }
 

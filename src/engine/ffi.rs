@@ -96,7 +96,21 @@ fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
     };
     if ask {
         state.note_node(name);
-        return target.is_some();
+        return match target {
+            // Queries are only needed for the last tokens: skip observing (and the sync that
+            // observing costs) in every ubatch that has none of them, but keep count.
+            Some((Role::Q, slot)) => {
+                let n_ub = usize::try_from(t.ne[2]).unwrap_or(0);
+                if state.wanted_rows(slot, Role::Q, n_ub).is_none() {
+                    state.skip_rows(slot, Role::Q, n_ub);
+                    false
+                } else {
+                    true
+                }
+            }
+            Some(_) => true,
+            None => false,
+        };
     }
     let Some((role, slot)) = target else {
         return true;
@@ -135,7 +149,7 @@ fn read_wanted(
         return Err(format!("non-contiguous tensor (nb {:?})", t.nb));
     }
     let Some((first, n)) = state.wanted_rows(slot, role, n_ub) else {
-        state.record(slot, role, head_dim, heads, n_ub, &[]);
+        state.skip_rows(slot, role, n_ub);
         return Ok(());
     };
     if t.buffer.is_null() {
@@ -229,14 +243,23 @@ mod tests {
 ///
 /// # Errors
 /// Paths that are not valid C strings, `keep_layers` ≥ `n_layer`, or llama.cpp failing to write.
-pub fn write_prefix_model(input: &std::path::Path, output: &std::path::Path, keep_layers: usize, n_layer: usize) -> Result<(), String> {
+pub fn write_prefix_model(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    keep_layers: usize,
+    n_layer: usize,
+) -> Result<(), String> {
     use std::ffi::CString;
     if keep_layers == 0 || keep_layers >= n_layer {
         return Err(format!("cannot keep {keep_layers} of {n_layer} layers"));
     }
-    let cin = CString::new(input.as_os_str().as_encoded_bytes()).map_err(|_| "model path has a NUL byte")?;
-    let cout = CString::new(output.as_os_str().as_encoded_bytes()).map_err(|_| "cache path has a NUL byte")?;
-    let mut prune: Vec<i32> = (keep_layers..n_layer).map(|l| i32::try_from(l).unwrap_or(i32::MAX)).collect();
+    let cin = CString::new(input.as_os_str().as_encoded_bytes())
+        .map_err(|_| "model path has a NUL byte")?;
+    let cout = CString::new(output.as_os_str().as_encoded_bytes())
+        .map_err(|_| "cache path has a NUL byte")?;
+    let mut prune: Vec<i32> = (keep_layers..n_layer)
+        .map(|l| i32::try_from(l).unwrap_or(i32::MAX))
+        .collect();
     prune.push(-1);
     // SAFETY: default params are plain data; we point prune_layers at a -1-terminated vector that
     // outlives the call, and both paths are NUL-terminated C strings alive across the call.
@@ -251,4 +274,26 @@ pub fn write_prefix_model(input: &std::path::Path, output: &std::path::Path, kee
     } else {
         Err(format!("llama_model_quantize returned {rc}"))
     }
+}
+
+/// Names of the GPU devices llama.cpp sees ("NVIDIA H100 80GB HBM3"), or None without one.
+#[must_use]
+pub fn gpu_names() -> Option<String> {
+    let mut names = Vec::new();
+    // SAFETY: read-only enumeration of registered devices; the description string is owned by
+    // ggml and NUL-terminated, copied out immediately.
+    unsafe {
+        for i in 0..sys::ggml_backend_dev_count() {
+            let dev = sys::ggml_backend_dev_get(i);
+            if dev.is_null() || sys::ggml_backend_dev_type(dev) != sys::GGML_BACKEND_DEVICE_TYPE_GPU
+            {
+                continue;
+            }
+            let d = sys::ggml_backend_dev_description(dev);
+            if !d.is_null() {
+                names.push(CStr::from_ptr(d).to_string_lossy().into_owned());
+            }
+        }
+    }
+    (!names.is_empty()).then(|| names.join(" + "))
 }

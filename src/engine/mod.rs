@@ -47,6 +47,12 @@ static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 static DEVICE_BASELINE: OnceLock<Option<u64>> = OnceLock::new();
 
 fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if let Some(b) = BACKEND.get() {
+        return Ok(b);
+    }
+    // Two threads must not both call llama_backend_init (the second would be refused).
+    let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(b) = BACKEND.get() {
         return Ok(b);
     }
@@ -99,7 +105,9 @@ impl Engine {
 
     fn load_with(path: &Path, opts: &LoadOptions, vocab_only: bool) -> Result<Self> {
         let backend = backend(opts.verbose)?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(opts.n_gpu_layers).with_vocab_only(vocab_only);
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(opts.n_gpu_layers)
+            .with_vocab_only(vocab_only);
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(
                 "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
@@ -107,7 +115,7 @@ impl Engine {
                 path.display()
             )
         })?;
-Ok(Self { model, backend })
+        Ok(Self { model, backend })
     }
 
     /// Device memory this process uses now (all models and contexts), where reported.

@@ -32,23 +32,36 @@ pub fn cache_dir() -> PathBuf {
 /// # Errors
 /// Unreadable model, unwritable cache, or llama.cpp failing to write the prefix.
 pub fn prefix_model(model: &Path, keep: usize, n_layer: usize) -> Result<PathBuf> {
-    let md = std::fs::metadata(model).with_context(|| format!("cannot read '{}'", model.display()))?;
+    let md =
+        std::fs::metadata(model).with_context(|| format!("cannot read '{}'", model.display()))?;
     let mtime = md
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let stem = model.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    let stem = model
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("model");
     let dir = cache_dir();
-    let out = dir.join(format!("{stem}.{}-{mtime}.first{keep}of{n_layer}.gguf", md.len()));
+    let out = dir.join(format!(
+        "{stem}.{}-{mtime}.first{keep}of{n_layer}.gguf",
+        md.len()
+    ));
     if out.exists() {
         return Ok(out);
     }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory '{}'", dir.display()))?;
-    notice!("writing the {keep}-layer prefix of the model for the filter pass to {} (once)", out.display());
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create cache directory '{}'", dir.display()))?;
+    notice!(
+        "writing the {keep}-layer prefix of the model for the filter pass to {} (once)",
+        out.display()
+    );
     let tmp = out.with_extension(format!("tmp{}", std::process::id()));
-    ffi::write_prefix_model(model, &tmp, keep, n_layer)
-        .map_err(|e| anyhow::anyhow!("cannot write the prefix model to '{}': {e}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("cannot move the prefix model into '{}'", out.display()))?;
+    ffi::write_prefix_model(model, &tmp, keep, n_layer).map_err(|e| {
+        anyhow::anyhow!("cannot write the prefix model to '{}': {e}", tmp.display())
+    })?;
+    std::fs::rename(&tmp, &out)
+        .with_context(|| format!("cannot move the prefix model into '{}'", out.display()))?;
     Ok(out)
 }

@@ -1,0 +1,324 @@
+//! What a niah run writes: one JSON line per (cell, method) or per curve cell, appended as each
+//! finishes (so a crash loses at most the cell in flight and a rerun skips what is done), and
+//! the summaries computed from those lines.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::tools::layers::LayerRecall;
+
+/// One method's run on one cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellRecord {
+    /// Identity used to skip done work on a rerun.
+    pub key: String,
+    pub model: String,
+    /// Requested prompt length (tokens).
+    pub length: usize,
+    /// Needle depth (% of the context).
+    pub depth: u32,
+    pub needle: String,
+    pub variant: String,
+    /// Every needle hidden in the context (the first is `needle`).
+    pub hidden: Vec<String>,
+    pub style: String,
+    /// "full" or "gem".
+    pub method: String,
+    pub layer: Option<usize>,
+    pub k: Option<usize>,
+    pub scoring: Option<String>,
+    pub protect: Option<String>,
+    pub seed: u64,
+    pub prompt_tokens: usize,
+    /// Token ranges [start, end) of the asked needles.
+    pub needle_tokens: Vec<[usize; 2]>,
+    pub selected_tokens: usize,
+    pub answer: String,
+    /// Answers the exact scorer looked for.
+    pub expected: Vec<String>,
+    /// Reference scorer: ROUGE-1 F of the needle sentence(s) vs the answer, 0..1.
+    pub score_rouge: f64,
+    /// Share of expected answers found in the answer.
+    pub score_exact: f64,
+    /// Share of the asked needles' tokens among the selected (gem only).
+    pub recall: Option<f64>,
+    pub filter_skipped: Option<String>,
+    pub filter_pass_s: f64,
+    pub rerun_s: f64,
+    pub first_token_s: f64,
+    pub total_s: f64,
+}
+
+/// Recall per layer and scoring for one cell (`--layers` mode and calibrate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CurveRecord {
+    pub key: String,
+    pub model: String,
+    pub length: usize,
+    pub depth: u32,
+    pub needle: String,
+    pub variant: String,
+    pub style: String,
+    pub k: usize,
+    pub protect: String,
+    pub prompt_tokens: usize,
+    pub filter_pass_s: f64,
+    pub points: Vec<LayerRecall>,
+}
+
+/// Read a JSONL file; a missing file is empty. A torn last line (a run killed mid-write) is
+/// ignored; a bad line elsewhere is an error naming the line.
+///
+/// # Errors
+/// Unreadable file or a malformed line before the last.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() => {
+                crate::notice!("ignoring a torn last line in {}", path.display());
+            }
+            Err(e) => anyhow::bail!(
+                "{} line {} is not a record of this tool ({e})",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Append one record as a line and flush it to disk.
+///
+/// # Errors
+/// I/O errors.
+pub fn append_jsonl<T: Serialize>(path: &Path, rec: &T) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    let mut line = serde_json::to_string(rec)?;
+    line.push('\n');
+    f.write_all(line.as_bytes())?;
+    f.sync_data()?;
+    Ok(())
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mean(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (mut s, mut n) = (0.0, 0usize);
+    for x in xs {
+        s += x;
+        n += 1;
+    }
+    (n > 0).then(|| s / n as f64)
+}
+
+/// One row of the summary table.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SummaryRow {
+    pub length: usize,
+    /// Cells with both methods (or whichever ran).
+    pub cells: usize,
+    pub prompt_tokens: Option<f64>,
+    pub full_rouge: Option<f64>,
+    pub full_exact: Option<f64>,
+    pub gem_rouge: Option<f64>,
+    pub gem_exact: Option<f64>,
+    pub gem_recall: Option<f64>,
+    pub full_s: Option<f64>,
+    pub gem_s: Option<f64>,
+}
+
+/// Means by length (plus an "all" row with length 0).
+#[must_use]
+pub fn summarize(recs: &[CellRecord]) -> Vec<SummaryRow> {
+    let mut by_len: BTreeMap<usize, Vec<&CellRecord>> = BTreeMap::new();
+    for r in recs {
+        by_len.entry(r.length).or_default().push(r);
+    }
+    let row = |length: usize, rs: &[&CellRecord]| {
+        let of = |m: &'static str| rs.iter().copied().filter(move |r| r.method == m);
+        let mut cells: Vec<&str> = rs
+            .iter()
+            .map(|r| r.key.split("|m:").next().unwrap_or(""))
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
+        SummaryRow {
+            length,
+            cells: cells.len(),
+            #[allow(clippy::cast_precision_loss)]
+            prompt_tokens: mean(rs.iter().map(|r| r.prompt_tokens as f64)),
+            full_rouge: mean(of("full").map(|r| r.score_rouge)),
+            full_exact: mean(of("full").map(|r| r.score_exact)),
+            gem_rouge: mean(of("gem").map(|r| r.score_rouge)),
+            gem_exact: mean(of("gem").map(|r| r.score_exact)),
+            gem_recall: mean(of("gem").filter_map(|r| r.recall)),
+            full_s: mean(of("full").map(|r| r.total_s)),
+            gem_s: mean(of("gem").map(|r| r.total_s)),
+        }
+    };
+    let mut out: Vec<SummaryRow> = by_len.iter().map(|(&l, rs)| row(l, rs)).collect();
+    if out.len() > 1 {
+        let all: Vec<&CellRecord> = recs.iter().collect();
+        out.push(row(0, &all));
+    }
+    out
+}
+
+fn f(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The summary as a Markdown table.
+#[must_use]
+pub fn summary_markdown(rows: &[SummaryRow]) -> String {
+    let mut s = String::from(
+        "| length | cells | prompt tokens | full exact | GemFilter exact | full ROUGE-1 | GemFilter ROUGE-1 | GemFilter recall | full s/cell | GemFilter s/cell |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let len = if r.length == 0 {
+            "all".to_owned()
+        } else {
+            r.length.to_string()
+        };
+        s.push_str(&format!(
+            "| {len} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.cells,
+            f(r.prompt_tokens, 0),
+            f(r.full_exact, 3),
+            f(r.gem_exact, 3),
+            f(r.full_rouge, 3),
+            f(r.gem_rouge, 3),
+            f(r.gem_recall, 3),
+            f(r.full_s, 1),
+            f(r.gem_s, 1),
+        ));
+    }
+    s
+}
+
+/// Mean of `metric` over the records of `method` per (length, depth): lengths along x, depths
+/// along y.
+#[must_use]
+pub fn grid(
+    recs: &[CellRecord],
+    method: &str,
+    metric: fn(&CellRecord) -> Option<f64>,
+) -> (Vec<usize>, Vec<u32>, Vec<Vec<Option<f64>>>) {
+    let mut xs: Vec<usize> = recs.iter().map(|r| r.length).collect();
+    let mut ys: Vec<u32> = recs.iter().map(|r| r.depth).collect();
+    xs.sort_unstable();
+    xs.dedup();
+    ys.sort_unstable();
+    ys.dedup();
+    let z = ys
+        .iter()
+        .map(|&d| {
+            xs.iter()
+                .map(|&l| {
+                    mean(
+                        recs.iter()
+                            .filter(|r| r.method == method && r.length == l && r.depth == d)
+                            .filter_map(metric),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    (xs, ys, z)
+}
+
+/// Mean recall per layer of one scoring, over cells.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CurvePoint {
+    pub layer: usize,
+    pub mean_recall: f64,
+    pub min_recall: f64,
+    /// Median over cells of the needle's best rank.
+    pub median_best_rank: usize,
+}
+
+/// Curves per scoring (in first-seen order) from per-cell records.
+#[must_use]
+pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(String, Vec<CurvePoint>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut acc: BTreeMap<(String, usize), Vec<(f64, usize)>> = BTreeMap::new();
+    for r in recs {
+        for p in &r.points {
+            if !order.contains(&p.scoring) {
+                order.push(p.scoring.clone());
+            }
+            acc.entry((p.scoring.clone(), p.layer))
+                .or_default()
+                .push((p.recall, p.best_rank));
+        }
+    }
+    order
+        .into_iter()
+        .map(|s| {
+            let pts = acc
+                .iter()
+                .filter(|((sc, _), _)| *sc == s)
+                .map(|((_, layer), v)| {
+                    let mut ranks: Vec<usize> = v.iter().map(|x| x.1).collect();
+                    ranks.sort_unstable();
+                    CurvePoint {
+                        layer: *layer,
+                        mean_recall: mean(v.iter().map(|x| x.0)).unwrap_or(0.0),
+                        min_recall: v.iter().map(|x| x.0).fold(f64::INFINITY, f64::min),
+                        median_best_rank: ranks[ranks.len() / 2],
+                    }
+                })
+                .collect();
+            (s, pts)
+        })
+        .collect()
+}
+
+/// The curves as a table: one row per layer, one recall column per scoring.
+#[must_use]
+pub fn curve_table(curves: &[(String, Vec<CurvePoint>)]) -> String {
+    let mut s = String::from("| layer |");
+    for (name, _) in curves {
+        s.push_str(&format!(" {name} recall (min, median rank) |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(curves.len()));
+    s.push('\n');
+    let mut layers: Vec<usize> = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.layer))
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    for l in layers {
+        s.push_str(&format!("| {l} |"));
+        for (_, pts) in curves {
+            match pts.iter().find(|p| p.layer == l) {
+                Some(p) => s.push_str(&format!(
+                    " {:.3} ({:.2}, {}) |",
+                    p.mean_recall, p.min_recall, p.median_best_rank
+                )),
+                None => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
