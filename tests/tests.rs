@@ -7,3 +7,4 @@ mod util;
 mod cli_errors;
 mod end_to_end;
 mod engine;
+mod niah;

@@ -52,7 +52,9 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
         return Ok(b);
     }
     // Two threads must not both call llama_backend_init (the second would be refused).
-    let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _guard = INIT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(b) = BACKEND.get() {
         return Ok(b);
     }

@@ -95,7 +95,7 @@ pub fn heatmap(
 ) -> Result<Vec<PathBuf>> {
     let w = 260 + 70 * u32::try_from(xs.len()).unwrap_or(10).max(3);
     let h = 120 + 34 * u32::try_from(ys.len()).unwrap_or(10).max(3);
-    let w = w.max(560);
+    let w = w.max(680);
     both(stem, (w, h), &|a, b| {
         draw_heatmap(&a, title, x_desc, xs, y_desc, ys, z)?;
         draw_heatmap(&b, title, x_desc, xs, y_desc, ys, z)
@@ -121,23 +121,22 @@ fn draw_heatmap<DB: DrawingBackend>(
             .x_label_area_size(40)
             .y_label_area_size(60);
     }
+    #[allow(clippy::cast_precision_loss)]
+    let (fx, fy) = (nx as f64, ny as f64);
+    // Cell i spans i-0.5..i+0.5, so the integer key points label the centres.
     let mut chart = cb
-        .build_cartesian_2d((0..nx - 1).into_segmented(), (0..ny - 1).into_segmented())
+        .build_cartesian_2d(-0.5..fx - 0.5, -0.5..fy - 0.5)
         .map_err(err)?;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let idx = |v: f64| ((v - v.round()).abs() < 1e-6 && v >= 0.0).then(|| v.round() as usize);
     if text {
-        let xl = |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) => xs.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        let yl = |v: &SegmentValue<usize>| match v {
-            SegmentValue::CenterOf(i) => ys.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
+        let xl = |v: &f64| idx(*v).and_then(|i| xs.get(i).cloned()).unwrap_or_default();
+        let yl = |v: &f64| idx(*v).and_then(|i| ys.get(i).cloned()).unwrap_or_default();
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(nx + 1)
-            .y_labels(ny + 1)
+            .x_labels(nx)
+            .y_labels(ny)
             .x_label_formatter(&xl)
             .y_label_formatter(&yl)
             .x_desc(x_desc)
@@ -145,20 +144,19 @@ fn draw_heatmap<DB: DrawingBackend>(
             .draw()
             .map_err(err)?;
     }
-    let cells: Vec<(usize, usize, Option<f64>)> = z
+    #[allow(clippy::cast_precision_loss)]
+    let cells: Vec<(f64, f64, Option<f64>)> = z
         .iter()
         .enumerate()
-        .flat_map(|(y, row)| row.iter().enumerate().map(move |(x, v)| (x, y, *v)))
+        .flat_map(|(y, row)| {
+            row.iter()
+                .enumerate()
+                .map(move |(x, v)| (x as f64, y as f64, *v))
+        })
         .collect();
     chart
         .draw_series(cells.iter().map(|&(x, y, v)| {
-            Rectangle::new(
-                [
-                    (SegmentValue::Exact(x), SegmentValue::Exact(y)),
-                    (SegmentValue::Exact(x + 1), SegmentValue::Exact(y + 1)),
-                ],
-                color(v).filled(),
-            )
+            Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], color(v).filled())
         }))
         .map_err(err)?;
     if text {
@@ -170,13 +168,7 @@ fn draw_heatmap<DB: DrawingBackend>(
         );
         chart
             .draw_series(cells.iter().filter_map(|&(x, y, v)| {
-                v.map(|v| {
-                    Text::new(
-                        format!("{v:.2}"),
-                        (SegmentValue::CenterOf(x), SegmentValue::CenterOf(y)),
-                        style.clone(),
-                    )
-                })
+                v.map(|v| Text::new(format!("{v:.2}"), (x, y), style.clone()))
             }))
             .map_err(err)?;
     }

@@ -182,6 +182,11 @@ fn plan(args: &NiahArgs) -> Result<Plan> {
     if args.n_predict < 1 {
         bail!("-n must be at least 1");
     }
+    if let Some(h) = &args.haystack {
+        if !h.exists() {
+            bail!("haystack '{}' does not exist", h.display());
+        }
+    }
     let path = crate::run::model_path(&args.model)?.to_path_buf();
     let meta = gguf_info::read(&path)?;
     if let Some(ctx) = meta.context_length {
@@ -389,10 +394,6 @@ fn generate_cells(
             progress: false,
         };
         let o = answer(&mut models, &job, &mut Quiet)?;
-        if std::env::var_os("NIAH_DEBUG").is_some() {
-            let t = &b.asm.text;
-            eprintln!("DEBUG tail {:?} head {:?} gen {:?} {:?}", &t[t.len().saturating_sub(120)..], &t[..120.min(t.len())], o.generated.stop, o.generated.n_tokens);
-        }
         let asked = cell.asked();
         let scored = score::scored_part(&o.generated.text);
         let expected: Vec<&str> = asked.iter().map(|n| n.answer).collect();
@@ -711,6 +712,7 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
         &args.scorings,
         args.gem.gem_window.unwrap_or(select::DEFAULT_WINDOW),
     )?;
+    let pools = parse_pools(&args.pools)?;
     prepare_output(&args.output, &["layers.jsonl"], args.fresh)?;
     let out = args.output.join("layers.jsonl");
     let job = CurveJob {
@@ -725,7 +727,7 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
         layers: layers.clone(),
         scorings,
         top_k: p.gem.top_k,
-        pools: parse_pools(&args.pools)?,
+        pools,
         seed: args.seed,
     };
     let existing: Vec<CurveRecord> = report::read_jsonl(&out)?;
