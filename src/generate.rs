@@ -23,6 +23,12 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// Greedy with no penalties: the sampler chain would only take the argmax.
+    #[must_use]
+    pub fn is_plain_greedy(&self) -> bool {
+        self.temp <= 0.0 && (self.repeat_penalty == 1.0 || self.repeat_last_n == 0)
+    }
+
     /// The chain llama.cpp's common sampler builds for these flags (penalties → top-k →
     /// top-p → min-p → temperature → draw); temperature ≤ 0 is greedy, `--repeat-last-n -1`
     /// means the whole context.
@@ -94,7 +100,9 @@ pub trait TokenSink {
     fn text(&mut self, piece: &str) -> Result<bool>;
 }
 
-/// Generate after a prefill of `n_past` tokens whose last logits are current.
+/// Generate after a prefill of `n_past` tokens whose last logits are current. With `greedy`
+/// (temperature ≤ 0, no penalties) the argmax is read straight from the logits, skipping the
+/// sampler chain's per-token candidate array over the whole vocabulary.
 ///
 /// # Errors
 /// Decode failures or sink errors.
@@ -104,6 +112,7 @@ pub fn generate(
     sampler: &mut LlamaSampler,
     n_past: usize,
     limits: &GenLimits,
+    greedy: bool,
     sink: &mut dyn TokenSink,
 ) -> Result<Generated> {
     let vocab = model.vocab();
@@ -120,13 +129,19 @@ pub fn generate(
     let mut pos = n_past;
     let mut idx = -1; // logits of the last token of the previous decode
     let max = usize::try_from(limits.n_predict).ok();
+
     loop {
         if max.is_some_and(|m| out.n_tokens >= m) {
             out.stop = StopReason::MaxTokens;
             break;
         }
-        let tok: LlamaToken = sampler.sample(ctx, idx);
-        sampler.accept(tok);
+        let tok: LlamaToken = if greedy {
+            argmax(ctx.get_logits_ith(idx))
+        } else {
+            let t = sampler.sample(ctx, idx);
+            sampler.accept(t);
+            t
+        };
         let now = Instant::now();
         let first = *out.first_token_at.get_or_insert(now);
         out.decode_secs = now.duration_since(first).as_secs_f64();
@@ -174,6 +189,15 @@ pub fn generate(
     Ok(out)
 }
 
+fn argmax(logits: &[f32]) -> LlamaToken {
+    let best = logits
+        .iter()
+        .enumerate()
+        .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0;
+    LlamaToken::new(i32::try_from(best).unwrap_or(0))
+}
+
 /// Split off the longest complete UTF-8 prefix; keep an incomplete trailing sequence.
 fn take_utf8(buf: &mut Vec<u8>) -> String {
     match std::str::from_utf8(buf) {
@@ -198,6 +222,12 @@ fn take_utf8(buf: &mut Vec<u8>) -> String {
 #[cfg(test)]
 mod tests {
     use super::take_utf8;
+
+    #[test]
+    fn argmax_takes_first_maximum() {
+        assert_eq!(super::argmax(&[0.1, 3.0, -1.0, 3.0]).0, 1);
+        assert_eq!(super::argmax(&[f32::NAN, 2.0]).0, 1);
+    }
 
     #[test]
     fn utf8_split_across_tokens() {

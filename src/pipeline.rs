@@ -26,6 +26,8 @@ pub struct GemSettings {
     pub no_early_exit: bool,
     /// Run the filter pass on the cached (r+1)-layer prefix model instead of the full model.
     pub prefix: bool,
+    /// Physical batch size of the filter pass (None: the context's).
+    pub ubatch: Option<u32>,
 }
 
 /// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
@@ -136,7 +138,12 @@ pub fn select_tokens(
         stop_after_last: !gem.no_early_exit,
         trace_layers: true,
     };
-    let pass = engine.filter_pass(tokens, spec, ctx, progress)?;
+    let mut ctx = ctx.clone();
+    if let Some(ub) = gem.ubatch {
+        ctx.n_ubatch = ub;
+        ctx.n_batch = ctx.n_batch.max(ub);
+    }
+    let pass = engine.filter_pass(tokens, spec, &ctx, progress)?;
     let t0 = Instant::now();
     let lc = &pass.capture.layers[0];
     let sel =
@@ -242,7 +249,7 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         &engine.model,
         &mut sampler,
         rerun_tokens.len(),
-        &job.limits,
+        &job.limits, job.sampling.is_plain_greedy(),
         sink,
     )?;
     let gen_mem = engine.device_mem_now();

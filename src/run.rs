@@ -198,6 +198,7 @@ pub fn gem_settings(args: &crate::cli::llama::GemArgs, meta: &ModelMeta) -> Resu
         q_window,
         no_early_exit: args.gem_no_early_exit,
         prefix: args.gem_prefix == OnOff::On,
+        ubatch: args.gem_ubatch.filter(|&u| u > 0),
     })
 }
 

@@ -216,6 +216,11 @@ pub struct GemArgs {
     #[arg(long = "gem-prefix", value_enum, default_value = "on")]
     pub gem_prefix: OnOff,
 
+    /// Physical batch size of the filter pass (default: -ub). Larger ubatches amortise the
+    /// per-ubatch synchronisation the capture needs.
+    #[arg(long = "gem-ubatch", value_name = "N")]
+    pub gem_ubatch: Option<u32>,
+
     /// Debug: compute every layer in the filter pass (no early exit).
     #[arg(long = "gem-no-early-exit", hide = true)]
     pub gem_no_early_exit: bool,
