@@ -193,7 +193,13 @@ fn argmax(logits: &[f32]) -> LlamaToken {
     let best = logits
         .iter()
         .enumerate()
-        .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0usize, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv {
+                (i, v)
+            } else {
+                (bi, bv)
+            }
+        })
         .0;
     LlamaToken::new(i32::try_from(best).unwrap_or(0))
 }

@@ -249,7 +249,8 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         &engine.model,
         &mut sampler,
         rerun_tokens.len(),
-        &job.limits, job.sampling.is_plain_greedy(),
+        &job.limits,
+        job.sampling.is_plain_greedy(),
         sink,
     )?;
     let gen_mem = engine.device_mem_now();

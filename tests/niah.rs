@@ -80,6 +80,20 @@ fn calibrate_recommends_the_lowest_layer_within_001_of_the_best() {
     ];
     let ch = choose(&curves, 0.01).unwrap();
     assert_eq!((ch.scoring.as_str(), ch.layer), ("window-softmax:32", 11));
+    // Among the others, the lowest qualifying layer wins whatever the scoring's place.
+    let curves = vec![
+        ("reference".to_owned(), curve(&[(7, 0.1), (21, 0.7)])),
+        ("head-softmax".to_owned(), curve(&[(7, 0.5), (18, 1.0)])),
+        (
+            "window-softmax:16".to_owned(),
+            curve(&[(7, 0.995), (18, 1.0)]),
+        ),
+    ];
+    let ch = choose(&curves, 0.01).unwrap();
+    assert_eq!(
+        (ch.scoring.as_str(), ch.layer, ch.recall),
+        ("window-softmax:16", 7, 0.995)
+    );
 }
 
 #[test]
@@ -309,6 +323,41 @@ fn layers_mode_finds_the_needle_at_a_known_good_layer() {
     for f in ["layers.png", "layers.svg", "layers.jsonl", "layers.md"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    // A rerun asking for a subset of what was computed does no filter pass.
+    let o = gemfilter()
+        .args([
+            "niah",
+            "-m",
+            m.to_str().unwrap(),
+            "--lengths",
+            "1500",
+            "--depths",
+            "50",
+            "--needles",
+            "vault-passkey",
+        ])
+        .args([
+            "--style",
+            "primed",
+            "--layers",
+            "20-22",
+            "--scorings",
+            "head-softmax",
+        ])
+        .args(["--gem-topk", "256", "-t", "2", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 of 1 cells already in"),
+        "{}",
+        stderr(&o)
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("layers.json")).unwrap()).unwrap();
+    let c = j["curves"].as_array().unwrap();
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0]["points"].as_array().unwrap().len(), 3);
 }
 
 #[test]

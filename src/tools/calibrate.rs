@@ -3,7 +3,6 @@
 //! prefill per cell), then the lowest layer whose mean recall is within [`TOLERANCE`] of the
 //! best. `--write` stores it in the user presets file, which overrides models.toml.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -103,8 +102,10 @@ pub fn lowest_within(curve: &[(usize, f64)], tol: f64) -> Option<(usize, f64)> {
         .copied()
 }
 
-/// Pick the scoring and layer: the overall best recall B over every curve; the first scoring
-/// (in the given order) that reaches B - `tol` somewhere; its lowest layer that does.
+/// Pick the scoring and layer. B is the best recall over every curve; a (scoring, layer) is a
+/// candidate when its recall is within `tol` of B. If the first scoring (the reference, the
+/// default) has a candidate, its lowest candidate layer wins; otherwise the lowest candidate
+/// layer of any scoring (the cheapest filter pass), ties going to the scoring listed first.
 #[must_use]
 pub fn choose(curves: &[(String, Vec<(usize, f64)>)], tol: f64) -> Option<Choice> {
     let best = curves
@@ -115,17 +116,28 @@ pub fn choose(curves: &[(String, Vec<(usize, f64)>)], tol: f64) -> Option<Choice
     if !best.is_finite() {
         return None;
     }
-    curves.iter().find_map(|(name, pts)| {
+    let candidates = |pts: &[(usize, f64)]| -> Option<(usize, f64)> {
         pts.iter()
             .filter(|p| p.1 >= best - tol - 1e-12)
             .min_by_key(|p| p.0)
-            .map(|&(layer, recall)| Choice {
-                scoring: name.clone(),
-                layer,
-                recall,
-                best,
-            })
-    })
+            .copied()
+    };
+    let pick = |name: &String, (layer, recall): (usize, f64)| Choice {
+        scoring: name.clone(),
+        layer,
+        recall,
+        best,
+    };
+    if let Some((name, pts)) = curves.first() {
+        if let Some(c) = candidates(pts) {
+            return Some(pick(name, c));
+        }
+    }
+    curves
+        .iter()
+        .filter_map(|(name, pts)| candidates(pts).map(|c| (name, c)))
+        .min_by_key(|(_, c)| c.0)
+        .map(|(name, c)| pick(name, c))
 }
 
 /// The presets entry for `meta` with the chosen settings.
@@ -260,7 +272,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         args.top_k
     );
     let mut recs = Vec::new();
-    niah::curve_cells(&job, &cells, &HashSet::new(), &mut |r| {
+    niah::curve_cells(&job, &cells, &[], &mut |r| {
         recs.push(r);
         Ok(())
     })?;

@@ -55,6 +55,23 @@ pub fn scoring_label(s: Scoring) -> String {
     }
 }
 
+/// Labels [`recall_curve_multi`] gives its points for these scorings and pooling kernels.
+#[must_use]
+pub fn curve_labels(scorings: &[Scoring], pools: &[usize]) -> Vec<String> {
+    scorings
+        .iter()
+        .flat_map(|&s| pools.iter().map(move |&p| pool_label(s, p)))
+        .collect()
+}
+
+fn pool_label(s: Scoring, pool: usize) -> String {
+    if pool == select::POOL_KERNEL {
+        scoring_label(s)
+    } else {
+        format!("{}+pool{pool}", scoring_label(s))
+    }
+}
+
 /// Parse a comma list of scorings; `window-softmax:W` sets the window, plain `window-softmax`
 /// gets `default_window`.
 ///
@@ -188,11 +205,7 @@ pub fn recall_curve_multi(
                     .map(|t| select::recall(&indices, t.clone()))
                     .sum::<f64>()
                     / targets.len().max(1) as f64;
-                let scoring = if pool == select::POOL_KERNEL {
-                    scoring_label(s)
-                } else {
-                    format!("{}+pool{pool}", scoring_label(s))
-                };
+                let scoring = pool_label(s, pool);
                 out.push(LayerRecall {
                     layer,
                     scoring,

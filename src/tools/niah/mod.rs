@@ -636,6 +636,37 @@ pub struct CurveJob<'a> {
     pub seed: u64,
 }
 
+/// The (layer, label) points a curve job computes per cell.
+#[must_use]
+pub fn wanted_points(job: &CurveJob<'_>) -> Vec<(usize, String)> {
+    let labels = crate::tools::layers::curve_labels(&job.scorings, &job.pools);
+    job.layers
+        .iter()
+        .flat_map(|&l| labels.iter().map(move |s| (l, s.clone())))
+        .collect()
+}
+
+/// Only the last record per key, with only the wanted points (a rerun with other layers or
+/// scorings appends a fuller record for the same cell).
+#[must_use]
+pub fn latest_records(
+    recs: Vec<CurveRecord>,
+    keys: &HashSet<String>,
+    wanted: &[(usize, String)],
+) -> Vec<CurveRecord> {
+    let want: HashSet<(usize, &str)> = wanted.iter().map(|(l, s)| (*l, s.as_str())).collect();
+    let mut by_key: Vec<CurveRecord> = Vec::new();
+    for mut r in recs.into_iter().filter(|r| keys.contains(&r.key)) {
+        r.points
+            .retain(|p| want.contains(&(p.layer, p.scoring.as_str())));
+        match by_key.iter_mut().find(|x| x.key == r.key) {
+            Some(x) => *x = r,
+            None => by_key.push(r),
+        }
+    }
+    by_key
+}
+
 /// Identity of a curve cell (what `--layers` reruns skip).
 #[must_use]
 pub fn curve_key(job: &CurveJob<'_>, c: &Cell) -> String {
@@ -659,13 +690,26 @@ pub fn curve_key(job: &CurveJob<'_>, c: &Cell) -> String {
 pub fn curve_cells(
     job: &CurveJob<'_>,
     cells: &[Cell],
-    done: &HashSet<String>,
+    existing: &[CurveRecord],
     sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
 ) -> Result<usize> {
     let key_of = |c: &Cell| curve_key(job, c);
+    let wanted = wanted_points(job);
+    let done: HashSet<&str> = existing
+        .iter()
+        .filter(|r| {
+            let have: HashSet<(usize, &str)> = r
+                .points
+                .iter()
+                .map(|p| (p.layer, p.scoring.as_str()))
+                .collect();
+            wanted.iter().all(|(l, s)| have.contains(&(*l, s.as_str())))
+        })
+        .map(|r| r.key.as_str())
+        .collect();
     let todo: Vec<&Cell> = cells
         .iter()
-        .filter(|c| !done.contains(&key_of(c)))
+        .filter(|c| !done.contains(key_of(c).as_str()))
         .collect();
     if todo.is_empty() {
         return Ok(0);
@@ -754,9 +798,8 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
         seed: args.seed,
     };
     let existing: Vec<CurveRecord> = report::read_jsonl(&out)?;
-    let done: HashSet<String> = existing.iter().map(|r| r.key.clone()).collect();
     if !args.report_only {
-        let n = curve_cells(&job, &p.cells, &done, &mut |r| {
+        let n = curve_cells(&job, &p.cells, &existing, &mut |r| {
             report::append_jsonl(&out, &r)
         })?;
         if n < p.cells.len() {
@@ -769,10 +812,7 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
         }
     }
     let keys: HashSet<String> = p.cells.iter().map(|c| curve_key(&job, c)).collect();
-    let recs: Vec<CurveRecord> = report::read_jsonl::<CurveRecord>(&out)?
-        .into_iter()
-        .filter(|r| keys.contains(&r.key))
-        .collect();
+    let recs = latest_records(report::read_jsonl(&out)?, &keys, &wanted_points(&job));
     if recs.is_empty() {
         bail!("no curve results for this grid in {}", out.display());
     }

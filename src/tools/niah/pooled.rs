@@ -22,14 +22,26 @@ use crate::select;
 ///
 /// # Errors
 /// Prefix writing, model loading, filter pass, scoring or generation failures.
-pub fn answer_pooled(models: &mut Models, job: &Job<'_>, gem: &GemSettings, pool: usize, sink: &mut dyn TokenSink) -> Result<Outcome> {
+pub fn answer_pooled(
+    models: &mut Models,
+    job: &Job<'_>,
+    gem: &GemSettings,
+    pool: usize,
+    sink: &mut dyn TokenSink,
+) -> Result<Outcome> {
     anyhow::ensure!(pool % 2 == 1, "pooling kernel {pool} must be odd");
     let n = job.tokens.len();
     let n_protected = job.protected.iter().filter(|&&p| p).count();
     if n <= gem.top_k.max(n_protected) {
-        let full = Job { gem: None, ..job.clone() };
+        let full = Job {
+            gem: None,
+            ..job.clone()
+        };
         let mut o = answer(models, &full, sink)?;
-        o.skipped = Some(format!("prompt has {n} tokens, no more than the {} that would be kept", gem.top_k.max(n_protected)));
+        o.skipped = Some(format!(
+            "prompt has {n} tokens, no more than the {} that would be kept",
+            gem.top_k.max(n_protected)
+        ));
         return Ok(o);
     }
     let t_start = Instant::now();
@@ -58,7 +70,12 @@ pub fn answer_pooled(models: &mut Models, job: &Job<'_>, gem: &GemSettings, pool
     let indices = select::select_top_k(pooled.view(), gem.top_k, job.protected);
     let selection_s = t_sel.elapsed().as_secs_f64();
     let kept: Vec<LlamaToken> = indices.iter().map(|&i| job.tokens[i]).collect();
-    let rerun = Job { tokens: &kept, protected: &[], gem: None, ..job.clone() };
+    let rerun = Job {
+        tokens: &kept,
+        protected: &[],
+        gem: None,
+        ..job.clone()
+    };
     let mut o = answer(models, &rerun, sink)?;
     let before = t_sel.duration_since(t_start).as_secs_f64() + selection_s;
     o.timings.filter_pass_s = pass.secs;
