@@ -28,6 +28,8 @@ pub struct GemSettings {
     pub prefix: bool,
     /// Physical batch size of the filter pass (None: the context's).
     pub ubatch: Option<u32>,
+    /// Average-pooling kernel over token scores (5 in the reference).
+    pub pool: usize,
 }
 
 /// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
@@ -147,7 +149,7 @@ pub fn select_tokens(
     let t0 = Instant::now();
     let lc = &pass.capture.layers[0];
     let sel =
-        select::gemfilter_select(lc.q_view(), lc.k_view(), gem.scoring, gem.top_k, protected)?;
+        select::gemfilter_select_pooled(lc.q_view(), lc.k_view(), gem.scoring, gem.top_k, protected, gem.pool)?;
     Ok(Selected {
         indices: sel.indices,
         filter_secs: pass.secs,

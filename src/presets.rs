@@ -24,6 +24,8 @@ pub struct Entry {
     pub scoring: Option<String>,
     /// Observation window for `window-softmax`.
     pub window: Option<usize>,
+    /// Average-pooling kernel (odd; default 5).
+    pub pool: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -47,6 +49,7 @@ pub struct Preset {
     pub top_k: usize,
     pub scoring: String,
     pub window: Option<usize>,
+    pub pool: Option<usize>,
     /// Which entry matched, or None for the fallback.
     pub label: Option<String>,
 }
@@ -145,6 +148,7 @@ pub fn resolve(meta: &ModelMeta, user: Option<&PresetFile>, builtin: &PresetFile
             top_k: e.top_k.unwrap_or(fb.top_k),
             scoring: e.scoring.clone().unwrap_or(fb.scoring),
             window: e.window,
+            pool: e.pool,
             label: Some(e.label.clone()),
         };
     }
@@ -153,6 +157,7 @@ pub fn resolve(meta: &ModelMeta, user: Option<&PresetFile>, builtin: &PresetFile
         top_k: fb.top_k,
         scoring: fb.scoring,
         window: None,
+        pool: None,
         label: None,
     }
 }

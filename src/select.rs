@@ -515,6 +515,22 @@ pub fn gemfilter_select(
     top_k: usize,
     protected: &[bool],
 ) -> Result<Selection> {
+    gemfilter_select_pooled(q, k, scoring, top_k, protected, POOL_KERNEL)
+}
+
+/// [`gemfilter_select`] with another (odd) pooling kernel: wider kernels keep whole sentences
+/// around the best-scoring tokens, which the softmax scorings need on small models.
+///
+/// # Errors
+/// As [`gemfilter_select`], and for an even or zero kernel.
+pub fn gemfilter_select_pooled(
+    q: ArrayView3<'_, f32>,
+    k: ArrayView3<'_, f32>,
+    scoring: Scoring,
+    top_k: usize,
+    protected: &[bool],
+    pool: usize,
+) -> Result<Selection> {
     let n = k.dim().0;
     if !protected.is_empty() && protected.len() != n {
         bail!(
@@ -522,8 +538,11 @@ pub fn gemfilter_select(
             protected.len()
         );
     }
+    if pool % 2 == 0 {
+        bail!("pooling kernel must be odd, got {pool}");
+    }
     let raw = scores(q, k, scoring)?;
-    let pooled = avg_pool5(raw.view());
+    let pooled = avg_pool(raw.view(), pool);
     let indices = select_top_k(pooled.view(), top_k, protected);
     Ok(Selection {
         indices,

@@ -216,6 +216,10 @@ pub struct GemArgs {
     #[arg(long = "gem-prefix", value_enum, default_value = "on")]
     pub gem_prefix: OnOff,
 
+    /// Average-pooling kernel over token scores (odd; 5 in the reference).
+    #[arg(long = "gem-pool", value_name = "K")]
+    pub gem_pool: Option<usize>,
+
     /// Physical batch size of the filter pass (default: -ub). Larger ubatches amortise the
     /// per-ubatch synchronisation the capture needs.
     #[arg(long = "gem-ubatch", value_name = "N")]

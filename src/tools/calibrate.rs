@@ -157,6 +157,8 @@ pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: usize) -> Entry {
         top_k: Some(top_k),
         scoring: Some(scoring),
         window,
+        // Calibration measures with the reference pooling kernel.
+        pool: None,
     }
 }
 
