@@ -148,8 +148,14 @@ pub fn select_tokens(
     let pass = engine.filter_pass(tokens, spec, &ctx, progress)?;
     let t0 = Instant::now();
     let lc = &pass.capture.layers[0];
-    let sel =
-        select::gemfilter_select_pooled(lc.q_view(), lc.k_view(), gem.scoring, gem.top_k, protected, gem.pool)?;
+    let sel = select::gemfilter_select_pooled(
+        lc.q_view(),
+        lc.k_view(),
+        gem.scoring,
+        gem.top_k,
+        protected,
+        gem.pool,
+    )?;
     Ok(Selected {
         indices: sel.indices,
         filter_secs: pass.secs,

@@ -182,7 +182,10 @@ pub fn gem_settings(args: &crate::cli::llama::GemArgs, meta: &ModelMeta) -> Resu
         bail!("--gem-window must be at least 1");
     }
     let scoring: Scoring = scoring_name.parse()?;
-    let pool = args.gem_pool.or(preset.pool).unwrap_or(crate::select::POOL_KERNEL);
+    let pool = args
+        .gem_pool
+        .or(preset.pool)
+        .unwrap_or(crate::select::POOL_KERNEL);
     if pool % 2 == 0 {
         bail!("--gem-pool must be an odd number, got {pool}");
     }

@@ -9,7 +9,6 @@
 pub mod grid;
 pub mod heatmap;
 pub mod needles;
-pub mod pooled;
 pub mod report;
 pub mod score;
 
@@ -144,11 +143,6 @@ pub struct NiahArgs {
     #[arg(long = "fresh")]
     pub fresh: bool,
 
-    /// Average-pooling kernel of the GemFilter answers (odd; 5 is the reference's and what the
-    /// runtime uses; others run the same steps with the wider kernel, see `niah::pooled`).
-    #[arg(long = "gem-pool", default_value_t = 5, value_name = "K")]
-    pub gem_pool: usize,
-
     /// Only rebuild the summary and plots from the output directory.
     #[arg(long = "report-only")]
     pub report_only: bool,
@@ -184,9 +178,6 @@ fn plan(args: &NiahArgs) -> Result<Plan> {
     let needles = needles::parse_list(&args.needles)?;
     if args.variants.is_empty() || args.methods.is_empty() {
         bail!("--variants and --methods need at least one value");
-    }
-    if args.gem_pool % 2 == 0 {
-        bail!("--gem-pool {} must be odd", args.gem_pool);
     }
     if args.n_predict < 1 {
         bail!("-n must be at least 1");
@@ -229,7 +220,7 @@ fn method_key(args: &NiahArgs, p: &Plan, m: Method) -> String {
             "m:gem|r{}|k{}|{}|{}|n{}",
             p.gem.layer,
             p.gem.top_k,
-            gem_label(args, p),
+            gem_label(p),
             p.protect,
             args.n_predict
         ),
@@ -237,11 +228,11 @@ fn method_key(args: &NiahArgs, p: &Plan, m: Method) -> String {
 }
 
 /// The GemFilter scoring as recorded: `head-softmax`, `window-softmax:32+pool15`, ...
-fn gem_label(args: &NiahArgs, p: &Plan) -> String {
-    if args.gem_pool == select::POOL_KERNEL {
+fn gem_label(p: &Plan) -> String {
+    if p.gem.pool == select::POOL_KERNEL {
         scoring_label(p.gem.scoring)
     } else {
-        format!("{}+pool{}", scoring_label(p.gem.scoring), args.gem_pool)
+        format!("{}+pool{}", scoring_label(p.gem.scoring), p.gem.pool)
     }
 }
 
@@ -411,12 +402,7 @@ fn generate_cells(
             },
             progress: false,
         };
-        let o = match &gem {
-            Some(g) if args.gem_pool != select::POOL_KERNEL => {
-                pooled::answer_pooled(&mut models, &job, g, args.gem_pool, &mut Quiet)?
-            }
-            _ => answer(&mut models, &job, &mut Quiet)?,
-        };
+        let o = answer(&mut models, &job, &mut Quiet)?;
         let asked = cell.asked();
         let scored = score::scored_part(&o.generated.text);
         let expected: Vec<&str> = asked.iter().map(|n| n.answer).collect();
@@ -450,7 +436,7 @@ fn generate_cells(
             method: if gem.is_some() { "gem" } else { "full" }.to_owned(),
             layer: gem.as_ref().map(|g| g.layer),
             k: gem.as_ref().map(|g| g.top_k),
-            scoring: gem.as_ref().map(|_| gem_label(args, p)),
+            scoring: gem.as_ref().map(|_| gem_label(p)),
             protect: gem.as_ref().map(|_| p.protect.clone()),
             seed: args.seed,
             prompt_tokens: b.asm.tokens.len(),
@@ -502,7 +488,7 @@ fn write_report(args: &NiahArgs, p: &Plan, recs: &[CellRecord]) -> Result<()> {
         args.style,
         g.layer,
         g.top_k,
-        gem_label(args, p),
+        gem_label(p),
         p.protect,
         recs.len()
     )
