@@ -90,6 +90,32 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `debug_assert` is compiled out in release test builds; check the flag table directly.
+    #[test]
+    fn no_duplicate_flags_in_any_mode() {
+        let cmd = Cli::command();
+        for sub in std::iter::once(&cmd).chain(cmd.get_subcommands()) {
+            let mut longs = std::collections::HashSet::new();
+            let mut shorts = std::collections::HashSet::new();
+            for a in sub.get_arguments() {
+                if let Some(l) = a.get_long() {
+                    assert!(
+                        longs.insert(l),
+                        "--{l} defined twice in '{}'",
+                        sub.get_name()
+                    );
+                }
+                if let Some(c) = a.get_short() {
+                    assert!(
+                        shorts.insert(c),
+                        "-{c} defined twice in '{}'",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn llama_cli_flags_parse() {
         let argv = [
