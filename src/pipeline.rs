@@ -94,9 +94,16 @@ impl Models {
         ctx: &ContextOptions,
         progress: bool,
     ) -> Result<Selected> {
-        if gem.prefix && gem.layer + 1 < self.n_layer {
+        let prefix_path = if gem.prefix && gem.layer + 1 < self.n_layer {
+            // A cache that cannot be written costs memory, not the answer: fall back.
+            prefix::prefix_model(&self.path, gem.layer + 1, self.n_layer)
+                .map_err(|e| crate::notice!("{e:#}; running the filter pass on the full model"))
+                .ok()
+        } else {
+            None
+        };
+        if let Some(path) = prefix_path {
             self.release_full();
-            let path = prefix::prefix_model(&self.path, gem.layer + 1, self.n_layer)?;
             let t0 = Instant::now();
             let engine = Engine::load(&path, &self.opts)?;
             self.load_secs += t0.elapsed().as_secs_f64();

@@ -245,3 +245,52 @@ fn gemma3_filters_at_a_global_layer() {
         r["answer"]
     );
 }
+
+#[test]
+fn unwritable_prefix_cache_falls_back_to_the_full_model() {
+    let d = tmpdir("nocache");
+    let model = d.join("tiny-llama.gguf");
+    assert!(run(&[
+        "synth",
+        "--shape",
+        "tiny-llama",
+        "-o",
+        model.to_str().unwrap()
+    ])
+    .status
+    .success());
+    let f = write(&d, "doc.txt", haystack(4000, NEEDLE, 0.5).as_bytes());
+    let blocker = write(&d, "not-a-dir", b"x"); // a file where the cache directory should be
+    let o = gemfilter()
+        .args([
+            "-m",
+            model.to_str().unwrap(),
+            "-f",
+            f.to_str().unwrap(),
+            "-p",
+            "q",
+            "-n",
+            "2",
+            "-no-cnv",
+        ])
+        .args([
+            "--gem-layer",
+            "2",
+            "--gem-topk",
+            "64",
+            "--json",
+            "--temp",
+            "0",
+        ])
+        .env("GEMFILTER_CACHE", blocker.join("cache"))
+        .output()
+        .unwrap();
+    let r = json(&o);
+    assert_eq!(r["selected_tokens"], 64);
+    assert_eq!(r["filter_max_layer"], 2);
+    assert!(
+        stderr(&o).contains("running the filter pass on the full model"),
+        "{}",
+        stderr(&o)
+    );
+}
