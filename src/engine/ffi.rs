@@ -156,28 +156,47 @@ fn read_wanted(
         return Err("tensor has no backend buffer".into());
     }
     let row_bytes = t.nb[2];
-    let mut raw = vec![0u8; n * row_bytes];
-    // SAFETY: the tensor is computed (observe phase) and has a buffer; offset + size is within
-    // ggml_nbytes = ne2 * nb2 because first + n <= n_ub; `raw` has exactly `size` bytes.
-    unsafe {
-        sys::ggml_backend_tensor_get(
-            std::ptr::from_ref(t).cast_mut(),
-            raw.as_mut_ptr().cast::<c_void>(),
-            first * row_bytes,
-            raw.len(),
-        );
-    }
     let rows: Vec<f32> = if elem == 4 {
-        raw.chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
+        // F32 (the usual case): copy straight into the f32 buffer, no byte staging.
+        let mut rows = vec![0f32; n * row_bytes / 4];
+        // SAFETY: buffer checked non-null above; first + n <= n_ub so the range is inside the
+        // tensor; `rows` holds exactly n * row_bytes bytes.
+        unsafe {
+            tensor_get(
+                t,
+                rows.as_mut_ptr().cast::<c_void>(),
+                first * row_bytes,
+                n * row_bytes,
+            )
+        };
+        rows
     } else {
+        let mut raw = vec![0u8; n * row_bytes];
+        // SAFETY: as above; `raw` holds exactly n * row_bytes bytes.
+        unsafe {
+            tensor_get(
+                t,
+                raw.as_mut_ptr().cast::<c_void>(),
+                first * row_bytes,
+                n * row_bytes,
+            )
+        };
         raw.chunks_exact(2)
             .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
             .collect()
     };
     state.record(slot, role, head_dim, heads, n_ub, &rows);
     Ok(())
+}
+
+/// Copy `size` bytes at `offset` of a computed tensor into `dst`.
+///
+/// # Safety
+/// `t` is computed and has a buffer, `offset + size <= ggml_nbytes(t)`, and `dst` points to at
+/// least `size` writable bytes.
+unsafe fn tensor_get(t: &sys::ggml_tensor, dst: *mut c_void, offset: usize, size: usize) {
+    // SAFETY: forwarded from the caller's contract above.
+    unsafe { sys::ggml_backend_tensor_get(std::ptr::from_ref(t).cast_mut(), dst, offset, size) }
 }
 
 /// IEEE half → single, for backends that keep Q/K in F16.
