@@ -27,11 +27,7 @@ fn gemfilter_selects_the_needle_and_answers_from_1024_of_6k_tokens() {
     let (m, f) = (m.to_str().unwrap(), f.to_str().unwrap());
     let mut args = base_args(m, f);
     args.push("--gem-show");
-    let o = gemfilter()
-        .args(&args)
-        .env("GEMFILTER_CACHE", d.join("cache"))
-        .output()
-        .unwrap();
+    let o = cached(&d).args(&args).output().unwrap();
     let r = json(&o);
     let prompt = r["prompt_tokens"].as_u64().unwrap();
     assert!((5500..7500).contains(&prompt), "prompt has {prompt} tokens");
@@ -108,7 +104,7 @@ fn chat_template_keeps_scaffolding_and_question() {
         smollm2(),
         write(&d, "doc.txt", haystack(6000, NEEDLE, 0.3).as_bytes()),
     );
-    let o = gemfilter()
+    let o = cached(&d)
         .args([
             "-m",
             m.to_str().unwrap(),
@@ -130,7 +126,6 @@ fn chat_template_keeps_scaffolding_and_question() {
             "-t",
             "2",
         ])
-        .env("GEMFILTER_CACHE", d.join("cache"))
         .output()
         .unwrap();
     let r = json(&o);
@@ -164,18 +159,10 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
     // No real qwen2 weights can be installed here: a random-weight qwen2 (Q/K/V biases, its own
     // tensor names) proves the capture finds post-RoPE Q/K and exits at layer r.
     let d = tmpdir("qwen2");
-    let model = d.join("tiny-qwen2.gguf");
-    let o = run(&[
-        "synth",
-        "--shape",
-        "tiny-qwen2",
-        "-o",
-        model.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let model = synth(&d, "tiny-qwen2");
     let f = write(&d, "doc.txt", haystack(3000, NEEDLE, 0.5).as_bytes());
     for prefix in ["on", "off"] {
-        let o = gemfilter()
+        let o = cached(&d)
             .args([
                 "-m",
                 model.to_str().unwrap(),
@@ -198,7 +185,6 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
                 "--temp",
                 "0",
             ])
-            .env("GEMFILTER_CACHE", d.join("cache"))
             .output()
             .unwrap();
         let r = json(&o);
@@ -217,7 +203,7 @@ fn gemma3_filters_at_a_global_layer() {
     };
     let d = tmpdir("gemma");
     let f = write(&d, "doc.txt", haystack(12_000, NEEDLE, 0.5).as_bytes());
-    let o = gemfilter()
+    let o = cached(&d)
         .args([
             "-m",
             g.to_str().unwrap(),
@@ -231,7 +217,6 @@ fn gemma3_filters_at_a_global_layer() {
             "0",
         ])
         .args(["--json", "-t", "2", "--gem-show"])
-        .env("GEMFILTER_CACHE", d.join("cache"))
         .output()
         .unwrap();
     let r = json(&o);
@@ -249,16 +234,7 @@ fn gemma3_filters_at_a_global_layer() {
 #[test]
 fn unwritable_prefix_cache_falls_back_to_the_full_model() {
     let d = tmpdir("nocache");
-    let model = d.join("tiny-llama.gguf");
-    assert!(run(&[
-        "synth",
-        "--shape",
-        "tiny-llama",
-        "-o",
-        model.to_str().unwrap()
-    ])
-    .status
-    .success());
+    let model = synth(&d, "tiny-llama");
     let f = write(&d, "doc.txt", haystack(4000, NEEDLE, 0.5).as_bytes());
     let blocker = write(&d, "not-a-dir", b"x"); // a file where the cache directory should be
     let o = gemfilter()

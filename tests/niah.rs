@@ -160,11 +160,7 @@ fn niah_grid_writes_jsonl_summary_heatmaps_and_resumes() {
         "-o",
         out.to_str().unwrap(),
     ];
-    let o = gemfilter()
-        .args(args)
-        .env("GEMFILTER_CACHE", d.join("cache"))
-        .output()
-        .unwrap();
+    let o = cached(&d).args(args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let recs = lines(&out.join("cells.jsonl"));
     assert_eq!(recs.len(), 4, "2 depths x (full, gem)");
@@ -214,11 +210,7 @@ fn niah_grid_writes_jsonl_summary_heatmaps_and_resumes() {
     }
     // A rerun finds every cell done: no model work, same file.
     let t0 = std::time::Instant::now();
-    let o = gemfilter()
-        .args(args)
-        .env("GEMFILTER_CACHE", d.join("cache"))
-        .output()
-        .unwrap();
+    let o = cached(&d).args(args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("4 of 4 cell runs already in"),
@@ -230,11 +222,7 @@ fn niah_grid_writes_jsonl_summary_heatmaps_and_resumes() {
     // Adding a depth runs only the new cell's two methods.
     let mut more = args.to_vec();
     more[6] = "0,50,100";
-    let o = gemfilter()
-        .args(&more)
-        .env("GEMFILTER_CACHE", d.join("cache"))
-        .output()
-        .unwrap();
+    let o = cached(&d).args(&more).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("4 of 6 cell runs already in"),

@@ -97,3 +97,18 @@ pub fn json(o: &Output) -> serde_json::Value {
     assert!(o.status.success(), "run failed: {}", stderr(o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(o)))
 }
+
+/// The binary with its prefix-model cache inside the test's directory.
+pub fn cached(dir: &Path) -> Command {
+    let mut c = gemfilter();
+    c.env("GEMFILTER_CACHE", dir.join("cache"));
+    c
+}
+
+/// A random-weight model of `shape` (e.g. tiny-qwen2) written by `gemfilter synth` into `dir`.
+pub fn synth(dir: &Path, shape: &str) -> PathBuf {
+    let model = dir.join(format!("{shape}.gguf"));
+    let o = run(&["synth", "--shape", shape, "-o", model.to_str().unwrap()]);
+    assert!(o.status.success(), "synth failed: {}", stderr(&o));
+    model
+}
