@@ -18,6 +18,21 @@ pub struct CaptureSpec {
     pub stop_after_last: bool,
     /// Record, per layer, how many graph nodes the scheduler reached (for tests and `-v`).
     pub trace_layers: bool,
+    /// Where the keys are read from.
+    pub k_source: KSource,
+}
+
+/// Where a target layer's keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KSource {
+    /// Observe `Kcur-<il>` in every ubatch. Each observation makes the scheduler wait for the
+    /// GPU, but it lets every ubatch stop right after the last target layer (early exit): the
+    /// choice when the model has layers above r.
+    Ubatch,
+    /// Read the layer's KV-cache rows once, in the last ubatch, so earlier ubatches are never
+    /// observed and run as asynchronously as a plain prefill. Needs layer r to store its K
+    /// (it runs in full): the choice for the (r+1)-layer prefix model, whose last layer is r.
+    Cache,
 }
 
 /// Per-layer capture: queries of the last `q_window` tokens, keys of every token.
@@ -99,6 +114,17 @@ pub fn parse_qk_name(name: &[u8]) -> Option<(Role, usize)> {
     Some((role, parse_usize(rest)?))
 }
 
+/// Parse a KV-cache tensor name, `"cache_k_l13"` (or with a tag, `"cache_swa_k_l13"`) → 13.
+#[must_use]
+pub fn parse_cache_k_name(name: &[u8]) -> Option<usize> {
+    let rest = name.strip_prefix(b"cache_")?;
+    let at = rest.windows(3).rposition(|w| w == b"k_l")?;
+    if at > 0 && rest[at - 1] != b'_' {
+        return None;
+    }
+    parse_usize(&rest[at + 3..])
+}
+
 /// Layer index of a graph node named `"<name>-<il>"`, if it has one.
 #[must_use]
 pub fn layer_of(name: &[u8]) -> Option<usize> {
@@ -115,6 +141,28 @@ fn parse_usize(digits: &[u8]) -> Option<usize> {
             .iter()
             .fold(0usize, |acc, d| acc * 10 + usize::from(d - b'0')),
     )
+}
+
+/// Multiply every consecutive block of `n` values (n a power of two) by the orthonormal
+/// Sylvester-Hadamard matrix, H[i][j] = (-1)^popcount(i & j) / sqrt(n): llama.cpp's
+/// `ggml_gen_hadamard`. Symmetric and its own inverse.
+pub fn hadamard_blocks(x: &mut [f32], n: usize) {
+    debug_assert!(n.is_power_of_two() && x.len() % n == 0);
+    let scale = 1.0 / (n as f32).sqrt();
+    for block in x.chunks_exact_mut(n) {
+        let mut h = 1;
+        while h < n {
+            for i in (0..n).step_by(2 * h) {
+                for j in i..i + h {
+                    let (a, b) = (block[j], block[j + h]);
+                    block[j] = a + b;
+                    block[j + h] = a - b;
+                }
+            }
+            h *= 2;
+        }
+        block.iter_mut().for_each(|v| *v *= scale);
+    }
 }
 
 impl CaptureState {
@@ -209,6 +257,59 @@ impl CaptureState {
         }
     }
 
+    /// Cache mode: note the K shape of a ubatch (at its `Kcur` node) and count its rows as seen;
+    /// the values are read from the cache at the end.
+    pub fn note_k_rows(&mut self, slot: usize, head_dim: usize, heads: usize, n_rows_ub: usize) {
+        let lc = &mut self.layers[slot];
+        if (lc.head_dim != 0 && lc.head_dim != head_dim)
+            || (lc.n_head_kv != 0 && lc.n_head_kv != heads)
+        {
+            self.error = Some(format!(
+                "K shape changed between ubatches ({}x{} vs {head_dim}x{heads})",
+                lc.head_dim, lc.n_head_kv
+            ));
+            return;
+        }
+        lc.head_dim = head_dim;
+        lc.n_head_kv = heads;
+        lc.k_seen += n_rows_ub;
+    }
+
+    /// Cache mode: the layer's cache now holds every prompt token and has not been read yet.
+    #[must_use]
+    pub fn cache_due(&self, slot: usize) -> bool {
+        let lc = &self.layers[slot];
+        lc.k_seen == self.spec.n_tokens && lc.k.is_empty()
+    }
+
+    /// Cache mode: the first `n_tokens` cache rows (cell i holds position i in a fresh,
+    /// single-sequence cache), already converted to f32. `rotation`: the Hadamard size llama.cpp
+    /// rotated K with before storing it (it does so for quantized caches, and rotates Q the
+    /// same way in its own attention); the captured, unrotated queries are rotated to match,
+    /// which keeps every per-head q·k (the rotation is orthonormal and acts within heads).
+    pub fn record_cache_k(&mut self, slot: usize, rows: Vec<f32>, rotation: Option<usize>) {
+        let lc = &mut self.layers[slot];
+        let want = self.spec.n_tokens * lc.n_head_kv * lc.head_dim;
+        if rows.len() != want {
+            self.error = Some(format!(
+                "read {} cached key values, expected {want}",
+                rows.len()
+            ));
+            return;
+        }
+        if let Some(n) = rotation {
+            if !n.is_power_of_two() || lc.head_dim % n != 0 {
+                self.error = Some(format!(
+                    "K cache rotated in blocks of {n}, which do not divide head_dim {}",
+                    lc.head_dim
+                ));
+                return;
+            }
+            hadamard_blocks(&mut lc.q, n);
+        }
+        lc.k = rows;
+    }
+
     /// Count a ubatch's rows of Q or K as seen without recording any.
     pub fn skip_rows(&mut self, slot: usize, role: Role, n_rows_ub: usize) {
         let lc = &mut self.layers[slot];
@@ -248,6 +349,11 @@ impl CaptureState {
                     lc.k_seen, lc.q_seen, self.spec.n_tokens
                 ));
             }
+            if lc.k.len() != self.spec.n_tokens * lc.n_head_kv * lc.head_dim {
+                return Err(format!(
+                    "layer {il}: the KV cache of this layer was not read (no cache_k_l{il} node)"
+                ));
+            }
         }
         Ok(())
     }
@@ -264,7 +370,37 @@ mod tests {
             q_window: w,
             stop_after_last: true,
             trace_layers: true,
+            k_source: KSource::Ubatch,
         }
+    }
+
+    #[test]
+    fn cache_names_parse() {
+        assert_eq!(parse_cache_k_name(b"cache_k_l13"), Some(13));
+        assert_eq!(parse_cache_k_name(b"cache_swa_k_l5"), Some(5));
+        assert_eq!(parse_cache_k_name(b"cache_v_l13"), None);
+        assert_eq!(parse_cache_k_name(b"cache_k_l"), None);
+        assert_eq!(parse_cache_k_name(b"Kcur-13"), None);
+        assert_eq!(parse_cache_k_name(b"cache_xk_l3"), None);
+    }
+
+    #[test]
+    fn cache_mode_reads_once_after_the_last_ubatch() {
+        let mut s = CaptureState::new(CaptureSpec {
+            k_source: KSource::Cache,
+            ..spec(6, 1)
+        });
+        s.note_k_rows(0, 2, 1, 4);
+        assert!(!s.cache_due(0), "not every token is in the cache yet");
+        s.note_k_rows(0, 2, 1, 2);
+        assert!(s.cache_due(0));
+        s.record_cache_k(0, vec![0.5; 11], None);
+        assert!(s.error.take().unwrap().contains("expected 12"));
+        s.record_cache_k(0, (0..12).map(|i| i as f32).collect(), None);
+        assert!(!s.cache_due(0), "read once");
+        assert_eq!(s.layers[0].k_view()[[5, 0, 1]], 11.0);
+        s.note_k_rows(0, 4, 1, 2);
+        assert!(s.error.unwrap().contains("K shape changed"));
     }
 
     #[test]
@@ -307,5 +443,61 @@ mod tests {
         assert!(s.ubatch_done());
         assert_eq!(s.finish(), Ok(()));
         assert_eq!(s.layers[1].k_view().shape(), &[2, 1, 1]);
+    }
+
+    #[test]
+    fn hadamard_matches_the_sylvester_matrix_and_keeps_dot_products() {
+        let n = 8;
+        let h = |i: usize, j: usize| {
+            let sign = if (i & j).count_ones() % 2 == 0 {
+                1.0
+            } else {
+                -1.0
+            };
+            sign / (n as f32).sqrt()
+        };
+        let x: Vec<f32> = (0..2 * n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = x.clone();
+        hadamard_blocks(&mut y, n);
+        for b in 0..2 {
+            for i in 0..n {
+                let want: f32 = (0..n).map(|j| h(i, j) * x[b * n + j]).sum();
+                assert!((y[b * n + i] - want).abs() < 1e-5);
+            }
+        }
+        let mut z = y.clone();
+        hadamard_blocks(&mut z, n);
+        assert!(
+            x.iter().zip(&z).all(|(a, b)| (a - b).abs() < 1e-5),
+            "H is its own inverse"
+        );
+        let k: Vec<f32> = (0..n).map(|i| (i as f32 * 1.3).cos()).collect();
+        let mut hk = k.clone();
+        hadamard_blocks(&mut hk, n);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
+        assert!((dot(&x[..n], &k) - dot(&y[..n], &hk)).abs() < 1e-5);
+        assert!(
+            (dot(&x[..n], &k) - dot(&x[..n], &hk)).abs() > 1e-3,
+            "not vacuous"
+        );
+    }
+
+    #[test]
+    fn rotated_cache_rotates_the_queries() {
+        let mut s = CaptureState::new(CaptureSpec {
+            k_source: KSource::Cache,
+            ..spec(1, 1)
+        });
+        s.record(0, Role::Q, 4, 1, 1, &[1.0, 0.0, 0.0, 0.0]);
+        s.note_k_rows(0, 4, 1, 1);
+        s.record_cache_k(0, vec![0.0; 4], Some(4));
+        assert_eq!(s.layers[0].q, vec![0.5; 4]);
+        let mut s2 = CaptureState::new(CaptureSpec {
+            k_source: KSource::Cache,
+            ..spec(1, 1)
+        });
+        s2.note_k_rows(0, 4, 1, 1);
+        s2.record_cache_k(0, vec![0.0; 4], Some(8));
+        assert!(s2.error.unwrap().contains("do not divide"));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use llama_cpp_2::token::LlamaToken;
 
-use crate::capture::CaptureSpec;
+use crate::capture::{CaptureSpec, KSource};
 use crate::engine::{prefill, prefix, ContextOptions, Engine, LoadOptions};
 use crate::generate::{generate, GenLimits, Generated, Sampling, TokenSink};
 use crate::report::Timings;
@@ -30,6 +30,11 @@ pub struct GemSettings {
     pub ubatch: Option<u32>,
     /// Average-pooling kernel over token scores (5 in the reference).
     pub pool: usize,
+    /// Prompts shorter than this are answered whole (0: always filter).
+    pub min_tokens: usize,
+    /// Where the filter pass reads layer r's keys (None: from the KV cache when the model's
+    /// last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
+    pub k_source: Option<KSource>,
 }
 
 /// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
@@ -146,6 +151,13 @@ pub fn select_tokens(
         q_window: gem.q_window.clamp(1, tokens.len()),
         stop_after_last: !gem.no_early_exit,
         trace_layers: true,
+        k_source: gem
+            .k_source
+            .unwrap_or(if engine.model.n_layer() as usize == gem.layer + 1 {
+                KSource::Cache
+            } else {
+                KSource::Ubatch
+            }),
     };
     let mut ctx = ctx.clone();
     if let Some(ub) = gem.ubatch {
@@ -236,6 +248,12 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
             skipped = Some(format!(
                 "prompt has {n} tokens, no more than the {} that would be kept: answering from the whole prompt",
                 gem.top_k.max(n_protected)
+            ));
+        } else if n < gem.min_tokens {
+            skipped = Some(format!(
+                "prompt has {n} tokens, fewer than --gem-min-tokens {}: below that the filter pass \
+                 costs more than it saves, answering from the whole prompt",
+                gem.min_tokens
             ));
         } else {
             selected =

@@ -6,7 +6,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use llama_cpp_2::context::params::KvCacheType;
 
-use crate::cli::llama::{OnOff, OnOffAuto, RunArgs};
+use crate::capture::KSource;
+use crate::cli::llama::{KSourceArg, OnOff, OnOffAuto, RunArgs};
 use crate::engine::{ContextOptions, Engine, LoadOptions};
 use crate::generate::{GenLimits, Sampling, TokenSink};
 use crate::gguf_info::{self, ModelMeta, SUPPORTED_ARCHS};
@@ -207,6 +208,12 @@ pub fn gem_settings(args: &crate::cli::llama::GemArgs, meta: &ModelMeta) -> Resu
         prefix: args.gem_prefix == OnOff::On,
         ubatch: args.gem_ubatch.filter(|&u| u > 0),
         pool,
+        min_tokens: args.gem_min_tokens.unwrap_or(0),
+        k_source: match args.gem_k_source {
+            KSourceArg::Auto => None,
+            KSourceArg::Ubatch => Some(KSource::Ubatch),
+            KSourceArg::Cache => Some(KSource::Cache),
+        },
     })
 }
 
@@ -224,6 +231,11 @@ fn read_context_file(path: &std::path::Path) -> Result<String> {
         )
     })
 }
+
+/// Default `--gem-min-tokens` when layers run on a GPU: below this GemFilter's first token was
+/// slower than the whole prompt's on the H100 measurements (README, "GPU"), because the filter
+/// pass's fixed costs (prefix-model and full-model loads, ~1 s) outweigh the prefill it saves.
+pub const GPU_MIN_TOKENS: usize = 16_384;
 
 /// The default mode.
 ///
@@ -263,7 +275,13 @@ pub fn run(args: &RunArgs) -> Result<()> {
     }
     let meta = gguf_info::read(model_path(&args.model)?)?;
     let gem = if gem_on {
-        Some(gem_settings(&args.gem, &meta)?)
+        let mut gem = gem_settings(&args.gem, &meta)?;
+        if args.gem.gem_min_tokens.is_none() && gpu_layers(&args.model.n_gpu_layers)? > 0 {
+            if crate::engine::ffi::gpu_names().is_some() {
+                gem.min_tokens = GPU_MIN_TOKENS;
+            }
+        }
+        Some(gem)
     } else {
         None
     };

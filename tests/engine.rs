@@ -1,7 +1,7 @@
 //! Engine internals on the real SmolLM2-135M: the filter pass stops at layer r, and the Q/K
 //! it captures are the ones the model computes.
 
-use gemfilter::capture::CaptureSpec;
+use gemfilter::capture::{hadamard_blocks, CaptureSpec, KSource};
 use gemfilter::engine::{ContextOptions, Engine, LoadOptions};
 use gemfilter::select::{self, Scoring};
 use llama_cpp_2::context::params::KvCacheType;
@@ -43,6 +43,7 @@ fn spec(layers: Vec<usize>, n: usize, q_window: usize, stop: bool) -> CaptureSpe
         q_window,
         stop_after_last: stop,
         trace_layers: true,
+        k_source: KSource::Ubatch,
     }
 }
 
@@ -130,4 +131,82 @@ fn captured_qk_match_an_independent_full_run() {
         .filter(|i| sb.indices.binary_search(i).is_ok())
         .count();
     assert!(overlap >= 250, "top-256 sets differ: overlap {overlap}");
+}
+
+fn spec_cache(layers: Vec<usize>, n: usize, q_window: usize) -> CaptureSpec {
+    CaptureSpec {
+        k_source: KSource::Cache,
+        ..spec(layers, n, q_window, true)
+    }
+}
+
+/// Relative L2 distance.
+fn rel_err(x: &[f32], y: &[f32]) -> f32 {
+    let num: f32 = x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f32 = y.iter().map(|b| b * b).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn keys_read_from_the_kv_cache_match_the_per_ubatch_capture() {
+    let e = engine();
+    let toks = tokens(&e, 2500);
+    let n = toks.len();
+    let ubatches = n.div_ceil(128);
+    let a = e
+        .filter_pass(&toks, spec(vec![9], n, 4, true), &ctx(128), false)
+        .unwrap();
+    let b = e
+        .filter_pass(&toks, spec_cache(vec![9], n, 4), &ctx(128), false)
+        .unwrap();
+    // Cache mode observed nothing before the last ubatch: earlier ubatches ran every layer
+    // (no per-ubatch stop, so no per-ubatch wait), and only the last one stopped early.
+    assert_eq!(a.capture.early_exits, ubatches);
+    assert_eq!(b.capture.early_exits, 1);
+    assert_eq!(b.capture.max_layer_reached(), Some(29));
+    let (la, lb) = (&a.capture.layers[0], &b.capture.layers[0]);
+    assert_eq!(lb.k_view().shape(), &[n, 3, 64]);
+    assert_eq!(la.q, lb.q, "queries come from the same node either way");
+    // The cache holds K as f16: equal up to f16 rounding, row for row (cell i = position i).
+    let err = rel_err(&lb.k, &la.k);
+    assert!(err < 1e-3, "cache K vs Kcur: relative error {err}");
+    // Not vacuous: shifting by one position is far off.
+    let row = 3 * 64;
+    assert!(rel_err(&lb.k[row..], &la.k[..la.k.len() - row]) > 0.1);
+    let pick = |l: &gemfilter::capture::LayerCapture| {
+        select::gemfilter_select(l.q_view(), l.k_view(), Scoring::Reference, 256, &[])
+            .unwrap()
+            .indices
+    };
+    let (sa, sb) = (pick(la), pick(lb));
+    let overlap = sa.iter().filter(|i| sb.binary_search(i).is_ok()).count();
+    assert!(overlap >= 254, "top-256 overlap {overlap}");
+
+    // A quantized cache (-ctk q8_0) is dequantized on read.
+    let mut q8 = ctx(128);
+    q8.type_k = KvCacheType::Q8_0;
+    let c = e
+        .filter_pass(&toks, spec_cache(vec![9], n, 4), &q8, false)
+        .unwrap();
+    let lc = &c.capture.layers[0];
+    // llama.cpp stores a quantized K rotated by a 64x64 Hadamard matrix (head_dim 64), and
+    // the capture rotates the query to match, so q·k and the selection are unchanged.
+    let mut rot_k = la.k.clone();
+    hadamard_blocks(&mut rot_k, 64);
+    let err = rel_err(&lc.k, &rot_k);
+    assert!(
+        err > 1e-4 && err < 2e-2,
+        "q8_0 cache K: relative error {err}"
+    );
+    let mut rot_q = la.q.clone();
+    hadamard_blocks(&mut rot_q, 64);
+    // (Layers below 9 read a quantized cache too, so the query itself moves a little.)
+    let (e_rot, e_plain) = (rel_err(&lc.q, &rot_q), rel_err(&lc.q, &la.q));
+    assert!(
+        e_rot < 2e-2 && e_plain > 0.2,
+        "query rotated like the cache: {e_rot} vs {e_plain}"
+    );
+    let sc = pick(lc);
+    let overlap = sa.iter().filter(|i| sc.binary_search(i).is_ok()).count();
+    assert!(overlap >= 240, "q8_0 top-256 overlap {overlap}");
 }

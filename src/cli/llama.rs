@@ -220,10 +220,21 @@ pub struct GemArgs {
     #[arg(long = "gem-pool", value_name = "K")]
     pub gem_pool: Option<usize>,
 
+    /// Use GemFilter only for prompts of at least N tokens; shorter ones are answered from the
+    /// whole prompt, with a notice. Default: 0 on the CPU; on a GPU (-ngl > 0) the length below
+    /// which the filter pass and its model loads were measured to cost more than they save.
+    #[arg(long = "gem-min-tokens", value_name = "N")]
+    pub gem_min_tokens: Option<usize>,
+
     /// Physical batch size of the filter pass (default: -ub). Larger ubatches amortise the
     /// per-ubatch synchronisation the capture needs.
     #[arg(long = "gem-ubatch", value_name = "N")]
     pub gem_ubatch: Option<u32>,
+
+    /// Debug: where the filter pass reads layer r's keys: auto (KV cache on the prefix model,
+    /// per ubatch with early exit on the full model), ubatch or cache.
+    #[arg(long = "gem-k-source", value_enum, default_value = "auto", hide = true)]
+    pub gem_k_source: KSourceArg,
 
     /// Debug: compute every layer in the filter pass (no early exit).
     #[arg(long = "gem-no-early-exit", hide = true)]
@@ -250,4 +261,12 @@ pub struct RunArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub gem: GemArgs,
+}
+
+/// `--gem-k-source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KSourceArg {
+    Auto,
+    Ubatch,
+    Cache,
 }

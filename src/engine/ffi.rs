@@ -10,7 +10,7 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_sys_2 as sys;
 
-use crate::capture::{parse_qk_name, CaptureState, Role};
+use crate::capture::{parse_cache_k_name, parse_qk_name, CaptureState, KSource, Role};
 
 /// Owns a [`CaptureState`] lent to llama.cpp as `cb_eval_user_data`.
 ///
@@ -87,19 +87,40 @@ fn node_name(t: &sys::ggml_tensor) -> &[u8] {
     unsafe { CStr::from_ptr(t.name.as_ptr()) }.to_bytes()
 }
 
+/// What a graph node is to the capture.
+#[derive(Clone, Copy)]
+enum Target {
+    /// Post-RoPE `Qcur-<il>` / `Kcur-<il>` of a target layer.
+    Rope(Role, usize),
+    /// The write of this ubatch's K into a target layer's KV cache (`SET_ROWS` into
+    /// `cache_k_l<il>`); its destination, `src[2]`, is the whole cache tensor.
+    CacheK(usize),
+}
+
+fn target_of(state: &CaptureState, t: &sys::ggml_tensor) -> Option<Target> {
+    match t.op {
+        sys::GGML_OP_ROPE => {
+            let (role, il) = parse_qk_name(node_name(t))?;
+            Some(Target::Rope(role, state.slot(il)?))
+        }
+        sys::GGML_OP_SET_ROWS if state.spec.k_source == KSource::Cache => {
+            // SAFETY: src pointers of a live graph node are null or live tensors of the graph.
+            let dst = unsafe { t.src[2].as_ref() }?;
+            let il = parse_cache_k_name(node_name(dst))?;
+            Some(Target::CacheK(state.slot(il)?))
+        }
+        _ => None,
+    }
+}
+
 fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
-    let name = node_name(t);
-    let target = if t.op == sys::GGML_OP_ROPE {
-        parse_qk_name(name).and_then(|(role, il)| Some((role, state.slot(il)?)))
-    } else {
-        None
-    };
+    let target = target_of(state, t);
     if ask {
-        state.note_node(name);
+        state.note_node(node_name(t));
         return match target {
             // Queries are only needed for the last tokens: skip observing (and the sync that
             // observing costs) in every ubatch that has none of them, but keep count.
-            Some((Role::Q, slot)) => {
+            Some(Target::Rope(Role::Q, slot)) => {
                 let n_ub = usize::try_from(t.ne[2]).unwrap_or(0);
                 if state.wanted_rows(slot, Role::Q, n_ub).is_none() {
                     state.skip_rows(slot, Role::Q, n_ub);
@@ -108,26 +129,117 @@ fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
                     true
                 }
             }
-            Some(_) => true,
+            // Cache mode: keys are read from the cache at the end; only count rows here.
+            Some(Target::Rope(Role::K, slot)) if state.spec.k_source == KSource::Cache => {
+                let [head_dim, heads, n_ub] =
+                    [t.ne[0], t.ne[1], t.ne[2]].map(|v| usize::try_from(v).unwrap_or(0));
+                state.note_k_rows(slot, head_dim, heads, n_ub);
+                false
+            }
+            Some(Target::Rope(Role::K, _)) => true,
+            Some(Target::CacheK(slot)) => state.cache_due(slot),
             None => false,
         };
     }
-    let Some((role, slot)) = target else {
-        return true;
+    let res = match target {
+        Some(Target::Rope(role, slot)) => read_wanted(state, slot, role, t).map(|()| slot),
+        Some(Target::CacheK(slot)) => read_cache(state, slot, t).map(|()| slot),
+        None => return true,
     };
-    match read_wanted(state, slot, role, t) {
-        Ok(()) => {}
+    let slot = match res {
+        Ok(slot) => slot,
         Err(e) => {
-            state.error = Some(format!("{}: {e}", String::from_utf8_lossy(name)));
+            state.error = Some(format!("{}: {e}", String::from_utf8_lossy(node_name(t))));
             return false;
         }
-    }
+    };
     let last_slot = slot + 1 == state.layers.len();
-    if state.spec.stop_after_last && last_slot && state.ubatch_done() {
+    let k_in = match state.spec.k_source {
+        KSource::Ubatch => true,
+        KSource::Cache => !state.cache_due(slot) && !state.layers[slot].k.is_empty(),
+    };
+    if state.spec.stop_after_last && last_slot && k_in && state.ubatch_done() {
         state.early_exits += 1;
         return false;
     }
     true
+}
+
+/// Cache mode: read the first `n_tokens` rows of a target layer's KV cache (after the last
+/// ubatch wrote into it) and convert them to f32, whatever the cache type (`-ctk`).
+fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Result<(), String> {
+    // SAFETY: as in `target_of`; `target_of` already found it non-null.
+    let cache = unsafe { t.src[2].as_ref() }.ok_or("no cache tensor")?;
+    let lc = &state.layers[slot];
+    let n = state.spec.n_tokens;
+    let row_elems = lc.n_head_kv * lc.head_dim;
+    let [ne0, ne1] = [cache.ne[0], cache.ne[1]].map(|v| usize::try_from(v).unwrap_or(0));
+    if ne0 != row_elems || ne1 < n || row_elems == 0 {
+        return Err(format!(
+            "cache shape {:?} does not hold {n} rows of {row_elems}",
+            cache.ne
+        ));
+    }
+    if cache.buffer.is_null() {
+        return Err("cache tensor has no backend buffer".into());
+    }
+    // SAFETY: plain lookups of ggml's static type table.
+    let (row_bytes, traits) = unsafe {
+        (
+            sys::ggml_row_size(cache.type_, cache.ne[0]),
+            sys::ggml_get_type_traits(cache.type_).as_ref(),
+        )
+    };
+    if row_bytes != cache.nb[1] {
+        return Err(format!("non-contiguous cache rows (nb {:?})", cache.nb));
+    }
+    let mut rows = vec![0f32; n * row_elems];
+    if cache.type_ == sys::GGML_TYPE_F32 {
+        // SAFETY: buffer non-null; n <= ne1 rows of row_bytes lie inside the tensor; `rows` holds
+        // n * row_elems f32 = n * row_bytes bytes.
+        unsafe { tensor_get(cache, rows.as_mut_ptr().cast::<c_void>(), 0, n * row_bytes) };
+    } else {
+        let to_float = traits
+            .and_then(|tr| tr.to_float)
+            .ok_or_else(|| format!("no conversion to f32 for cache type {}", cache.type_))?;
+        let mut raw = vec![0u8; n * row_bytes];
+        // SAFETY: as above; `raw` holds exactly n * row_bytes bytes.
+        unsafe { tensor_get(cache, raw.as_mut_ptr().cast::<c_void>(), 0, n * row_bytes) };
+        let n_elems = i64::try_from(rows.len()).map_err(|_| "cache too large")?;
+        // SAFETY: `raw` holds n whole rows of `cache.type_` (row_bytes = ggml_row_size, so
+        // n * row_elems values in whole blocks) and `rows` has room for n * row_elems f32.
+        unsafe { to_float(raw.as_ptr().cast::<c_void>(), rows.as_mut_ptr(), n_elems) };
+    }
+    state.record_cache_k(slot, rows, k_rotation(t));
+    Ok(())
+}
+
+/// Size of the Hadamard rotation llama.cpp applied to K between `Kcur` and the cache write
+/// (a `MUL_MAT` by the `attn_inp_k_rot` input; it does this for quantized K caches), if any.
+fn k_rotation(set_rows: &sys::ggml_tensor) -> Option<usize> {
+    let mut cur = set_rows.src[0];
+    // set_rows <- view <- reshape <- mul_mat(rot, ...) <- ... <- Kcur (rope): a few hops.
+    for _ in 0..8 {
+        // SAFETY: src/view_src pointers of live graph nodes are null or live tensors.
+        let t = unsafe { cur.as_ref() }?;
+        match t.op {
+            sys::GGML_OP_ROPE => return None,
+            sys::GGML_OP_MUL_MAT => {
+                // SAFETY: as above.
+                let rot = unsafe { t.src[0].as_ref() }?;
+                return (node_name(rot) == b"attn_inp_k_rot")
+                    .then(|| usize::try_from(rot.ne[0]).ok())
+                    .flatten();
+            }
+            _ => {}
+        }
+        cur = if t.view_src.is_null() {
+            t.src[0]
+        } else {
+            t.view_src
+        };
+    }
+    None
 }
 
 fn read_wanted(

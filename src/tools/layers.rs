@@ -6,7 +6,7 @@ use std::ops::Range;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::capture::CaptureSpec;
+use crate::capture::{CaptureSpec, KSource};
 use crate::engine::{ContextOptions, Engine};
 use crate::select::{self, Scoring};
 
@@ -178,6 +178,7 @@ pub fn recall_curve_multi(
         q_window: q_window.min(tokens.len()),
         stop_after_last: true,
         trace_layers: false,
+        k_source: KSource::Ubatch,
     };
     let pass = engine.filter_pass(tokens, spec, ctx, progress)?;
     let mut out = Vec::new();
