@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ver=$(awk -F'"' '/^version/{print $2; exit}' vendor/llama-cpp-sys-2/Cargo.toml)
+# llama-cpp-sys-2 hard-links the shared libraries next to the binary and fails on stale links.
+find target/gpu/release -maxdepth 2 -name "lib*.so*" -delete 2>/dev/null || true
 CARGO_TARGET_DIR=target/gpu cargo build --release --features dynamic-link
 rm -rf .gpu/llama.cpp .gpu/bin .gpu/build
 mkdir -p .gpu/bin

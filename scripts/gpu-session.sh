@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call's worth of measurements (README "GPU"): builds the CUDA libraries if missing,
 # writes the 8B-shape model, then runs the benches named in $STEPS while time remains.
-# usage: scripts/gpu-session.sh OUTDIR [STEP...]   steps: main, prefix, ubatch, short, q8, q4, nemo
+# usage: scripts/gpu-session.sh OUTDIR [STEP...]
+#   steps: main, prefix, ubatch, short, nommap, nommap-short, q8, q4, nemo
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=$1; shift
@@ -36,6 +37,8 @@ for step in "$@"; do
     ubatch) p=$(ls "$GEMFILTER_CACHE"/*.gguf 2>/dev/null | head -1)
       [ -n "$p" ] && bench ubatch 45 -m "$p" --gem-layer 13 --gem-prefix off --gem-k-source ubatch --no-standard --lengths 128k ;;
     short) bench short 60 -m "$l8" --lengths 8k,16k,32k,64k ;;
+    nommap) bench nommap 70 -m "$l8" --lengths 8k,128k --no-mmap ;;
+    nommap-short) bench nommap-short 40 -m "$l8" --lengths 16k,32k --no-mmap ;;
     q8) bench q8 110 -m "$l8" --lengths 128k -ctk q8_0 -ctv q8_0 ;;
     q4) bench q4 110 -m "$l8" --lengths 128k -ctk q4_0 -ctv q4_0 ;;
     nemo) n=$(model mistral-nemo-12b); bench nemo 150 -m "$n" --lengths 128k ;;

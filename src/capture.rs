@@ -99,6 +99,8 @@ pub struct CaptureState {
     pub error: Option<String>,
     /// Ubatches cut short after the last target layer.
     pub early_exits: usize,
+    /// Seconds spent reading keys out of the KV cache (cache mode).
+    pub read_secs: f64,
 }
 
 /// Parse `"Qcur-13"` → (`Role::Q`, 13). Other names → None.
@@ -175,6 +177,7 @@ impl CaptureState {
             nodes_per_layer: Vec::new(),
             error: None,
             early_exits: 0,
+            read_secs: 0.0,
         }
     }
 

@@ -126,6 +126,8 @@ pub struct Selected {
     /// Sorted prompt positions kept.
     pub indices: Vec<usize>,
     pub filter_secs: f64,
+    /// Part of `filter_secs` spent reading layer r's keys from the KV cache.
+    pub read_secs: f64,
     pub selection_secs: f64,
     pub device_mem: Option<u64>,
     /// Highest layer whose graph nodes ran during the filter pass.
@@ -178,6 +180,7 @@ pub fn select_tokens(
     Ok(Selected {
         indices: sel.indices,
         filter_secs: pass.secs,
+        read_secs: pass.capture.read_secs,
         selection_secs: t0.elapsed().as_secs_f64(),
         device_mem: pass.device_mem,
         max_layer_reached: pass.capture.max_layer_reached(),
@@ -298,6 +301,7 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         load_s: 0.0,
         filter_pass_s: selected.as_ref().map_or(0.0, |s| s.filter_secs),
         selection_s: selected.as_ref().map_or(0.0, |s| s.selection_secs),
+        filter_read_s: selected.as_ref().map_or(0.0, |s| s.read_secs),
         rerun_s: rerun_secs,
         first_token_s,
         decode_tok_per_s,

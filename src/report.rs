@@ -11,6 +11,8 @@ pub struct Timings {
     pub load_s: f64,
     /// Filter pass: prefill through layer r of the whole prompt (s); 0 with --gem off.
     pub filter_pass_s: f64,
+    /// Part of the filter pass spent reading layer r's keys out of the KV cache (s).
+    pub filter_read_s: f64,
     /// Scoring and top-k (s).
     pub selection_s: f64,
     /// Prefill of the selected tokens (or the whole prompt with --gem off) (s).

@@ -116,6 +116,7 @@ pub fn open_model(m: &crate::cli::llama::ModelArgs) -> Result<(ModelMeta, Engine
 pub fn load_options(m: &crate::cli::llama::ModelArgs) -> Result<LoadOptions> {
     Ok(LoadOptions {
         n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
+        use_mmap: !m.no_mmap,
         verbose: m.verbose,
     })
 }

@@ -13,6 +13,7 @@ fn engine() -> Engine {
         &smollm2(),
         &LoadOptions {
             n_gpu_layers: 0,
+            use_mmap: true,
             verbose: false,
         },
     )

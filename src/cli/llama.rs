@@ -39,6 +39,12 @@ pub struct ModelArgs {
     )]
     pub n_gpu_layers: String,
 
+    /// Read the model with ordinary reads instead of memory-mapping it (llama-cli's flag).
+    /// Uploads to a GPU then go through pinned buffers, which is faster for GemFilter's
+    /// reload of the full model after the filter pass.
+    #[arg(long = "no-mmap")]
+    pub no_mmap: bool,
+
     /// Flash attention: on, off or auto.
     #[arg(
         long = "flash-attn",

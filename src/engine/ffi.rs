@@ -193,6 +193,7 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     if row_bytes != cache.nb[1] {
         return Err(format!("non-contiguous cache rows (nb {:?})", cache.nb));
     }
+    let t0 = std::time::Instant::now();
     let mut rows = vec![0f32; n * row_elems];
     if cache.type_ == sys::GGML_TYPE_F32 {
         // SAFETY: buffer non-null; n <= ne1 rows of row_bytes lie inside the tensor; `rows` holds
@@ -205,11 +206,25 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
         let mut raw = vec![0u8; n * row_bytes];
         // SAFETY: as above; `raw` holds exactly n * row_bytes bytes.
         unsafe { tensor_get(cache, raw.as_mut_ptr().cast::<c_void>(), 0, n * row_bytes) };
-        let n_elems = i64::try_from(rows.len()).map_err(|_| "cache too large")?;
-        // SAFETY: `raw` holds n whole rows of `cache.type_` (row_bytes = ggml_row_size, so
-        // n * row_elems values in whole blocks) and `rows` has room for n * row_elems f32.
-        unsafe { to_float(raw.as_ptr().cast::<c_void>(), rows.as_mut_ptr(), n_elems) };
+        // At 128K this is 134M values: convert on every core, in whole rows.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let rows_per = n.div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            for (src, dst) in raw
+                .chunks(rows_per * row_bytes)
+                .zip(rows.chunks_mut(rows_per * row_elems))
+            {
+                s.spawn(move || {
+                    let k = i64::try_from(dst.len()).unwrap_or(0);
+                    // SAFETY: `src` holds whole rows of `cache.type_` (row_bytes =
+                    // ggml_row_size, so whole quantization blocks) and `dst` exactly their
+                    // values; to_float is a pure function of its arguments.
+                    unsafe { to_float(src.as_ptr().cast::<c_void>(), dst.as_mut_ptr(), k) };
+                });
+            }
+        });
     }
+    state.read_secs += t0.elapsed().as_secs_f64();
     state.record_cache_k(slot, rows, k_rotation(t));
     Ok(())
 }

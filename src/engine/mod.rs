@@ -38,6 +38,7 @@ pub struct ContextOptions {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub n_gpu_layers: u32,
+    pub use_mmap: bool,
     pub verbose: bool,
 }
 
@@ -109,6 +110,7 @@ impl Engine {
         let backend = backend(opts.verbose)?;
         let params = LlamaModelParams::default()
             .with_n_gpu_layers(opts.n_gpu_layers)
+            .with_use_mmap(opts.use_mmap)
             .with_vocab_only(vocab_only);
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(

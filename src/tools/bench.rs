@@ -42,6 +42,8 @@ pub struct BenchArgs {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {
     pub filter_pass_s: f64,
+    /// Part of the filter pass spent reading layer r's keys from the KV cache.
+    pub filter_read_s: f64,
     pub selection_s: f64,
     /// Prefill of what the model answers from (selected tokens, or the whole prompt).
     pub prefill_s: f64,
@@ -118,6 +120,7 @@ fn mode(out: &Outcome) -> ModeResult {
     ModeResult {
         filter_pass_s: out.timings.filter_pass_s,
         selection_s: out.timings.selection_s,
+        filter_read_s: out.timings.filter_read_s,
         prefill_s: out.timings.rerun_s,
         load_in_span_s: out.load_secs,
         first_token_s: out.timings.first_token_s,
