@@ -194,40 +194,71 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
         return Err(format!("non-contiguous cache rows (nb {:?})", cache.nb));
     }
     let t0 = std::time::Instant::now();
+    let to_float = match cache.type_ {
+        sys::GGML_TYPE_F32 => None,
+        _ => Some(
+            traits
+                .and_then(|tr| tr.to_float)
+                .ok_or_else(|| format!("no conversion to f32 for cache type {}", cache.type_))?,
+        ),
+    };
+    // At 128K this is 268 MB to copy and 134M values to convert: split the rows over every
+    // core, each copying (CUDA stages pageable copies per thread) and converting its share.
     let mut rows = vec![0f32; n * row_elems];
-    if cache.type_ == sys::GGML_TYPE_F32 {
-        // SAFETY: buffer non-null; n <= ne1 rows of row_bytes lie inside the tensor; `rows` holds
-        // n * row_elems f32 = n * row_bytes bytes.
-        unsafe { tensor_get(cache, rows.as_mut_ptr().cast::<c_void>(), 0, n * row_bytes) };
-    } else {
-        let to_float = traits
-            .and_then(|tr| tr.to_float)
-            .ok_or_else(|| format!("no conversion to f32 for cache type {}", cache.type_))?;
-        let mut raw = vec![0u8; n * row_bytes];
-        // SAFETY: as above; `raw` holds exactly n * row_bytes bytes.
-        unsafe { tensor_get(cache, raw.as_mut_ptr().cast::<c_void>(), 0, n * row_bytes) };
-        // At 128K this is 134M values: convert on every core, in whole rows.
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let rows_per = n.div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            for (src, dst) in raw
-                .chunks(rows_per * row_bytes)
-                .zip(rows.chunks_mut(rows_per * row_elems))
-            {
-                s.spawn(move || {
-                    let k = i64::try_from(dst.len()).unwrap_or(0);
-                    // SAFETY: `src` holds whole rows of `cache.type_` (row_bytes =
-                    // ggml_row_size, so whole quantization blocks) and `dst` exactly their
-                    // values; to_float is a pure function of its arguments.
-                    unsafe { to_float(src.as_ptr().cast::<c_void>(), dst.as_mut_ptr(), k) };
-                });
-            }
-        });
-    }
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let rows_per = n.div_ceil(threads).max(1);
+    let cache = SharedTensor(cache);
+    std::thread::scope(|s| {
+        for (i, dst) in rows.chunks_mut(rows_per * row_elems).enumerate() {
+            let cache = &cache;
+            s.spawn(move || {
+                let cache = cache.0;
+                let (first, count) = (i * rows_per, dst.len() / row_elems);
+                match to_float {
+                    // SAFETY: buffer non-null (checked above); rows first..first+count lie
+                    // inside the tensor (first + count <= n <= ne1); `dst` holds count rows of
+                    // f32, which for an F32 cache is exactly count * row_bytes bytes.
+                    None => unsafe {
+                        tensor_get(
+                            cache,
+                            dst.as_mut_ptr().cast::<c_void>(),
+                            first * row_bytes,
+                            count * row_bytes,
+                        );
+                    },
+                    Some(f) => {
+                        let mut raw = vec![0u8; count * row_bytes];
+                        // SAFETY: as above; `raw` holds exactly count * row_bytes bytes.
+                        unsafe {
+                            tensor_get(
+                                cache,
+                                raw.as_mut_ptr().cast::<c_void>(),
+                                first * row_bytes,
+                                count * row_bytes,
+                            );
+                        }
+                        let k = i64::try_from(dst.len()).unwrap_or(0);
+                        // SAFETY: `raw` holds whole rows of `cache.type_` (row_bytes =
+                        // ggml_row_size, so whole quantization blocks), `dst` room for their
+                        // values; to_float is a pure function of its arguments.
+                        unsafe { f(raw.as_ptr().cast::<c_void>(), dst.as_mut_ptr(), k) };
+                    }
+                }
+            });
+        }
+    });
     state.read_secs += t0.elapsed().as_secs_f64();
     state.record_cache_k(slot, rows, k_rotation(t));
     Ok(())
 }
+
+/// A cache tensor read from several threads at once.
+struct SharedTensor<'a>(&'a sys::ggml_tensor);
+
+// SAFETY: the threads only read the tensor's metadata and copy disjoint row ranges out of its
+// buffer with ggml_backend_tensor_get, which is safe to call concurrently (CUDA: one stream per
+// thread, then a sync of that stream; CPU: memcpy); the graph is stopped in the callback meanwhile.
+unsafe impl Sync for SharedTensor<'_> {}
 
 /// Size of the Hadamard rotation llama.cpp applied to K between `Kcur` and the cache write
 /// (a `MUL_MAT` by the `attn_inp_k_rot` input; it does this for quantized K caches), if any.
