@@ -233,10 +233,11 @@ fn read_context_file(path: &std::path::Path) -> Result<String> {
     })
 }
 
-/// Default `--gem-min-tokens` when layers run on a GPU: below this GemFilter's first token was
-/// slower than the whole prompt's on the H100 measurements (README, "GPU"), because the filter
-/// pass's fixed costs (prefix-model and full-model loads, ~1 s) outweigh the prefill it saves.
-pub const GPU_MIN_TOKENS: usize = 16_384;
+/// Default `--gem-min-tokens` when layers run on a GPU. H100, 8B shape, Q4_0, f16 KV
+/// (bench/runs/2026-11-28-h100): GemFilter's first token vs the whole prompt's was 2.86x at 8K,
+/// 1.43x at 16K, 0.92x at 32K, 0.63x at 64K. Its fixed cost (prefix-model and full-model loads,
+/// ~1.6 s) outweighs the prefill it saves below ~30K tokens.
+pub const GPU_MIN_TOKENS: usize = 32_768;
 
 /// The default mode.
 ///

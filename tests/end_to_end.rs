@@ -96,6 +96,42 @@ fn short_prompt_skips_the_filter_pass_and_says_so() {
 }
 
 #[test]
+fn prompts_below_gem_min_tokens_are_answered_whole() {
+    let d = tmpdir("e2e-min");
+    let f = write(&d, "doc.txt", haystack(8_000, NEEDLE, 0.5).as_bytes());
+    let m = smollm2();
+    let mut args = base_args(m.to_str().unwrap(), f.to_str().unwrap());
+    args[7] = "6"; // -n
+    let mut below = args.clone();
+    below.extend(["--gem-min-tokens", "100000"]);
+    let o = cached(&d).args(&below).output().unwrap();
+    let r = json(&o);
+    let n = r["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        n > 1024,
+        "the prompt must be long enough to filter otherwise ({n} tokens)"
+    );
+    assert!(r["filter_skipped"]
+        .as_str()
+        .unwrap()
+        .contains("fewer than --gem-min-tokens 100000"));
+    assert_eq!(r["timings"]["filter_pass_s"], 0.0);
+    assert_eq!(r["selected_tokens"], r["prompt_tokens"]);
+    // Same tokens as the full prompt; and a threshold below the length does filter.
+    let mut off = args.clone();
+    off.extend(["--gem", "off"]);
+    assert_eq!(
+        json(&cached(&d).args(&off).output().unwrap())["answer"],
+        r["answer"]
+    );
+    let mut above = args.clone();
+    above.extend(["--gem-min-tokens", "1000"]);
+    let r = json(&cached(&d).args(&above).output().unwrap());
+    assert!(r["filter_skipped"].is_null());
+    assert_eq!(r["selected_tokens"], 1024);
+}
+
+#[test]
 fn chat_template_keeps_scaffolding_and_question() {
     // Through the chat template with k smaller than the document: every non-document token
     // (template, question) is kept and the rest of the budget is document tokens.
