@@ -32,8 +32,8 @@ pub struct GemSettings {
     pub pool: usize,
     /// Prompts shorter than this are answered whole (0: always filter).
     pub min_tokens: usize,
-    /// Where the filter pass reads layer r's keys (None: from the KV cache when the model's
-    /// last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
+    /// Where the filter pass reads layer r's keys (None: from the KV cache on a GPU when the
+    /// model's last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
     pub k_source: Option<KSource>,
 }
 
@@ -153,13 +153,15 @@ pub fn select_tokens(
         q_window: gem.q_window.clamp(1, tokens.len()),
         stop_after_last: !gem.no_early_exit,
         trace_layers: true,
-        k_source: gem
-            .k_source
-            .unwrap_or(if engine.model.n_layer() as usize == gem.layer + 1 {
+        // On a GPU, reading the cache once lets the prefill run asynchronously; on the CPU
+        // there is nothing to overlap, and the per-ubatch early exit skips layer r's attention.
+        k_source: gem.k_source.unwrap_or(
+            if engine.on_gpu && engine.model.n_layer() as usize == gem.layer + 1 {
                 KSource::Cache
             } else {
                 KSource::Ubatch
-            }),
+            },
+        ),
     };
     let mut ctx = ctx.clone();
     if let Some(ub) = gem.ubatch {

@@ -132,6 +132,49 @@ fn prompts_below_gem_min_tokens_are_answered_whole() {
 }
 
 #[test]
+fn filter_pass_reading_keys_from_the_kv_cache_selects_as_the_per_ubatch_capture() {
+    // The GPU default (keys read once from layer r's cache on the prefix model), forced on the
+    // CPU through the whole CLI: needle kept, same selection up to f16 rounding, same answer.
+    let d = tmpdir("e2e-ksrc");
+    let f = write(&d, "doc.txt", haystack(9_000, NEEDLE, 0.3).as_bytes());
+    let m = smollm2();
+    let mut args = base_args(m.to_str().unwrap(), f.to_str().unwrap());
+    args.extend(["--gem-topk", "256", "--gem-show"]);
+    let expand = |r: &serde_json::Value| -> Vec<u64> {
+        r["selected_ranges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p[0].as_u64().unwrap()..=p[1].as_u64().unwrap())
+            .collect()
+    };
+    let mut runs = Vec::new();
+    for src in ["ubatch", "cache"] {
+        let mut a = args.clone();
+        a.extend(["--gem-k-source", src]);
+        let o = cached(&d).args(&a).output().unwrap();
+        assert!(stderr(&o).contains("48213"), "{src}: needle not selected");
+        let r = json(&o);
+        assert!(r["prompt_tokens"].as_u64().unwrap() > 2000);
+        assert_eq!(
+            r["filter_max_layer"], r["layer"],
+            "{src}: prefix model has no higher layer"
+        );
+        runs.push(r);
+    }
+    assert!(runs[0]["timings"]["filter_read_s"] == 0.0);
+    assert!(runs[1]["timings"]["filter_read_s"].as_f64().unwrap() > 0.0);
+    let (a, b) = (expand(&runs[0]), expand(&runs[1]));
+    let common = a.iter().filter(|i| b.binary_search(i).is_ok()).count();
+    assert!(
+        common + 3 >= a.len(),
+        "selections differ: {common} of {} in common",
+        a.len()
+    );
+    assert_eq!(runs[0]["answer"], runs[1]["answer"]);
+}
+
+#[test]
 fn chat_template_keeps_scaffolding_and_question() {
     // Through the chat template with k smaller than the document: every non-document token
     // (template, question) is kept and the rest of the budget is document tokens.

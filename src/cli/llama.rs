@@ -236,8 +236,8 @@ pub struct GemArgs {
     #[arg(long = "gem-ubatch", value_name = "N")]
     pub gem_ubatch: Option<u32>,
 
-    /// Debug: where the filter pass reads layer r's keys: auto (KV cache on the prefix model,
-    /// per ubatch with early exit on the full model), ubatch or cache.
+    /// Debug: where the filter pass reads layer r's keys: auto (KV cache for the prefix model
+    /// on a GPU, per ubatch with early exit otherwise), ubatch or cache.
     #[arg(long = "gem-k-source", value_enum, default_value = "auto", hide = true)]
     pub gem_k_source: KSourceArg,
 

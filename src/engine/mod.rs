@@ -72,6 +72,8 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
 pub struct Engine {
     pub model: LlamaModel,
     backend: &'static LlamaBackend,
+    /// Layers were offloaded to a GPU (-ngl > 0 and a GPU backend present).
+    pub on_gpu: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -119,7 +121,12 @@ impl Engine {
                 path.display()
             )
         })?;
-        Ok(Self { model, backend })
+        let on_gpu = opts.n_gpu_layers > 0 && ffi::gpu_names().is_some();
+        Ok(Self {
+            model,
+            backend,
+            on_gpu,
+        })
     }
 
     /// Device memory this process uses now (all models and contexts), where reported.
