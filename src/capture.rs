@@ -149,7 +149,7 @@ fn parse_usize(digits: &[u8]) -> Option<usize> {
 /// Sylvester-Hadamard matrix, H[i][j] = (-1)^popcount(i & j) / sqrt(n): llama.cpp's
 /// `ggml_gen_hadamard`. Symmetric and its own inverse.
 pub fn hadamard_blocks(x: &mut [f32], n: usize) {
-    debug_assert!(n.is_power_of_two() && x.len() % n == 0);
+    debug_assert!(n.is_power_of_two() && x.len().is_multiple_of(n));
     let scale = 1.0 / (n as f32).sqrt();
     for block in x.chunks_exact_mut(n) {
         let mut h = 1;
@@ -301,7 +301,7 @@ impl CaptureState {
             return;
         }
         if let Some(n) = rotation {
-            if !n.is_power_of_two() || lc.head_dim % n != 0 {
+            if !n.is_power_of_two() || !lc.head_dim.is_multiple_of(n) {
                 self.error = Some(format!(
                     "K cache rotated in blocks of {n}, which do not divide head_dim {}",
                     lc.head_dim
@@ -452,7 +452,7 @@ mod tests {
     fn hadamard_matches_the_sylvester_matrix_and_keeps_dot_products() {
         let n = 8;
         let h = |i: usize, j: usize| {
-            let sign = if (i & j).count_ones() % 2 == 0 {
+            let sign = if (i & j).count_ones().is_multiple_of(2) {
                 1.0
             } else {
                 -1.0

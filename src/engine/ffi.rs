@@ -398,21 +398,6 @@ pub fn device_memory_used() -> Option<u64> {
     any.then_some(used)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::f16_to_f32;
-
-    #[test]
-    fn half_conversion() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
-        assert!(f16_to_f32(0x7c00).is_infinite());
-        assert_eq!(f16_to_f32(0), 0.0);
-    }
-}
-
 /// Write a copy of the GGUF at `input` that keeps only layers `0..keep_layers` (tensors copied
 /// as they are, `block_count` updated) — llama.cpp's own `prune_layers` path of
 /// `llama_model_quantize`. The filter pass runs on it so that neither weights nor KV cache of
@@ -473,4 +458,19 @@ pub fn gpu_names() -> Option<String> {
         }
     }
     (!names.is_empty()).then(|| names.join(" + "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_conversion() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
+        assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
+        assert!(f16_to_f32(0x7c00).is_infinite());
+        assert_eq!(f16_to_f32(0), 0.0);
+    }
 }

@@ -177,7 +177,7 @@ impl Engine {
         let mut ctx = self
             .model
             .new_context(
-                &self.backend,
+                self.backend,
                 handle.params(Self::context_params(opts, n_ctx)),
             )
             .map_err(|e| out_of_memory(e, n_ctx))?;
