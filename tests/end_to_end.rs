@@ -236,11 +236,13 @@ fn chat_template_keeps_scaffolding_and_question() {
 #[test]
 fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
     // No real qwen2 weights can be installed here: a random-weight qwen2 (Q/K/V biases, its own
-    // tensor names) proves the capture finds post-RoPE Q/K and exits at layer r.
+    // tensor names) proves the capture finds post-RoPE Q/K (and its K cache) and exits at layer r.
     let d = tmpdir("qwen2");
     let model = synth(&d, "tiny-qwen2");
     let f = write(&d, "doc.txt", haystack(3000, NEEDLE, 0.5).as_bytes());
-    for prefix in ["on", "off"] {
+    let mut selections = Vec::new();
+    // Prefix model (per-ubatch capture, then K from the KV cache as on a GPU), full model.
+    for (prefix, k_source) in [("on", "auto"), ("on", "cache"), ("off", "auto")] {
         let o = cached(&d)
             .args([
                 "-m",
@@ -260,6 +262,8 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
                 "128",
                 "--gem-prefix",
                 prefix,
+                "--gem-k-source",
+                k_source,
                 "--json",
                 "--temp",
                 "0",
@@ -271,7 +275,12 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
         assert_eq!(r["filter_max_layer"], 2, "prefix {prefix}");
         assert_eq!(r["selected_tokens"], 128);
         assert_eq!(r["generated_tokens"], 4);
+        selections.push(r["selected_ranges"].clone());
     }
+    assert_eq!(
+        selections[0], selections[1],
+        "K from the cache selects the same tokens"
+    );
 }
 
 #[test]
@@ -282,32 +291,49 @@ fn gemma3_filters_at_a_global_layer() {
     };
     let d = tmpdir("gemma");
     let f = write(&d, "doc.txt", haystack(12_000, NEEDLE, 0.5).as_bytes());
-    let o = cached(&d)
-        .args([
-            "-m",
-            g.to_str().unwrap(),
-            "-f",
-            f.to_str().unwrap(),
-            "-p",
-            QUESTION,
-            "-n",
-            "12",
-            "--temp",
-            "0",
-        ])
-        .args(["--json", "-t", "2", "--gem-show"])
-        .output()
-        .unwrap();
-    let r = json(&o);
-    assert_eq!(r["architecture"], "gemma3");
-    assert_eq!(r["layer"], 5);
-    assert_eq!(r["filter_max_layer"], 5);
-    assert!(stderr(&o).contains("48213"), "needle not selected");
-    assert!(
-        r["answer"].as_str().unwrap().contains("48213"),
-        "answer: {}",
-        r["answer"]
-    );
+    let mut answers = Vec::new();
+    // Per-ubatch capture (the CPU default) and K read from the global layer's cache (the GPU
+    // default; Gemma-3 keeps global and sliding-window layers in two caches).
+    for k_source in ["auto", "cache"] {
+        let o = cached(&d)
+            .args([
+                "-m",
+                g.to_str().unwrap(),
+                "-f",
+                f.to_str().unwrap(),
+                "-p",
+                QUESTION,
+                "-n",
+                "12",
+                "--temp",
+                "0",
+            ])
+            .args([
+                "--json",
+                "-t",
+                "2",
+                "--gem-show",
+                "--gem-k-source",
+                k_source,
+            ])
+            .output()
+            .unwrap();
+        let r = json(&o);
+        assert_eq!(r["architecture"], "gemma3");
+        assert_eq!(r["layer"], 5);
+        assert_eq!(r["filter_max_layer"], 5);
+        assert!(
+            stderr(&o).contains("48213"),
+            "{k_source}: needle not selected"
+        );
+        assert!(
+            r["answer"].as_str().unwrap().contains("48213"),
+            "{k_source}: answer: {}",
+            r["answer"]
+        );
+        answers.push(r["answer"].clone());
+    }
+    assert_eq!(answers[0], answers[1]);
 }
 
 #[test]
