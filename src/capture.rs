@@ -234,30 +234,61 @@ impl CaptureState {
         n_rows_ub: usize,
         rows: &[f32],
     ) {
+        let copied: Result<(), ()> =
+            self.record_with(slot, role, head_dim, heads, n_rows_ub, rows.len(), |dst| {
+                dst.copy_from_slice(rows);
+                Ok(())
+            });
+        debug_assert!(copied.is_ok());
+    }
+
+    /// As [`CaptureState::record`], but `fill` writes the `len` new values in place (straight
+    /// from the tensor, no staging copy). On error nothing is recorded.
+    ///
+    /// # Errors
+    /// Whatever `fill` returns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_with<E>(
+        &mut self,
+        slot: usize,
+        role: Role,
+        head_dim: usize,
+        heads: usize,
+        n_rows_ub: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let n_tokens = self.spec.n_tokens;
         let lc = &mut self.layers[slot];
         if lc.head_dim != 0 && lc.head_dim != head_dim {
             self.error = Some(format!(
                 "head_dim changed between ubatches ({} vs {head_dim})",
                 lc.head_dim
             ));
-            return;
+            return Ok(());
         }
         lc.head_dim = head_dim;
-        match role {
+        let (buf, seen) = match role {
             Role::Q => {
                 lc.n_head = heads;
-                lc.q.extend_from_slice(rows);
-                lc.q_seen += n_rows_ub;
+                (&mut lc.q, &mut lc.q_seen)
             }
             Role::K => {
                 lc.n_head_kv = heads;
                 if lc.k.capacity() == 0 {
-                    lc.k.reserve_exact(self.spec.n_tokens * heads * head_dim);
+                    lc.k.reserve_exact(n_tokens * heads * head_dim);
                 }
-                lc.k.extend_from_slice(rows);
-                lc.k_seen += n_rows_ub;
+                (&mut lc.k, &mut lc.k_seen)
             }
+        };
+        let start = buf.len();
+        buf.resize(start + len, 0.0);
+        if let Err(e) = fill(&mut buf[start..]) {
+            buf.truncate(start);
+            return Err(e);
         }
+        *seen += n_rows_ub;
+        Ok(())
     }
 
     /// Cache mode: note the K shape of a ubatch (at its `Kcur` node) and count its rows as seen;

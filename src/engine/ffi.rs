@@ -154,10 +154,8 @@ fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
         }
     };
     let last_slot = slot + 1 == state.layers.len();
-    let k_in = match state.spec.k_source {
-        KSource::Ubatch => true,
-        KSource::Cache => !state.cache_due(slot) && !state.layers[slot].k.is_empty(),
-    };
+    // Cache mode: this layer's keys are in once its cache was read (in the last ubatch).
+    let k_in = state.spec.k_source == KSource::Ubatch || !state.layers[slot].k.is_empty();
     if state.spec.stop_after_last && last_slot && k_in && state.ubatch_done() {
         state.early_exits += 1;
         return false;
@@ -183,25 +181,12 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     if cache.buffer.is_null() {
         return Err("cache tensor has no backend buffer".into());
     }
-    // SAFETY: plain lookups of ggml's static type table.
-    let (row_bytes, traits) = unsafe {
-        (
-            sys::ggml_row_size(cache.type_, cache.ne[0]),
-            sys::ggml_get_type_traits(cache.type_).as_ref(),
-        )
-    };
+    // SAFETY: a plain lookup in ggml's static type table.
+    let row_bytes = unsafe { sys::ggml_row_size(cache.type_, cache.ne[0]) };
     if row_bytes != cache.nb[1] {
         return Err(format!("non-contiguous cache rows (nb {:?})", cache.nb));
     }
     let t0 = std::time::Instant::now();
-    let to_float = match cache.type_ {
-        sys::GGML_TYPE_F32 => None,
-        _ => Some(
-            traits
-                .and_then(|tr| tr.to_float)
-                .ok_or_else(|| format!("no conversion to f32 for cache type {}", cache.type_))?,
-        ),
-    };
     // At 128K this is 268 MB to copy and 134M values to convert: split the rows over every
     // core, each copying (CUDA stages pageable copies per thread) and converting its share.
     let mut rows = vec![0f32; n * row_elems];
@@ -209,44 +194,24 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     let rows_per = n.div_ceil(threads).max(1);
     let cache = SharedTensor(cache);
     std::thread::scope(|s| {
-        for (i, dst) in rows.chunks_mut(rows_per * row_elems).enumerate() {
-            let cache = &cache;
-            s.spawn(move || {
-                let cache = cache.0;
-                let (first, count) = (i * rows_per, dst.len() / row_elems);
-                match to_float {
+        let parts: Vec<_> = rows
+            .chunks_mut(rows_per * row_elems)
+            .enumerate()
+            .map(|(i, dst)| {
+                let cache = &cache;
+                s.spawn(move || {
+                    let (first, count) = (i * rows_per, dst.len() / row_elems);
                     // SAFETY: buffer non-null (checked above); rows first..first+count lie
-                    // inside the tensor (first + count <= n <= ne1); `dst` holds count rows of
-                    // f32, which for an F32 cache is exactly count * row_bytes bytes.
-                    None => unsafe {
-                        tensor_get(
-                            cache,
-                            dst.as_mut_ptr().cast::<c_void>(),
-                            first * row_bytes,
-                            count * row_bytes,
-                        );
-                    },
-                    Some(f) => {
-                        let mut raw = vec![0u8; count * row_bytes];
-                        // SAFETY: as above; `raw` holds exactly count * row_bytes bytes.
-                        unsafe {
-                            tensor_get(
-                                cache,
-                                raw.as_mut_ptr().cast::<c_void>(),
-                                first * row_bytes,
-                                count * row_bytes,
-                            );
-                        }
-                        let k = i64::try_from(dst.len()).unwrap_or(0);
-                        // SAFETY: `raw` holds whole rows of `cache.type_` (row_bytes =
-                        // ggml_row_size, so whole quantization blocks), `dst` room for their
-                        // values; to_float is a pure function of its arguments.
-                        unsafe { f(raw.as_ptr().cast::<c_void>(), dst.as_mut_ptr(), k) };
-                    }
-                }
-            });
-        }
-    });
+                    // inside the tensor (first + count <= n <= ne1) and hold dst.len() values.
+                    unsafe { rows_to_f32(cache.0, first, count, row_bytes, dst) }
+                })
+            })
+            .collect();
+        parts.into_iter().try_for_each(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("reader thread panicked".into()))
+        })
+    })?;
     state.read_secs += t0.elapsed().as_secs_f64();
     state.record_cache_k(slot, rows, k_rotation(t));
     Ok(())
@@ -314,36 +279,73 @@ fn read_wanted(
         return Err("tensor has no backend buffer".into());
     }
     let row_bytes = t.nb[2];
-    let rows: Vec<f32> = if elem == 4 {
-        // F32 (the usual case): copy straight into the f32 buffer, no byte staging.
-        let mut rows = vec![0f32; n * row_bytes / 4];
-        // SAFETY: buffer checked non-null above; first + n <= n_ub so the range is inside the
-        // tensor; `rows` holds exactly n * row_bytes bytes.
-        unsafe {
-            tensor_get(
-                t,
-                rows.as_mut_ptr().cast::<c_void>(),
-                first * row_bytes,
-                n * row_bytes,
-            )
-        };
-        rows
-    } else {
-        let mut raw = vec![0u8; n * row_bytes];
-        // SAFETY: as above; `raw` holds exactly n * row_bytes bytes.
-        unsafe {
-            tensor_get(
-                t,
-                raw.as_mut_ptr().cast::<c_void>(),
-                first * row_bytes,
-                n * row_bytes,
-            )
-        };
-        raw.chunks_exact(2)
-            .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-            .collect()
+    state.record_with(
+        slot,
+        role,
+        head_dim,
+        heads,
+        n_ub,
+        n * head_dim * heads,
+        |dst| {
+            // SAFETY: buffer checked non-null above; first + n <= n_ub, so the rows lie inside the
+            // tensor, and they hold n * head_dim * heads = dst.len() values.
+            unsafe { rows_to_f32(t, first, n, row_bytes, dst) }
+        },
+    )
+}
+
+/// Copy rows `first..first + n` (each `row_bytes` long) of a computed tensor into `dst` as f32,
+/// converting with ggml's own `to_float` (f16, bf16, q8_0, q4_0, …) unless it is F32 already.
+///
+/// # Safety
+/// `t` is computed, has a buffer, and holds those rows; they contain `dst.len()` values.
+unsafe fn rows_to_f32(
+    t: &sys::ggml_tensor,
+    first: usize,
+    n: usize,
+    row_bytes: usize,
+    dst: &mut [f32],
+) -> Result<(), String> {
+    let (offset, size) = (first * row_bytes, n * row_bytes);
+    if t.type_ == sys::GGML_TYPE_F32 {
+        if size != std::mem::size_of_val(dst) {
+            return Err(format!("{size} bytes of f32 rows for {} values", dst.len()));
+        }
+        // SAFETY: the caller's contract; `dst` holds exactly `size` bytes (checked above).
+        unsafe { tensor_get(t, dst.as_mut_ptr().cast::<c_void>(), offset, size) };
+        return Ok(());
+    }
+    let mut raw = vec![0u8; size];
+    // SAFETY: the caller's contract; `raw` holds exactly `size` bytes.
+    unsafe { tensor_get(t, raw.as_mut_ptr().cast::<c_void>(), offset, size) };
+    convert_to_f32(t.type_, &raw, dst)
+}
+
+/// ggml's conversion of `raw` (whole rows of `ty`) into the f32 values `dst`.
+fn convert_to_f32(ty: sys::ggml_type, raw: &[u8], dst: &mut [f32]) -> Result<(), String> {
+    // SAFETY: a plain lookup in ggml's static type table.
+    let (traits, want) = unsafe {
+        let n = i64::try_from(dst.len()).map_err(|_| "too many values")?;
+        (
+            sys::ggml_get_type_traits(ty).as_ref(),
+            sys::ggml_row_size(ty, n),
+        )
     };
-    state.record(slot, role, head_dim, heads, n_ub, &rows);
+    let to_float = traits
+        .and_then(|tr| tr.to_float)
+        .ok_or_else(|| format!("no conversion to f32 for tensor type {ty}"))?;
+    if want != raw.len() {
+        return Err(format!(
+            "{} bytes of type {ty} for {} values",
+            raw.len(),
+            dst.len()
+        ));
+    }
+    let k = i64::try_from(dst.len()).map_err(|_| "too many values")?;
+    // SAFETY: `raw` holds exactly the bytes of dst.len() values of `ty` (ggml_row_size, checked
+    // above, so whole quantization blocks) and `dst` room for them; to_float only reads and
+    // writes those.
+    unsafe { to_float(raw.as_ptr().cast::<c_void>(), dst.as_mut_ptr(), k) };
     Ok(())
 }
 
@@ -355,24 +357,6 @@ fn read_wanted(
 unsafe fn tensor_get(t: &sys::ggml_tensor, dst: *mut c_void, offset: usize, size: usize) {
     // SAFETY: forwarded from the caller's contract above.
     unsafe { sys::ggml_backend_tensor_get(std::ptr::from_ref(t).cast_mut(), dst, offset, size) }
-}
-
-/// IEEE half → single, for backends that keep Q/K in F16.
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    let bits = match (exp, mant) {
-        (0, 0) => sign,
-        (0, m) => {
-            // subnormal: normalise
-            let shift = m.leading_zeros() - 21;
-            sign | ((113 - shift) << 23) | (((m << shift) & 0x3ff) << 13)
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 112) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// Bytes in use on all GPU devices (total − free), or None when there is no GPU backend.
@@ -462,7 +446,13 @@ pub fn gpu_names() -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::f16_to_f32;
+    use super::{convert_to_f32, sys};
+
+    fn f16_to_f32(h: u16) -> f32 {
+        let mut out = [0f32];
+        convert_to_f32(sys::GGML_TYPE_F16, &h.to_le_bytes(), &mut out).unwrap();
+        out[0]
+    }
 
     #[test]
     fn half_conversion() {
@@ -472,5 +462,19 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 5.960_464_5e-8);
         assert!(f16_to_f32(0x7c00).is_infinite());
         assert_eq!(f16_to_f32(0), 0.0);
+    }
+
+    #[test]
+    fn conversion_checks_sizes_and_types() {
+        let mut out = [0f32; 2];
+        assert!(convert_to_f32(sys::GGML_TYPE_F16, &[0; 2], &mut out).is_err());
+        // q8_0: blocks of 32 values in 34 bytes (f16 scale, 32 int8).
+        let mut block = vec![0u8; 34];
+        block[..2].copy_from_slice(&0x3800u16.to_le_bytes()); // scale 0.5
+        block[2] = 4;
+        block[3] = 0xfe; // -2
+        let mut out = [0f32; 32];
+        convert_to_f32(sys::GGML_TYPE_Q8_0, &block, &mut out).unwrap();
+        assert_eq!(&out[..3], &[2.0, -1.0, 0.0]);
     }
 }
