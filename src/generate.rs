@@ -23,6 +23,20 @@ pub struct Sampling {
 }
 
 impl Sampling {
+    /// Greedy decoding with no penalties (what bench and niah answer with).
+    #[must_use]
+    pub fn greedy() -> Self {
+        Self {
+            temp: 0.0,
+            top_k: 40,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+        }
+    }
+
     /// Greedy with no penalties: the sampler chain would only take the argmax.
     #[must_use]
     pub fn is_plain_greedy(&self) -> bool {

@@ -278,10 +278,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
     let meta = gguf_info::read(model_path(&args.model)?)?;
     let gem = if gem_on {
         let mut gem = gem_settings(&args.gem, &meta)?;
-        if args.gem.gem_min_tokens.is_none()
-            && gpu_layers(&args.model.n_gpu_layers)? > 0
-            && crate::engine::ffi::gpu_names().is_some()
-        {
+        if args.gem.gem_min_tokens.is_none() && load_options(&args.model)?.offloads_to_gpu() {
             gem.min_tokens = GPU_MIN_TOKENS;
         }
         Some(gem)

@@ -42,6 +42,14 @@ pub struct LoadOptions {
     pub verbose: bool,
 }
 
+impl LoadOptions {
+    /// Layers will run on a GPU: some are offloaded and a GPU backend is present.
+    #[must_use]
+    pub fn offloads_to_gpu(&self) -> bool {
+        self.n_gpu_layers > 0 && ffi::gpu_names().is_some()
+    }
+}
+
 /// llama.cpp's backend can be initialised once per process; every engine shares it.
 static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
 /// Device memory in use before this process loaded anything (other processes, driver).
@@ -121,11 +129,10 @@ impl Engine {
                 path.display()
             )
         })?;
-        let on_gpu = opts.n_gpu_layers > 0 && ffi::gpu_names().is_some();
         Ok(Self {
             model,
             backend,
-            on_gpu,
+            on_gpu: opts.offloads_to_gpu(),
         })
     }
 

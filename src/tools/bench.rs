@@ -255,15 +255,7 @@ fn job<'a>(
         ctx: ctx.clone(),
         ctx_limit: u32::MAX,
         ctx_fixed: false,
-        sampling: Sampling {
-            temp: 0.0,
-            top_k: 40,
-            top_p: 1.0,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 0,
-            seed: 0,
-        },
+        sampling: Sampling::greedy(),
         limits: GenLimits {
             n_predict: n_decode,
             ignore_eos: true,

@@ -386,15 +386,7 @@ fn generate_cells(
             ctx: ctx.clone(),
             ctx_limit,
             ctx_fixed: false,
-            sampling: Sampling {
-                temp: 0.0,
-                top_k: 40,
-                top_p: 1.0,
-                min_p: 0.0,
-                repeat_penalty: 1.0,
-                repeat_last_n: 64,
-                seed: 0,
-            },
+            sampling: Sampling::greedy(),
             limits: GenLimits {
                 n_predict: args.n_predict,
                 ignore_eos: false,
