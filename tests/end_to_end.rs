@@ -14,10 +14,18 @@ fn doc(dir: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
-fn base_args<'a>(m: &'a str, f: &'a str) -> Vec<&'a str> {
+/// A greedy, JSON-reporting run of `-p p` over the file `f`, generating `n` tokens.
+fn prompt_args<'a>(m: &'a str, f: &'a str, p: &'a str, n: &'a str) -> Vec<&'a str> {
     vec![
-        "-m", m, "-f", f, "-p", QUESTION, "-n", "24", "--temp", "0", "-no-cnv", "-t", "2", "--json",
+        "-m", m, "-f", f, "-p", p, "-n", n, "--temp", "0", "-t", "2", "--json",
     ]
+}
+
+/// The needle question, raw (no chat template).
+fn base_args<'a>(m: &'a str, f: &'a str) -> Vec<&'a str> {
+    let mut a = prompt_args(m, f, QUESTION, "24");
+    a.push("-no-cnv");
+    a
 }
 
 #[test]
@@ -100,8 +108,8 @@ fn prompts_below_gem_min_tokens_are_answered_whole() {
     let d = tmpdir("e2e-min");
     let f = write(&d, "doc.txt", haystack(8_000, NEEDLE, 0.5).as_bytes());
     let m = smollm2();
-    let mut args = base_args(m.to_str().unwrap(), f.to_str().unwrap());
-    args[7] = "6"; // -n
+    let mut args = prompt_args(m.to_str().unwrap(), f.to_str().unwrap(), QUESTION, "6");
+    args.push("-no-cnv");
     let mut below = args.clone();
     below.extend(["--gem-min-tokens", "100000"]);
     let o = cached(&d).args(&below).output().unwrap();
@@ -184,27 +192,13 @@ fn chat_template_keeps_scaffolding_and_question() {
         write(&d, "doc.txt", haystack(6000, NEEDLE, 0.3).as_bytes()),
     );
     let o = cached(&d)
-        .args([
-            "-m",
+        .args(prompt_args(
             m.to_str().unwrap(),
-            "-f",
             f.to_str().unwrap(),
-            "-p",
             "What is the passkey?",
-            "-n",
             "8",
-        ])
-        .args([
-            "--temp",
-            "0",
-            "--gem-topk",
-            "200",
-            "--gem-layer",
-            "10",
-            "--json",
-            "-t",
-            "2",
-        ])
+        ))
+        .args(["--gem-topk", "200", "--gem-layer", "10"])
         .output()
         .unwrap();
     let r = json(&o);
@@ -244,30 +238,14 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
     // Prefix model (per-ubatch capture, then K from the KV cache as on a GPU), full model.
     for (prefix, k_source) in [("on", "auto"), ("on", "cache"), ("off", "auto")] {
         let o = cached(&d)
-            .args([
-                "-m",
+            .args(prompt_args(
                 model.to_str().unwrap(),
-                "-f",
                 f.to_str().unwrap(),
-                "-p",
                 "q",
-                "-n",
                 "4",
-                "-no-cnv",
-            ])
-            .args([
-                "--gem-layer",
-                "2",
-                "--gem-topk",
-                "128",
-                "--gem-prefix",
-                prefix,
-                "--gem-k-source",
-                k_source,
-                "--json",
-                "--temp",
-                "0",
-            ])
+            ))
+            .args(["-no-cnv", "--gem-layer", "2", "--gem-topk", "128"])
+            .args(["--gem-prefix", prefix, "--gem-k-source", k_source])
             .output()
             .unwrap();
         let r = json(&o);
@@ -296,26 +274,13 @@ fn gemma3_filters_at_a_global_layer() {
     // default; Gemma-3 keeps global and sliding-window layers in two caches).
     for k_source in ["auto", "cache"] {
         let o = cached(&d)
-            .args([
-                "-m",
+            .args(prompt_args(
                 g.to_str().unwrap(),
-                "-f",
                 f.to_str().unwrap(),
-                "-p",
                 QUESTION,
-                "-n",
                 "12",
-                "--temp",
-                "0",
-            ])
-            .args([
-                "--json",
-                "-t",
-                "2",
-                "--gem-show",
-                "--gem-k-source",
-                k_source,
-            ])
+            ))
+            .args(["--gem-show", "--gem-k-source", k_source])
             .output()
             .unwrap();
         let r = json(&o);
@@ -343,26 +308,13 @@ fn unwritable_prefix_cache_falls_back_to_the_full_model() {
     let f = write(&d, "doc.txt", haystack(4000, NEEDLE, 0.5).as_bytes());
     let blocker = write(&d, "not-a-dir", b"x"); // a file where the cache directory should be
     let o = gemfilter()
-        .args([
-            "-m",
+        .args(prompt_args(
             model.to_str().unwrap(),
-            "-f",
             f.to_str().unwrap(),
-            "-p",
             "q",
-            "-n",
             "2",
-            "-no-cnv",
-        ])
-        .args([
-            "--gem-layer",
-            "2",
-            "--gem-topk",
-            "64",
-            "--json",
-            "--temp",
-            "0",
-        ])
+        ))
+        .args(["-no-cnv", "--gem-layer", "2", "--gem-topk", "64"])
         .env("GEMFILTER_CACHE", blocker.join("cache"))
         .output()
         .unwrap();

@@ -237,31 +237,32 @@ fn layers_mode_finds_the_needle_at_a_known_good_layer() {
     let d = tmpdir("niah-layers");
     let m = smollm2();
     let out = d.join("out");
-    let o = gemfilter()
-        .args([
-            "niah",
-            "-m",
-            m.to_str().unwrap(),
-            "--lengths",
-            "1500",
-            "--depths",
-            "50",
-            "--needles",
-            "vault-passkey",
-        ])
-        .args([
-            "--style",
-            "primed",
-            "--layers",
-            "0-29",
-            "--scorings",
-            "reference,head-softmax",
-            "--pools",
-            "5,15",
-        ])
-        .args(["--gem-topk", "256", "-t", "2", "-o", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    // One needle cell, primed; each call adds its --layers/--scorings (and --pools).
+    let niah = |extra: &[&str]| {
+        gemfilter()
+            .args([
+                "niah",
+                "-m",
+                m.to_str().unwrap(),
+                "--lengths",
+                "1500",
+                "--depths",
+                "50",
+            ])
+            .args(["--needles", "vault-passkey", "--style", "primed"])
+            .args(extra)
+            .args(["--gem-topk", "256", "-t", "2", "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = niah(&[
+        "--layers",
+        "0-29",
+        "--scorings",
+        "reference,head-softmax",
+        "--pools",
+        "5,15",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("layers.json")).unwrap()).unwrap();
@@ -312,29 +313,7 @@ fn layers_mode_finds_the_needle_at_a_known_good_layer() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     // A rerun asking for a subset of what was computed does no filter pass.
-    let o = gemfilter()
-        .args([
-            "niah",
-            "-m",
-            m.to_str().unwrap(),
-            "--lengths",
-            "1500",
-            "--depths",
-            "50",
-            "--needles",
-            "vault-passkey",
-        ])
-        .args([
-            "--style",
-            "primed",
-            "--layers",
-            "20-22",
-            "--scorings",
-            "head-softmax",
-        ])
-        .args(["--gem-topk", "256", "-t", "2", "-o", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let o = niah(&["--layers", "20-22", "--scorings", "head-softmax"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("1 of 1 cells already in"),
