@@ -188,7 +188,8 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     }
     let t0 = std::time::Instant::now();
     // At 128K this is 268 MB to copy and 134M values to convert: split the rows over every
-    // core, each copying (CUDA stages pageable copies per thread) and converting its share.
+    // core, each copying and converting its share (0.25-0.27 s in all on the H100 host,
+    // bench/runs/2026-11-28-h100; copying per thread measured no faster than one copy).
     let mut rows = vec![0f32; n * row_elems];
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let rows_per = n.div_ceil(threads).max(1);
