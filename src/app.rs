@@ -11,10 +11,10 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> Result<()> {
     match (cli.command, cli.run) {
         (Some(Command::Synth(a)), _) => crate::tools::synth::run(&a),
-        (Some(Command::Layers(a)), _) => crate::tools::layers::run(&a),
+        (Some(Command::Layers(a)), _) => crate::eval::layers::run(&a),
         (Some(Command::Bench(a)), _) => crate::tools::bench::run(&a),
-        (Some(Command::Niah(a)), _) => crate::tools::niah::run(&a),
-        (Some(Command::Calibrate(a)), _) => crate::tools::calibrate::run(&a),
+        (Some(Command::Niah(a)), _) => crate::eval::niah::run(&a),
+        (Some(Command::Calibrate(a)), _) => crate::eval::calibrate::run(&a),
         (None, r) => crate::run::run(&r),
     }
 }

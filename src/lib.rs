@@ -7,6 +7,7 @@ pub mod app;
 pub mod capture;
 pub mod cli;
 pub mod engine;
+pub mod eval;
 pub mod generate;
 pub mod gguf_info;
 pub mod messages;

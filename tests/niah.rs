@@ -3,8 +3,8 @@
 //! 600-1500 tokens).
 
 use gemfilter::presets::{self, Entry, PresetFile};
-use gemfilter::tools::calibrate::{choose, lowest_within, merge, Choice};
-use gemfilter::tools::niah::score::{exact, rouge1, scored_part};
+use gemfilter::eval::calibrate::{choose, lowest_within, merge, Choice};
+use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
 
 use crate::util::*;
 

@@ -50,13 +50,13 @@ pub enum Command {
     /// Write a random-weight GGUF with the exact shape of a real model, for GPU benchmarks.
     Synth(crate::tools::synth::SynthArgs),
     /// Selection recall of a needle at every layer (one prefill, no generation).
-    Layers(crate::tools::layers::LayersArgs),
+    Layers(crate::eval::layers::LayersArgs),
     /// Standard llama.cpp prefill vs GemFilter on the same prompts: time, memory, decode speed.
     Bench(crate::tools::bench::BenchArgs),
     /// Needle-in-a-haystack: full prompt vs GemFilter over lengths and depths, with recall.
-    Niah(crate::tools::niah::NiahArgs),
+    Niah(crate::eval::niah::NiahArgs),
     /// Find the filter layer for a model: selection recall per layer on built-in needles.
-    Calibrate(crate::tools::calibrate::CalibrateArgs),
+    Calibrate(crate::eval::calibrate::CalibrateArgs),
 }
 
 /// Rewrite llama-cli's single-dash long flags (`-ngl 99`, `-fa=on`) to clap's form.

@@ -1,7 +1,4 @@
-//! Subcommands beside the default mode.
+//! Tools beside the default mode: end-to-end benchmarks and random-weight models.
 pub mod bench;
-pub mod calibrate;
 pub mod gguf_writer;
-pub mod layers;
-pub mod niah;
 pub mod synth;

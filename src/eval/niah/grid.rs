@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use super::needles::{Needle, NEEDLES};
 use crate::engine::Engine;
 use crate::prompt::{self, Assembled, PromptInput, Template};
-use crate::tools::layers::{token_offsets, tokens_covering};
+use crate::eval::layers::{token_offsets, tokens_covering};
 
 /// The haystack bundled with the binary (first ~64 KB of the PG essays).
 pub const BUNDLED: &str = include_str!("../../../data/haystack.txt");

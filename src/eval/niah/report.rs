@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::tools::layers::LayerRecall;
+use crate::eval::layers::LayerRecall;
 
 /// One method's run on one cell.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -24,7 +24,7 @@ use crate::generate::{GenLimits, Sampling, TokenSink};
 use crate::gguf_info::{self, ModelMeta};
 use crate::pipeline::{answer, GemSettings, Job, Models};
 use crate::select;
-use crate::tools::layers::{parse_layers, parse_scorings, recall_curve_multi, scoring_label};
+use crate::eval::layers::{parse_layers, parse_scorings, recall_curve_multi, scoring_label};
 use grid::{Cell, Hay, Style, Variant};
 use report::{CellRecord, CurveRecord};
 
@@ -617,7 +617,7 @@ pub struct CurveJob<'a> {
 /// The (layer, label) points a curve job computes per cell.
 #[must_use]
 pub fn wanted_points(job: &CurveJob<'_>) -> Vec<(usize, String)> {
-    let labels = crate::tools::layers::curve_labels(&job.scorings, &job.pools);
+    let labels = crate::eval::layers::curve_labels(&job.scorings, &job.pools);
     job.layers
         .iter()
         .flat_map(|&l| labels.iter().map(move |s| (l, s.clone())))
@@ -805,7 +805,7 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
             )
         })
         .collect();
-    let choice = crate::tools::calibrate::choose(&series, crate::tools::calibrate::TOLERANCE);
+    let choice = crate::eval::calibrate::choose(&series, crate::eval::calibrate::TOLERANCE);
     let json = serde_json::json!({
         "model": p.model_name,
         "k": p.gem.top_k,
@@ -831,7 +831,7 @@ fn run_layers(args: &NiahArgs, p: &Plan) -> Result<()> {
         if let Some(c) = &choice {
             eprintln!(
                 "lowest layer within {} of the best: {} with {} (recall {:.3}; best {:.3})",
-                crate::tools::calibrate::TOLERANCE,
+                crate::eval::calibrate::TOLERANCE,
                 c.layer,
                 c.scoring,
                 c.recall,

@@ -13,9 +13,9 @@ use crate::gguf_info::{self, ModelMeta};
 use crate::presets::{self, Entry, PresetFile};
 use crate::prompt::Protect;
 use crate::select::{self, Scoring};
-use crate::tools::layers::parse_scorings;
-use crate::tools::niah::grid::{self, Cell, Style, Variant};
-use crate::tools::niah::{self, needles, report, CurveJob};
+use crate::eval::layers::parse_scorings;
+use crate::eval::niah::grid::{self, Cell, Style, Variant};
+use crate::eval::niah::{self, needles, report, CurveJob};
 
 /// A layer is "as good as the best" when its recall is at most this much lower.
 pub const TOLERANCE: f64 = 0.01;
