@@ -5,7 +5,7 @@ MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 BIN := target/release/gemfilter
 
-.PHONY: all deps models build demo test bench clean-models
+.PHONY: all deps models build demo test lint bench clean-models
 
 all: build
 
@@ -27,7 +27,10 @@ build: deps
 demo: build models
 	@scripts/demo.sh $(MODEL)
 
+# Lints first (release profile: they reuse the one llama.cpp build), then the whole suite.
 test: build models
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release -- --test-threads=1
 
 bench: build

@@ -1,20 +1,22 @@
-//! One top-level function per mode.
+//! One top-level function per mode, on settings resolved once by `cli::resolve`.
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::resolve::{resolve, Mode};
+use crate::cli::Cli;
 
-/// Run whatever the command line asked for.
+/// Resolve the command line, then run the mode it asks for.
 ///
 /// # Errors
-/// Whatever the mode reports; `main` prints it as one line.
+/// Whatever resolving or the mode reports; `main` prints it as one line.
 pub fn run(cli: Cli) -> Result<()> {
-    match (cli.command, cli.run) {
-        (Some(Command::Synth(a)), _) => crate::tools::synth::run(&a),
-        (Some(Command::Layers(a)), _) => crate::eval::layers::run(&a),
-        (Some(Command::Bench(a)), _) => crate::tools::bench::run(&a),
-        (Some(Command::Niah(a)), _) => crate::eval::niah::run(&a),
-        (Some(Command::Calibrate(a)), _) => crate::eval::calibrate::run(&a),
-        (None, r) => crate::run::run(&r),
+    crate::messages::set_quiet(cli.quiet());
+    match resolve(cli)? {
+        Mode::Run(s) => crate::run::run(&s),
+        Mode::Bench(s) => crate::tools::bench::run(&s),
+        Mode::Niah(s) => crate::eval::niah::run(&s),
+        Mode::Layers(s) => crate::eval::layers::run(&s),
+        Mode::Calibrate(s) => crate::eval::calibrate::run(&s),
+        Mode::Synth(a) => crate::tools::synth::run(&a),
     }
 }

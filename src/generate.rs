@@ -114,6 +114,16 @@ pub trait TokenSink {
     fn text(&mut self, piece: &str) -> Result<bool>;
 }
 
+/// Drops the text (bench and niah keep the answer from the outcome instead).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl TokenSink for Discard {
+    fn text(&mut self, _piece: &str) -> Result<bool> {
+        Ok(true)
+    }
+}
+
 /// Generate after a prefill of `n_past` tokens whose last logits are current. With `greedy`
 /// (temperature ≤ 0, no penalties) the argmax is read straight from the logits, skipping the
 /// sampler chain's per-token candidate array over the whole vocabulary.

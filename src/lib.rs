@@ -1,7 +1,11 @@
 //! gemfilter: GemFilter (Shi et al. 2024) on llama.cpp.
 //!
-//! Data flows `cli → presets → engine → capture → select → pipeline → generate`; `tools/*`
-//! call into that chain from outside. No llama.cpp FFI type appears outside `engine::ffi`.
+//! `main` parses the flags (`cli`), `cli::resolve` turns them, the GGUF header and the presets
+//! (`presets`) into typed settings once, and `app` runs the mode. A run flows
+//! `run → pipeline → engine (filter pass, capture) → select → engine (re-run) → generate`;
+//! `eval/*` (niah, layers, calibrate) and `tools/*` (bench, synth) call into that chain from
+//! outside. Nothing below `cli` imports `cli`; no llama.cpp FFI type or `unsafe` appears outside
+//! `engine::ffi`.
 
 pub mod app;
 pub mod capture;
@@ -16,5 +20,8 @@ pub mod presets;
 pub mod prompt;
 pub mod report;
 pub mod run;
+pub mod sanitize;
+pub mod scoring;
 pub mod select;
+pub mod settings;
 pub mod tools;

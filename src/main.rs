@@ -4,6 +4,8 @@ use clap::Parser;
 use gemfilter::cli::{normalize_args, Cli};
 
 fn main() -> ExitCode {
+    // Before anything else (it sets an environment variable): ggml's aborts become one line.
+    gemfilter::engine::ffi::abort::install();
     let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
         Ok(c) => c,
         Err(e) => {
@@ -16,7 +18,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // One line, whatever the message holds: controls escaped, length capped.
+            eprintln!("{}", gemfilter::sanitize::line(&format!("error: {e:#}")));
             ExitCode::from(1)
         }
     }

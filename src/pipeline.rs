@@ -8,28 +8,26 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use llama_cpp_2::token::LlamaToken;
 
-use crate::capture::{CaptureSpec, KSource};
+use crate::capture::{CaptureSpec, KSource, LayerCapture};
 use crate::engine::{prefill, prefix, ContextOptions, Engine, LoadOptions};
 use crate::generate::{generate, GenLimits, Generated, Sampling, TokenSink};
 use crate::report::Timings;
-use crate::select::{self, Scoring};
+use crate::scoring::ScoringSpec;
+use crate::select;
 
 /// GemFilter parameters for one run.
 #[derive(Debug, Clone)]
 pub struct GemSettings {
     pub layer: usize,
     pub top_k: usize,
-    pub scoring: Scoring,
-    /// Queries captured for scoring (1 unless window-softmax).
-    pub q_window: usize,
+    /// Scoring, window and pooling kernel.
+    pub spec: ScoringSpec,
     /// Disable the early exit (tests use it to show the exit is real).
     pub no_early_exit: bool,
     /// Run the filter pass on the cached (r+1)-layer prefix model instead of the full model.
     pub prefix: bool,
     /// Physical batch size of the filter pass (None: the context's).
     pub ubatch: Option<u32>,
-    /// Average-pooling kernel over token scores (5 in the reference).
-    pub pool: usize,
     /// Prompts shorter than this are answered whole (0: always filter).
     pub min_tokens: usize,
     /// Where the filter pass reads layer r's keys (None: from the KV cache on a GPU when the
@@ -148,9 +146,9 @@ pub fn select_tokens(
     progress: bool,
 ) -> Result<Selected> {
     let spec = CaptureSpec {
-        layers: vec![gem.layer],
+        layers: gem.spec.capture_layers(gem.layer),
         n_tokens: tokens.len(),
-        q_window: gem.q_window.clamp(1, tokens.len()),
+        q_window: gem.spec.queries_needed().clamp(1, tokens.len()),
         stop_after_last: !gem.no_early_exit,
         trace_layers: true,
         // On a GPU, reading the cache once lets the prefill run asynchronously; on the CPU
@@ -170,17 +168,9 @@ pub fn select_tokens(
     }
     let pass = engine.filter_pass(tokens, spec, &ctx, progress)?;
     let t0 = Instant::now();
-    let lc = &pass.capture.layers[0];
-    let sel = select::gemfilter_select_pooled(
-        lc.q_view(),
-        lc.k_view(),
-        gem.scoring,
-        gem.top_k,
-        protected,
-        gem.pool,
-    )?;
+    let indices = select_from(&pass.capture.layers, gem, protected)?;
     Ok(Selected {
-        indices: sel.indices,
+        indices,
         filter_secs: pass.secs,
         read_secs: pass.capture.read_secs,
         selection_secs: t0.elapsed().as_secs_f64(),
@@ -188,6 +178,28 @@ pub fn select_tokens(
         max_layer_reached: pass.capture.max_layer_reached(),
         early_exits: pass.capture.early_exits,
     })
+}
+
+/// Top-k from the captured layers: one layer's scores, or several standardised and summed.
+fn select_from(layers: &[LayerCapture], gem: &GemSettings, protected: &[bool]) -> Result<Vec<usize>> {
+    if let [lc] = layers {
+        let sel = select::gemfilter_select_pooled(
+            lc.q_view(),
+            lc.k_view(),
+            gem.spec.scoring,
+            gem.top_k,
+            protected,
+            gem.spec.pool,
+        )?;
+        return Ok(sel.indices);
+    }
+    let per_layer = layers
+        .iter()
+        .map(|lc| select::scores(lc.q_view(), lc.k_view(), gem.spec.scoring))
+        .collect::<Result<Vec<_>>>()?;
+    let combined = select::combine_layers(&per_layer)?;
+    let pooled = select::avg_pool(combined.view(), gem.spec.pool);
+    Ok(select::select_top_k(pooled.view(), gem.top_k, protected))
 }
 
 /// Everything [`answer`] needs besides the engine.

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::gguf_info::ModelMeta;
+use crate::scoring::ScoringSpec;
 
 const BUILTIN: &str = include_str!("../models.toml");
 
@@ -21,10 +22,12 @@ pub struct Entry {
     pub name: Option<String>,
     pub filter_layer: usize,
     pub top_k: Option<usize>,
-    pub scoring: Option<String>,
-    /// Observation window for `window-softmax`.
+    /// Scoring with its window and pool, e.g. `window-softmax:16+pool15`.
+    pub scoring: Option<ScoringSpec>,
+    /// Older files spell the window and the pool as keys of their own; they override the spec's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
-    /// Average-pooling kernel (odd; default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<usize>,
 }
 
@@ -32,7 +35,7 @@ pub struct Entry {
 pub struct Fallback {
     pub layer_fraction: f64,
     pub top_k: usize,
-    pub scoring: String,
+    pub scoring: ScoringSpec,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -47,14 +50,25 @@ pub struct PresetFile {
 pub struct Preset {
     pub layer: usize,
     pub top_k: usize,
-    pub scoring: String,
-    pub window: Option<usize>,
-    pub pool: Option<usize>,
+    pub spec: ScoringSpec,
     /// Which entry matched, or None for the fallback.
     pub label: Option<String>,
 }
 
 impl Entry {
+    /// The entry's scoring with the legacy `window`/`pool` keys folded in.
+    #[must_use]
+    pub fn spec(&self, default: ScoringSpec) -> ScoringSpec {
+        let mut spec = self.scoring.unwrap_or(default);
+        if let Some(w) = self.window {
+            spec = spec.with_window(w);
+        }
+        if let Some(p) = self.pool {
+            spec = spec.with_pool(p);
+        }
+        spec
+    }
+
     /// Number of keys that match, or None if any given key does not.
     fn specificity(&self, m: &ModelMeta) -> Option<usize> {
         let mut n = 0;
@@ -140,24 +154,20 @@ pub fn resolve(meta: &ModelMeta, user: Option<&PresetFile>, builtin: &PresetFile
         .unwrap_or(Fallback {
             layer_fraction: 0.4,
             top_k: 1024,
-            scoring: "reference".into(),
+            scoring: ScoringSpec::REFERENCE,
         });
     if let Some((_, e)) = best {
         return Preset {
             layer: e.filter_layer,
             top_k: e.top_k.unwrap_or(fb.top_k),
-            scoring: e.scoring.clone().unwrap_or(fb.scoring),
-            window: e.window,
-            pool: e.pool,
+            spec: e.spec(fb.scoring),
             label: Some(e.label.clone()),
         };
     }
     Preset {
         layer: fallback_layer(meta, fb.layer_fraction),
         top_k: fb.top_k,
-        scoring: fb.scoring,
-        window: None,
-        pool: None,
+        spec: fb.scoring,
         label: None,
     }
 }
@@ -244,9 +254,17 @@ mod tests {
         let u = parse("[[model]]\nlabel='mine'\narchitecture='llama'\nblock_count=30\nname='smollm2'\nfilter_layer=21\nscoring='window-softmax'\nwindow=16\n", "user").unwrap();
         let p = resolve(&meta("llama", 30, "SmolLM2", "135M"), Some(&u), &b);
         assert_eq!(
-            (p.layer, p.scoring.as_str(), p.window),
-            (21, "window-softmax", Some(16))
+            (p.layer, p.spec.to_string().as_str()),
+            (21, "window-softmax:16")
         );
+        let u = parse("[[model]]\nlabel='new'\narchitecture='llama'\nblock_count=30\nname='smollm2'\nfilter_layer=20\nscoring='window-softmax:8+pool15'\n", "user").unwrap();
+        let p = resolve(&meta("llama", 30, "SmolLM2", "135M"), Some(&u), &b);
+        assert_eq!(p.spec.to_string(), "window-softmax:8+pool15");
+        assert!(parse(
+            "[[model]]\nlabel='x'\nfilter_layer=1\nscoring='bogus'\n",
+            "bad"
+        )
+        .is_err());
         assert!(parse("[[model]]\nlabel=3", "bad").is_err());
     }
 }

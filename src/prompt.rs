@@ -18,6 +18,18 @@ pub struct PromptInput {
     pub question: Option<String>,
 }
 
+/// The one message for a prompt with no text in it.
+pub const EMPTY_PROMPT: &str = "empty prompt: give the text with -p TEXT and/or -f FILE";
+
+impl PromptInput {
+    /// Neither `-f` nor `-p` holds anything but whitespace.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        let blank = |s: &Option<String>| s.as_deref().unwrap_or("").trim().is_empty();
+        blank(&self.context) && blank(&self.question)
+    }
+}
+
 /// How to wrap the input.
 #[derive(Debug, Clone)]
 pub enum Template {
@@ -28,7 +40,9 @@ pub enum Template {
 }
 
 /// Which tokens always survive selection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protect {
     /// Template scaffolding, system prompt and `-p` text are kept; top-k is chosen from the
@@ -91,8 +105,8 @@ pub fn choose_template(model: &LlamaModel, no_cnv: bool, name: Option<&str>) -> 
 pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) -> Result<Assembled> {
     let context = input.context.as_deref().unwrap_or("");
     let question = input.question.as_deref().unwrap_or("");
-    if context.trim().is_empty() && question.trim().is_empty() {
-        bail!("empty prompt: give the text with -p TEXT and/or -f FILE");
+    if input.is_empty() {
+        bail!(EMPTY_PROMPT);
     }
     let user = match (context.is_empty(), question.is_empty()) {
         (false, false) => format!("{SLOT}\n\n{question}"),

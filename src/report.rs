@@ -35,8 +35,8 @@ pub struct RunRecord {
     pub layer: Option<usize>,
     /// Requested k, null with --gem off.
     pub k: Option<usize>,
-    pub scoring: Option<String>,
-    pub protect: Option<String>,
+    pub scoring: Option<crate::scoring::ScoringSpec>,
+    pub protect: Option<crate::prompt::Protect>,
     pub prompt_tokens: usize,
     /// Tokens the model answered from (= prompt_tokens when nothing was filtered).
     pub selected_tokens: usize,

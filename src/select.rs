@@ -318,17 +318,44 @@ fn fast_exp(x: f32) -> f32 {
     }
 }
 
+/// Kernels up to this width are summed shift by shift; wider ones through prefix sums.
+const DIRECT_POOL_MAX: usize = 63;
+
 /// 1-D average pool with an odd `kernel`, stride 1 and `kernel / 2` zeros of padding on each
 /// side; the divisor is always `kernel` (`PyTorch` `count_include_pad=True`), so the edges are
-/// damped. Output length equals input length.
+/// damped. Output length equals input length. Any kernel width works in O(n) memory and
+/// O(n · min(kernel, 64)) time: a window wider than the input only adds padding zeros, and wide
+/// kernels use f64 prefix sums.
 ///
 /// # Panics
 /// If `kernel` is even (the output would not line up with the input).
 #[must_use]
 pub fn avg_pool(s: ArrayView1<'_, f32>, kernel: usize) -> Array1<f32> {
     assert!(kernel % 2 == 1, "avg_pool kernel must be odd, got {kernel}");
-    let half = kernel / 2;
     let n = s.len();
+    // Windows reach at most n - 1 positions either way inside the input; beyond that they cover
+    // only padding zeros, which add nothing to the sum (the divisor stays `kernel`).
+    let half = (kernel / 2).min(n.saturating_sub(1));
+    #[allow(clippy::cast_precision_loss)]
+    let divisor = kernel as f64;
+    if 2 * half + 1 > DIRECT_POOL_MAX {
+        let mut prefix = Vec::with_capacity(n + 1);
+        let mut acc = 0.0f64;
+        prefix.push(acc);
+        for &x in s {
+            acc += f64::from(x);
+            prefix.push(acc);
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let out: Vec<f32> = (0..n)
+            .map(|i| {
+                let lo = i.saturating_sub(half);
+                let hi = (i + half + 1).min(n);
+                ((prefix[hi] - prefix[lo]) / divisor) as f32
+            })
+            .collect();
+        return Array1::from(out);
+    }
     let mut padded = vec![0.0f32; n + 2 * half];
     for (p, &x) in padded[half..half + n].iter_mut().zip(s.iter()) {
         *p = x;
@@ -336,13 +363,13 @@ pub fn avg_pool(s: ArrayView1<'_, f32>, kernel: usize) -> Array1<f32> {
     // Add the kernel's shifted copies one at a time: each pass vectorises, and every window is
     // summed left to right from scratch (a running sum would drift over 128K positions).
     let mut out = vec![0.0f32; n];
-    for offset in 0..kernel {
+    for offset in 0..=2 * half {
         for (o, &x) in out.iter_mut().zip(&padded[offset..offset + n]) {
             *o += x;
         }
     }
-    #[allow(clippy::cast_precision_loss)]
-    let divisor = kernel as f32;
+    #[allow(clippy::cast_possible_truncation)]
+    let divisor = divisor as f32;
     for o in &mut out {
         *o /= divisor;
     }
@@ -548,6 +575,41 @@ pub fn gemfilter_select_pooled(
         indices,
         scores: pooled,
     })
+}
+
+/// Multi-layer scores: each layer's raw scores standardised (zero mean, unit variance, so no
+/// layer's scale dominates) and summed. One layer comes back standardised; a constant layer
+/// contributes zeros.
+///
+/// # Errors
+/// No layers, or layers of different lengths.
+pub fn combine_layers(per_layer: &[Array1<f32>]) -> Result<Array1<f32>> {
+    let Some(first) = per_layer.first() else {
+        bail!("no layer scores to combine");
+    };
+    let n = first.len();
+    ensure!(
+        per_layer.iter().all(|s| s.len() == n),
+        "layer scores of different lengths"
+    );
+    let mut out = Array1::<f32>::zeros(n);
+    for s in per_layer {
+        #[allow(clippy::cast_precision_loss)]
+        let len = n.max(1) as f64;
+        let mean = s.iter().map(|&x| f64::from(x)).sum::<f64>() / len;
+        let var = s
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / len;
+        let sd = var.sqrt();
+        if !(sd.is_finite() && sd > 0.0) {
+            continue;
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        out.zip_mut_with(s, |o, &x| *o += ((f64::from(x) - mean) / sd) as f32);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -869,6 +931,39 @@ mod tests {
     }
 
     #[test]
+    fn avg_pool_huge_kernels() {
+        let mut rng = Rng::new(9);
+        // Wide kernels (prefix sums, clamped windows) agree with the padded naive pool.
+        for n in [1, 2, 5, 100, 300] {
+            let s: Array1<f32> = (0..n).map(|_| rng.next_f32()).collect();
+            for kernel in [61, 63, 65, 101, 2 * n + 1, 4 * n + 3] {
+                let got = avg_pool(s.view(), kernel);
+                assert_close(
+                    got.as_slice().unwrap(),
+                    &naive_pool(s.as_slice().unwrap(), kernel),
+                    1e-5,
+                );
+            }
+        }
+        // Kernels whose padding would overflow or need gigabytes: instant, tiny, sane.
+        let s: Array1<f32> = (0..1000).map(|_| rng.next_f32()).collect();
+        let total: f32 = s.sum();
+        for kernel in [usize::MAX, 8_589_934_593, 999_999_999] {
+            let t = std::time::Instant::now();
+            let got = avg_pool(s.view(), kernel);
+            assert!(t.elapsed().as_secs_f64() < 0.5);
+            assert_eq!(got.len(), 1000);
+            #[allow(clippy::cast_precision_loss)]
+            let want = total / kernel as f32;
+            assert!(got.iter().all(|&x| (x - want).abs() <= want * 1e-4 + 1e-30));
+        }
+        assert_eq!(
+            avg_pool(Array1::<f32>::zeros(0).view(), usize::MAX).len(),
+            0
+        );
+    }
+
+    #[test]
     fn top_k_basics() {
         let s = arr1(&[0.1, 0.9, 0.3, 0.8, 0.2, 0.7]);
         assert_eq!(select_top_k(s.view(), 6, &[]), vec![0, 1, 2, 3, 4, 5]);
@@ -1034,5 +1129,21 @@ mod tests {
         assert_eq!(sel.scores.len(), n);
         assert!((sel.scores[11] - 6.0 / 5.0).abs() < 1e-6);
         assert!((recall(&sel.indices, 10..13) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn combined_layers_are_standardised_sums() {
+        let a = arr1(&[1.0f32, 2.0, 3.0]);
+        let b = arr1(&[100.0f32, 100.0, 400.0]);
+        let c = combine_layers(&[a.clone(), b]).unwrap();
+        // a → (-1.2247, 0, 1.2247); b → (-0.7071, -0.7071, 1.4142).
+        let want = [-1.931_851_6f32, -0.707_106_8, 2.638_958_4];
+        for (x, w) in c.iter().zip(want) {
+            assert!((x - w).abs() < 1e-4, "{c:?}");
+        }
+        let flat = combine_layers(&[arr1(&[5.0f32, 5.0])]).unwrap();
+        assert_eq!(flat.to_vec(), vec![0.0, 0.0]);
+        assert!(combine_layers(&[]).is_err());
+        assert!(combine_layers(&[a, arr1(&[1.0f32])]).is_err());
     }
 }

@@ -150,14 +150,13 @@ fn usage_errors_exit_2_without_panic() {
 
 #[test]
 fn unsupported_architecture_is_refused_before_loading() {
-    use gemfilter::tools::gguf_writer::GgufWriter;
+    use gemfilter::engine::ffi::gguf::Gguf;
     let d = tmpdir("arch");
     let path = d.join("mamba.gguf");
-    let mut w = GgufWriter::new();
-    w.add_kv("general.architecture", "mamba").unwrap();
-    w.add_kv("mamba.block_count", 4u32).unwrap();
-    let file = std::fs::File::create(&path).unwrap();
-    w.write_header(file).unwrap().finish().unwrap();
+    let mut g = Gguf::new();
+    g.set_str("general.architecture", "mamba").unwrap();
+    g.set_u32("mamba.block_count", 4).unwrap();
+    std::fs::write(&path, g.meta()).unwrap();
     let o = run(&["-m", path.to_str().unwrap(), "-p", "hi"]);
     assert_one_error(&o, "architecture 'mamba' is not supported by GemFilter");
 }

@@ -2,9 +2,11 @@
 //! preset merging) on hand examples, and small runs on the real SmolLM2-135M (CPU, prompts of
 //! 600-1500 tokens).
 
-use gemfilter::presets::{self, Entry, PresetFile};
-use gemfilter::eval::calibrate::{choose, lowest_within, merge, Choice};
+use gemfilter::eval::calibrate::merge;
+use gemfilter::eval::curves::{choose, lowest_within, Choice};
 use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
+use gemfilter::presets::{self, Entry, PresetFile};
+use gemfilter::scoring::ScoringSpec;
 
 use crate::util::*;
 
@@ -41,6 +43,10 @@ fn exact_scorer_and_scored_part() {
     assert_eq!(scored_part(""), "");
 }
 
+fn spec(s: &str) -> ScoringSpec {
+    s.parse().unwrap()
+}
+
 fn curve(points: &[(usize, f64)]) -> Vec<(usize, f64)> {
     points.to_vec()
 }
@@ -58,13 +64,13 @@ fn calibrate_recommends_the_lowest_layer_within_001_of_the_best() {
     assert_eq!(lowest_within(&[], 0.01), None);
     // The scoring listed first (the reference) wins when it comes within the tolerance ...
     let curves = vec![
-        ("reference".to_owned(), curve(&[(4, 0.2), (13, 0.995)])),
-        ("head-softmax".to_owned(), curve(&[(4, 1.0), (13, 1.0)])),
+        (spec("reference"), curve(&[(4, 0.2), (13, 0.995)])),
+        (spec("head-softmax"), curve(&[(4, 1.0), (13, 1.0)])),
     ];
     assert_eq!(
         choose(&curves, 0.01),
         Some(Choice {
-            scoring: "reference".into(),
+            scoring: spec("reference"),
             layer: 13,
             recall: 0.995,
             best: 1.0
@@ -72,26 +78,26 @@ fn calibrate_recommends_the_lowest_layer_within_001_of_the_best() {
     );
     // ... and loses when another is better by more.
     let curves = vec![
-        ("reference".to_owned(), curve(&[(4, 0.2), (13, 0.6)])),
+        (spec("reference"), curve(&[(4, 0.2), (13, 0.6)])),
         (
-            "window-softmax:32".to_owned(),
+            spec("window-softmax:32"),
             curve(&[(4, 0.7), (11, 0.95), (13, 0.96)]),
         ),
     ];
     let ch = choose(&curves, 0.01).unwrap();
-    assert_eq!((ch.scoring.as_str(), ch.layer), ("window-softmax:32", 11));
+    assert_eq!(
+        (ch.scoring.to_string().as_str(), ch.layer),
+        ("window-softmax:32", 11)
+    );
     // Among the others, the lowest qualifying layer wins whatever the scoring's place.
     let curves = vec![
-        ("reference".to_owned(), curve(&[(7, 0.1), (21, 0.7)])),
-        ("head-softmax".to_owned(), curve(&[(7, 0.5), (18, 1.0)])),
-        (
-            "window-softmax:16".to_owned(),
-            curve(&[(7, 0.995), (18, 1.0)]),
-        ),
+        (spec("reference"), curve(&[(7, 0.1), (21, 0.7)])),
+        (spec("head-softmax"), curve(&[(7, 0.5), (18, 1.0)])),
+        (spec("window-softmax:16"), curve(&[(7, 0.995), (18, 1.0)])),
     ];
     let ch = choose(&curves, 0.01).unwrap();
     assert_eq!(
-        (ch.scoring.as_str(), ch.layer, ch.recall),
+        (ch.scoring.to_string().as_str(), ch.layer, ch.recall),
         ("window-softmax:16", 7, 0.995)
     );
 }
@@ -371,7 +377,7 @@ fn calibrate_writes_a_preset_that_resolves() {
     assert_eq!(p.layer, layer);
     assert!(p.label.unwrap().contains("calibrated"));
     // The recommendation is the rule applied to the printed curves.
-    let curves: Vec<(String, Vec<(usize, f64)>)> = out["curves"]
+    let curves: Vec<(ScoringSpec, Vec<(usize, f64)>)> = out["curves"]
         .as_array()
         .unwrap()
         .iter()
@@ -383,7 +389,7 @@ fn calibrate_writes_a_preset_that_resolves() {
                     p["mean_recall"].as_f64().unwrap(),
                 )
             });
-            (c["scoring"].as_str().unwrap().to_owned(), pts.collect())
+            (spec(c["scoring"].as_str().unwrap()), pts.collect())
         })
         .collect();
     assert_eq!(choose(&curves, 0.01).unwrap().layer, layer);

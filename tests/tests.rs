@@ -7,4 +7,6 @@ mod util;
 mod cli_errors;
 mod end_to_end;
 mod engine;
+mod gguf_fuzz;
+mod hostile;
 mod niah;

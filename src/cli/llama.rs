@@ -195,6 +195,13 @@ pub struct GemArgs {
     #[arg(long = "gem", value_enum, default_value = "on")]
     pub gem: OnOff,
 
+    /// A model with no preset: calibrate its filter layer and scoring on first use and store
+    /// them in the user presets file (auto), use the uncalibrated fallback layer (off), or
+    /// calibrate again even if a preset exists (force). Seconds on a GPU; on a CPU about a
+    /// minute for a 0.5B model.
+    #[arg(long = "gem-calibrate", value_enum, default_value = "auto")]
+    pub gem_calibrate: Calibrate,
+
     /// Filter layer r (0-based); default from models.toml or the fallback rule.
     #[arg(long = "gem-layer", value_name = "R")]
     pub gem_layer: Option<usize>,
@@ -208,11 +215,12 @@ pub struct GemArgs {
     pub gem_protect: Protect,
 
     /// Token scoring: reference (sum over heads of q·k of the last token), head-softmax, or
-    /// window-softmax (softmax of the last --gem-window queries, SnapKV-style).
-    #[arg(long = "gem-scoring", value_name = "METHOD")]
+    /// window-softmax (softmax of the last W queries, SnapKV-style), written as one value with
+    /// its window and pooling kernel: `window-softmax:32+pool15`.
+    #[arg(long = "gem-scoring", value_name = "SCORING")]
     pub gem_scoring: Option<String>,
 
-    /// Query window for window-softmax.
+    /// Query window for window-softmax (overrides the one in --gem-scoring or the preset).
     #[arg(long = "gem-window", value_name = "W")]
     pub gem_window: Option<usize>,
 
@@ -221,7 +229,8 @@ pub struct GemArgs {
     #[arg(long = "gem-prefix", value_enum, default_value = "on")]
     pub gem_prefix: OnOff,
 
-    /// Average-pooling kernel over token scores (odd; 5 in the reference).
+    /// Average-pooling kernel over token scores (odd, at most the prompt length; 5 in the
+    /// reference; overrides the one in --gem-scoring or the preset).
     #[arg(long = "gem-pool", value_name = "K")]
     pub gem_pool: Option<usize>,
 
@@ -266,6 +275,14 @@ pub struct RunArgs {
     pub sampling: SamplingArgs,
     #[command(flatten)]
     pub gem: GemArgs,
+}
+
+/// `--gem-calibrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Calibrate {
+    Auto,
+    Off,
+    Force,
 }
 
 /// `--gem-k-source`.

@@ -1,6 +1,10 @@
 //! Command line: the default mode takes llama-cli's flags; subcommands are the tools.
 
+pub mod eval;
 pub mod llama;
+pub mod resolve;
+pub mod tools;
+pub mod values;
 
 use clap::{Parser, Subcommand};
 
@@ -50,13 +54,28 @@ pub enum Command {
     /// Write a random-weight GGUF with the exact shape of a real model, for GPU benchmarks.
     Synth(crate::tools::synth::SynthArgs),
     /// Selection recall of a needle at every layer (one prefill, no generation).
-    Layers(crate::eval::layers::LayersArgs),
+    Layers(eval::LayersArgs),
     /// Standard llama.cpp prefill vs GemFilter on the same prompts: time, memory, decode speed.
-    Bench(crate::tools::bench::BenchArgs),
+    Bench(tools::BenchArgs),
     /// Needle-in-a-haystack: full prompt vs GemFilter over lengths and depths, with recall.
-    Niah(crate::eval::niah::NiahArgs),
+    Niah(eval::NiahArgs),
     /// Find the filter layer for a model: selection recall per layer on built-in needles.
-    Calibrate(crate::eval::calibrate::CalibrateArgs),
+    Calibrate(eval::CalibrateArgs),
+}
+
+impl Cli {
+    /// `--log-disable` of whichever mode was asked for (applied once, before anything runs).
+    #[must_use]
+    pub fn quiet(&self) -> bool {
+        match &self.command {
+            None => self.run.model.log_disable,
+            Some(Command::Layers(a)) => a.run.model.log_disable,
+            Some(Command::Bench(a)) => a.model.log_disable,
+            Some(Command::Niah(a)) => a.model.log_disable,
+            Some(Command::Calibrate(a)) => a.model.log_disable,
+            Some(Command::Synth(_)) => false,
+        }
+    }
 }
 
 /// Rewrite llama-cli's single-dash long flags (`-ngl 99`, `-fa=on`) to clap's form.

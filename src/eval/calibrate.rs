@@ -1,24 +1,39 @@
-//! `gemfilter calibrate -m MODEL`: which filter layer for this model? Recall-per-layer curves
-//! on built-in needles at a few lengths (filter passes only, every global layer captured in one
-//! prefill per cell), then the lowest layer whose mean recall is within [`TOLERANCE`] of the
-//! best. `--write` stores it in the user presets file, which overrides models.toml.
+//! Which filter layer and scoring for this model? Recall-per-layer curves on built-in needles
+//! (filter passes only, every global layer captured in one prefill per cell), then the rule of
+//! [`choose`] on the curves of the longest prompts. `gemfilter calibrate` prints it (`--write`
+//! stores it in the user presets file, which overrides models.toml); [`auto`] does the same
+//! unasked, once, for a model with no preset.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use anyhow::{Context, Result};
 
-use crate::cli::llama::ModelArgs;
-use crate::gguf_info::{self, ModelMeta};
+use super::curves::{choose, curve_cells, series, Choice, CurveJob, TOLERANCE};
+use super::niah::grid::{self, Cell, Style, Variant};
+use super::niah::{needles, report};
+use crate::gguf_info::ModelMeta;
 use crate::presets::{self, Entry, PresetFile};
 use crate::prompt::Protect;
-use crate::select::{self, Scoring};
-use crate::eval::layers::parse_scorings;
-use crate::eval::niah::grid::{self, Cell, Style, Variant};
-use crate::eval::niah::{self, needles, report, CurveJob};
+use crate::scoring::ScoringSpec;
+use crate::settings::ModelSettings;
 
-/// A layer is "as good as the best" when its recall is at most this much lower.
-pub const TOLERANCE: f64 = 0.01;
+/// What `gemfilter calibrate` measures, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct CalibrateSettings {
+    pub model: ModelSettings,
+    pub lengths: Vec<usize>,
+    pub depths: Vec<u32>,
+    /// Compared in this order; the first wins ties.
+    pub scorings: Vec<ScoringSpec>,
+    /// Every global layer.
+    pub layers: Vec<usize>,
+    pub top_k: usize,
+    pub protect: Protect,
+    pub style: Style,
+    pub haystack: Option<PathBuf>,
+    /// Store the recommendation in the user presets file.
+    pub write: bool,
+}
 
 /// Needles calibrate hides, one per cell in turn (a number, a name, the reference sentence).
 const CALIBRATION_NEEDLES: &[&str] = &[
@@ -30,123 +45,9 @@ const CALIBRATION_NEEDLES: &[&str] = &[
     "secret-ingredient",
 ];
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct CalibrateArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-
-    /// Prompt lengths in tokens (default: 2000 and min(6000, context - 256)).
-    #[arg(long = "lengths", value_name = "LIST")]
-    pub lengths: Option<String>,
-
-    /// Needle depths in percent.
-    #[arg(long = "depths", default_value = "25,50,75", value_name = "LIST")]
-    pub depths: String,
-
-    /// Scorings to compare; the first wins ties (the reference stays the default until another
-    /// is better by more than the tolerance).
-    #[arg(
-        long = "scorings",
-        default_value = "reference,head-softmax,window-softmax:32",
-        value_name = "LIST"
-    )]
-    pub scorings: String,
-
-    /// Tokens kept (k) at which recall is measured.
-    #[arg(long = "gem-topk", default_value_t = 1024, value_name = "K")]
-    pub top_k: usize,
-
-    /// What is always kept (as in the run).
-    #[arg(long = "gem-protect", value_enum, default_value = "all")]
-    pub protect: Protect,
-
-    /// Prompt wording (plain suits base and small models).
-    #[arg(long = "style", value_enum, default_value = "plain")]
-    pub style: Style,
-
-    /// Haystack directory or file (default: the bundled essays).
-    #[arg(long = "haystack", value_name = "DIR|FILE")]
-    pub haystack: Option<PathBuf>,
-
-    /// Store the recommendation in the user presets file ($GEMFILTER_PRESETS, else
-    /// ~/.config/gemfilter/presets.toml), replacing an earlier entry for this model.
-    #[arg(long = "write")]
-    pub write: bool,
-}
-
-/// The recommendation.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Choice {
-    pub scoring: String,
-    pub layer: usize,
-    pub recall: f64,
-    /// Best mean recall of any scoring and layer.
-    pub best: f64,
-}
-
-/// Lowest layer whose recall is within `tol` of the curve's best.
-#[must_use]
-pub fn lowest_within(curve: &[(usize, f64)], tol: f64) -> Option<(usize, f64)> {
-    let best = curve
-        .iter()
-        .map(|p| p.1)
-        .filter(|r| r.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    if !best.is_finite() {
-        return None;
-    }
-    curve
-        .iter()
-        .filter(|p| p.1 >= best - tol - 1e-12)
-        .min_by_key(|p| p.0)
-        .copied()
-}
-
-/// Pick the scoring and layer. B is the best recall over every curve; a (scoring, layer) is a
-/// candidate when its recall is within `tol` of B. If the first scoring (the reference, the
-/// default) has a candidate, its lowest candidate layer wins; otherwise the lowest candidate
-/// layer of any scoring (the cheapest filter pass), ties going to the scoring listed first.
-#[must_use]
-pub fn choose(curves: &[(String, Vec<(usize, f64)>)], tol: f64) -> Option<Choice> {
-    let best = curves
-        .iter()
-        .flat_map(|c| c.1.iter().map(|p| p.1))
-        .filter(|r| r.is_finite())
-        .fold(f64::NEG_INFINITY, f64::max);
-    if !best.is_finite() {
-        return None;
-    }
-    let candidates = |pts: &[(usize, f64)]| -> Option<(usize, f64)> {
-        pts.iter()
-            .filter(|p| p.1 >= best - tol - 1e-12)
-            .min_by_key(|p| p.0)
-            .copied()
-    };
-    let pick = |name: &String, (layer, recall): (usize, f64)| Choice {
-        scoring: name.clone(),
-        layer,
-        recall,
-        best,
-    };
-    if let Some((name, pts)) = curves.first() {
-        if let Some(c) = candidates(pts) {
-            return Some(pick(name, c));
-        }
-    }
-    curves
-        .iter()
-        .filter_map(|(name, pts)| candidates(pts).map(|c| (name, c)))
-        .min_by_key(|(_, c)| c.0)
-        .map(|(name, c)| pick(name, c))
-}
-
 /// The presets entry for `meta` with the chosen settings.
 #[must_use]
 pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: usize) -> Entry {
-    let (scoring, window) = match choice.scoring.split_once(':') {
-        Some((s, w)) => (s.to_owned(), w.parse().ok()),
-        None => (choice.scoring.clone(), None),
-    };
     Entry {
         label: format!("{} (calibrated)", meta.display_name()),
         architecture: Some(meta.architecture.clone()),
@@ -155,9 +56,8 @@ pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: usize) -> Entry {
         name: meta.basename.clone().or_else(|| meta.name.clone()),
         filter_layer: choice.layer,
         top_k: Some(top_k),
-        scoring: Some(scoring),
-        window,
-        // Calibration measures with the reference pooling kernel.
+        scoring: Some(choice.scoring),
+        window: None,
         pool: None,
     }
 }
@@ -195,12 +95,14 @@ fn write_preset(meta: &ModelMeta, choice: &Choice, top_k: usize, note: &str) -> 
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let text = format!("# gemfilter user presets (override models.toml); written by `gemfilter calibrate --write`.\n# Last: {note}\n\n{body}");
+    let text = format!("# gemfilter user presets (override models.toml); written by gemfilter's calibration.\n# Last: {note}\n\n{body}");
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
-fn default_lengths(meta: &ModelMeta) -> Vec<usize> {
+/// Calibration lengths when none are given: 2000 and min(6000, context - 256).
+#[must_use]
+pub fn default_lengths(meta: &ModelMeta) -> Vec<usize> {
     let ctx = meta.context_length.unwrap_or(8192);
     let long = 6000.min(ctx.saturating_sub(256));
     let mut v = vec![2000.min(long), long];
@@ -208,113 +110,198 @@ fn default_lengths(meta: &ModelMeta) -> Vec<usize> {
     v
 }
 
-/// `gemfilter calibrate`.
-///
-/// # Errors
-/// Bad input, engine failures, or an unwritable presets file.
-pub fn run(args: &CalibrateArgs) -> Result<()> {
-    crate::messages::set_quiet(args.model.log_disable);
-    let path = crate::run::model_path(&args.model)?.to_path_buf();
-    let meta = gguf_info::read(&path)?;
-    if !gguf_info::SUPPORTED_ARCHS.contains(&meta.architecture.as_str()) {
-        bail!(
-            "architecture '{}' is not supported by GemFilter",
-            meta.architecture
-        );
-    }
-    if args.top_k == 0 {
-        bail!("--gem-topk must be at least 1");
-    }
-    let lengths = match &args.lengths {
-        Some(s) => grid::parse_lengths(s)?,
-        None => default_lengths(&meta),
-    };
-    if let (Some(ctx), Some(&l)) = (meta.context_length, lengths.last()) {
-        if l >= ctx {
-            bail!("length {l} does not fit the model's training context of {ctx} tokens");
+/// The scorings self-calibration compares, the reference first (it stays the choice while it
+/// is within the tolerance of the best): reference and window-softmax over the last 32 queries,
+/// each with pools 5, 15 and 31, on the filter layer alone and on the 3 layers ending there.
+#[must_use]
+pub fn auto_scorings() -> Vec<ScoringSpec> {
+    let mut v = Vec::new();
+    for base in ["reference", "window-softmax:32"] {
+        for layers in [1, 3] {
+            for pool in [5, 15, 31] {
+                if let Ok(s) = base.parse::<ScoringSpec>() {
+                    v.push(s.with_pool(pool).with_layers(layers));
+                }
+            }
         }
     }
-    let depths = grid::parse_depths(&args.depths)?;
-    let scorings: Vec<Scoring> = parse_scorings(&args.scorings, select::DEFAULT_WINDOW)?;
-    let layers = niah::probe_layers(None, &meta)?;
-    // One needle per cell, in turn: the curve averages over needles without multiplying cells.
+    v
+}
+
+/// Self-calibration's probe lengths: what the machine prefills in seconds (8K and 16K tokens on
+/// a GPU; 2K on a CPU), within the model's context.
+#[must_use]
+pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
+    let ctx = meta.context_length.unwrap_or(8192).saturating_sub(512).max(600);
+    let want: &[usize] = if gpu { &[8192, 16384] } else { &[2048] };
+    let mut v: Vec<usize> = want.iter().map(|&l| l.min(ctx)).collect();
+    v.dedup();
+    v
+}
+
+/// One needle per cell, in turn: the curve averages over needles without multiplying cells.
+fn cells(lengths: &[usize], depths: &[u32]) -> Result<Vec<Cell>> {
     let mut cells: Vec<Cell> = Vec::new();
-    for &l in &lengths {
-        for &d in &depths {
+    for &l in lengths {
+        for &d in depths {
             let id = CALIBRATION_NEEDLES[cells.len() % CALIBRATION_NEEDLES.len()];
             let n = needles::by_id(id).context("calibration needle missing from the set")?;
             cells.extend(grid::cells(&[l], &[d], &[n], &[Variant::Single], 0));
         }
     }
-    let model_name = path
-        .file_stem()
-        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    Ok(cells)
+}
+
+/// What a calibration found.
+pub struct Calibration {
+    pub choice: Choice,
+    /// Curves at the longest length (what the choice is made on).
+    pub curves: Vec<(ScoringSpec, Vec<report::CurvePoint>)>,
+    /// Curves over every cell.
+    pub curves_all: Vec<(ScoringSpec, Vec<report::CurvePoint>)>,
+    pub cells: usize,
+}
+
+/// Recall per layer and scoring on the probe cells, then the choice on the longest length: a
+/// layer that only holds up on short prompts does not win (short cells do not predict long
+/// prompts).
+///
+/// # Errors
+/// Engine failures.
+pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
+    let cells = cells(&s.lengths, &s.depths)?;
+    let model_name = s.model.name();
     let job = CurveJob {
-        path: &path,
+        path: &s.model.path,
         model_name: &model_name,
-        load: crate::run::load_options(&args.model)?,
-        ctx: crate::run::context_options(&args.model)?,
-        haystack: args.haystack.as_deref(),
-        style: args.style,
+        load: s.model.load.clone(),
+        ctx: s.model.ctx.clone(),
+        haystack: s.haystack.as_deref(),
+        style: s.style,
         chat_template: None,
-        protect: args.protect,
-        layers,
-        scorings,
-        top_k: args.top_k,
-        pools: vec![select::POOL_KERNEL],
+        protect: s.protect,
+        layers: s.layers.clone(),
+        scorings: s.scorings.clone(),
+        top_k: s.top_k,
         seed: 0,
     };
-    crate::notice!(
-        "calibrating {}: {} cells (lengths {:?}, depths {:?}), layers {:?}, k {}",
-        meta.display_name(),
-        cells.len(),
-        lengths,
-        depths,
-        job.layers,
-        args.top_k
-    );
     let mut recs = Vec::new();
-    niah::curve_cells(&job, &cells, &[], &mut |r| {
+    curve_cells(&job, &cells, &[], &mut |r| {
         recs.push(r);
         Ok(())
     })?;
-    let curves = report::aggregate_curves(&recs);
-    let series: Vec<(String, Vec<(usize, f64)>)> = curves
-        .iter()
-        .map(|(s, pts)| {
-            (
-                s.clone(),
-                pts.iter().map(|q| (q.layer, q.mean_recall)).collect(),
-            )
-        })
-        .collect();
-    let choice = choose(&series, TOLERANCE).context("no recall measured")?;
-    if !crate::messages::quiet() {
-        eprint!("{}", report::curve_table(&curves));
-    }
+    let longest = recs.iter().map(|r| r.length).max().unwrap_or(0);
+    let long: Vec<_> = recs.iter().filter(|r| r.length == longest).cloned().collect();
+    let curves = report::aggregate_curves(&long);
+    let choice = choose(&series(&curves), TOLERANCE).context("no recall measured")?;
+    Ok(Calibration {
+        choice,
+        curves,
+        curves_all: report::aggregate_curves(&recs),
+        cells: recs.len(),
+    })
+}
+
+/// Calibrate a model with no preset on first use, store the result in the user presets file and
+/// say so in one line; the stored entry is what later runs resolve, so this happens once.
+///
+/// # Errors
+/// Engine failures or an unwritable presets file.
+pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<Entry> {
+    let t0 = std::time::Instant::now();
+    let gpu = model.load.offloads_to_gpu();
+    let s = CalibrateSettings {
+        lengths: auto_lengths(&model.meta, gpu),
+        depths: vec![25, 50, 75],
+        scorings: auto_scorings(),
+        layers,
+        top_k,
+        protect: Protect::All,
+        style: if model.meta.has_chat_template {
+            Style::Chat
+        } else {
+            Style::Plain
+        },
+        haystack: None,
+        write: true,
+        model: model.clone(),
+    };
+    crate::notice!(
+        "no preset for {}: calibrating the filter layer on {} built-in needle prompts of {:?} tokens (once for this model)",
+        model.meta.display_name(),
+        s.lengths.len() * s.depths.len(),
+        s.lengths
+    );
+    let quiet = crate::messages::quiet();
+    crate::messages::set_quiet(true);
+    let c = calibrate(&s);
+    crate::messages::set_quiet(quiet);
+    let c = c?;
+    let secs = t0.elapsed().as_secs_f64();
     let line = format!(
-        "{}: layer {} with {} (mean recall {:.3} at k {}; best {:.3}; {} cells up to {} tokens)",
+        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} at k {top_k} on {} prompts of {} tokens)",
+        model.meta.display_name(),
+        c.choice.layer,
+        c.choice.scoring,
+        c.choice.recall,
+        c.cells,
+        s.lengths.last().copied().unwrap_or(0)
+    );
+    let path = write_preset(&model.meta, &c.choice, top_k, &line)?;
+    crate::notice!("{line}; stored in {}", path.display());
+    Ok(entry_for(&model.meta, &c.choice, top_k))
+}
+
+/// `gemfilter calibrate`.
+///
+/// # Errors
+/// Engine failures, or an unwritable presets file.
+pub fn run(s: &CalibrateSettings) -> Result<()> {
+    let meta = &s.model.meta;
+    crate::notice!(
+        "calibrating {}: {} cells (lengths {:?}, depths {:?}), layers {:?}, k {}",
+        meta.display_name(),
+        s.lengths.len() * s.depths.len(),
+        s.lengths,
+        s.depths,
+        s.layers,
+        s.top_k
+    );
+    let c = calibrate(s)?;
+    if !crate::messages::quiet() {
+        eprint!("{}", report::curve_table(&c.curves));
+    }
+    let choice = &c.choice;
+    let line = format!(
+        "{}: layer {} with {} (mean recall {:.3} at k {}; best {:.3}; {} cells, chosen at {} tokens)",
         meta.display_name(),
         choice.layer,
         choice.scoring,
         choice.recall,
-        args.top_k,
+        s.top_k,
         choice.best,
-        recs.len(),
-        lengths.last().copied().unwrap_or(0)
+        c.cells,
+        s.lengths.last().copied().unwrap_or(0)
     );
     eprintln!("recommended: {line}");
+    let json = |curves: &[(ScoringSpec, Vec<report::CurvePoint>)]| {
+        curves
+            .iter()
+            .map(|(sc, pts)| serde_json::json!({"scoring": sc, "points": pts}))
+            .collect::<Vec<_>>()
+    };
     println!(
         "{}",
         serde_json::to_string(&serde_json::json!({
-            "model": model_name,
+            "model": s.model.name(),
             "recommended": choice,
-            "k": args.top_k,
-            "curves": curves.iter().map(|(s, pts)| serde_json::json!({"scoring": s, "points": pts})).collect::<Vec<_>>(),
+            "k": s.top_k,
+            "curves": json(&c.curves),
+            "curves_all_lengths": json(&c.curves_all),
         }))?
     );
-    if args.write {
-        let p = write_preset(&meta, &choice, args.top_k, &line)?;
+    if s.write {
+        let p = write_preset(meta, choice, s.top_k, &line)?;
         crate::notice!("preset written to {}", p.display());
     }
     Ok(())

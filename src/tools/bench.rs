@@ -9,34 +9,11 @@ use anyhow::{bail, Context, Result};
 use llama_cpp_2::token::LlamaToken;
 use serde::Serialize;
 
-use crate::cli::llama::{GemArgs, ModelArgs};
 use crate::engine::Engine;
-use crate::generate::{GenLimits, Sampling, TokenSink};
+use crate::generate::{Discard, GenLimits, Sampling};
 use crate::notice;
-use crate::pipeline::{answer, Job, Models, Outcome};
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    #[command(flatten)]
-    pub gem: GemArgs,
-    /// Prompt lengths in tokens, comma-separated; k and m suffixes (8k = 8192).
-    #[arg(long = "lengths", default_value = "8k,32k", value_name = "LIST")]
-    pub lengths: String,
-    /// Tokens to decode after the prompt, for the decode speed at that depth.
-    #[arg(long = "n-decode", default_value_t = 32, value_name = "N")]
-    pub n_decode: i32,
-    /// Text the prompts are cut from (repeated as needed); default: the bundled haystack.
-    #[arg(long = "haystack", value_name = "FILE")]
-    pub haystack: Option<PathBuf>,
-    /// Also write the results (JSON) here after every length.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Skip the standard llama.cpp run (e.g. when it cannot fit in memory).
-    #[arg(long = "no-standard")]
-    pub no_standard: bool,
-}
+use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
+use crate::settings::ModelSettings;
 
 /// One mode at one length.
 #[derive(Debug, Clone, Serialize)]
@@ -79,33 +56,19 @@ pub struct BenchReport {
     pub results: Vec<LengthResult>,
 }
 
-struct Discard;
-impl TokenSink for Discard {
-    fn text(&mut self, _: &str) -> Result<bool> {
-        Ok(true)
-    }
-}
-
-/// "8k,32k,131072" → token counts.
-///
-/// # Errors
-/// Malformed entries.
-pub fn parse_lengths(s: &str) -> Result<Vec<usize>> {
-    s.split(',')
-        .map(|p| {
-            let p = p.trim().to_ascii_lowercase();
-            let (num, mul) = match p.strip_suffix('k') {
-                Some(n) => (n, 1024),
-                None => match p.strip_suffix('m') {
-                    Some(n) => (n, 1024 * 1024),
-                    None => (p.as_str(), 1),
-                },
-            };
-            let n: usize = num.parse().with_context(|| format!("bad length '{p}'"))?;
-            anyhow::ensure!(n > 0, "lengths must be positive");
-            Ok(n * mul)
-        })
-        .collect()
+/// What `gemfilter bench` runs, resolved from its flags.
+#[derive(Debug, Clone)]
+pub struct BenchSettings {
+    pub model: ModelSettings,
+    pub gem: GemSettings,
+    /// Prompt lengths in tokens, each checked against the model's context.
+    pub lengths: Vec<usize>,
+    pub n_decode: i32,
+    pub haystack: Option<PathBuf>,
+    pub output: Option<PathBuf>,
+    /// Also run standard llama.cpp on the whole prompt.
+    pub standard: bool,
+    pub json: bool,
 }
 
 /// `n` prompt tokens cut from the haystack's tokens, repeated as needed.
@@ -130,109 +93,116 @@ fn mode(out: &Outcome) -> ModeResult {
     }
 }
 
-/// # Errors
-/// Bad input, or a run that fails (out of memory included).
-pub fn run(args: &BenchArgs) -> Result<()> {
-    crate::messages::set_quiet(args.model.log_disable);
-    let lengths = parse_lengths(&args.lengths)?;
-    let path = crate::run::model_path(&args.model)?.to_path_buf();
-    let meta = crate::gguf_info::read(&path)?;
-    let gem = crate::run::gem_settings(&args.gem, &meta)?;
-    let ctx = crate::run::context_options(&args.model)?;
-    let load = crate::run::load_options(&args.model)?;
-    if let Some(o) = &args.output {
-        std::fs::write(o, b"").with_context(|| format!("cannot write '{}'", o.display()))?;
-    }
-    let text = match &args.haystack {
-        Some(p) => {
-            std::fs::read_to_string(p).with_context(|| format!("cannot read '{}'", p.display()))?
-        }
+/// Text the prompts are cut from, tokenized once (with BOS first when the model has one).
+fn source_tokens(s: &BenchSettings) -> Result<(Vec<LlamaToken>, Option<LlamaToken>)> {
+    let text = match &s.haystack {
+        Some(p) => std::fs::read_to_string(p).with_context(|| {
+            format!(
+                "cannot read {}",
+                crate::sanitize::quote(&p.display().to_string())
+            )
+        })?,
         None => include_str!("../../data/haystack.txt").to_owned(),
     };
-    let (source, bos) = {
-        let vocab = Engine::load_vocab(&path, &load)?;
-        let v = vocab.model.vocab();
-        (v.tokenize(text.as_bytes(), false, false), Some(v.bos()))
-    };
+    let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
+    let v = vocab.model.vocab();
+    let source = v.tokenize(text.as_bytes(), false, false);
     if source.is_empty() {
         bail!("the haystack tokenizes to nothing");
     }
-    let max_ctx = meta.context_length.unwrap_or(usize::MAX);
-    if gem.prefix && gem.layer + 1 < meta.block_count {
+    Ok((source, Some(v.bos())))
+}
+
+/// One length: GemFilter, then standard llama.cpp on the same tokens.
+fn measure(s: &BenchSettings, models: &mut Models, tokens: &[LlamaToken]) -> Result<LengthResult> {
+    let n = tokens.len();
+    notice!(
+        "bench: {n} tokens, GemFilter (layer {}, k {})",
+        s.gem.layer,
+        s.gem.top_k
+    );
+    let g = answer(
+        models,
+        &job(tokens, Some(s.gem.clone()), &s.model.ctx, s.n_decode),
+        &mut Discard,
+    )?;
+    let standard = if s.standard {
+        notice!("bench: {n} tokens, standard llama.cpp");
+        Some(answer(
+            models,
+            &job(tokens, None, &s.model.ctx, s.n_decode),
+            &mut Discard,
+        )?)
+    } else {
+        None
+    };
+    let (gm, sm) = (mode(&g), standard.as_ref().map(mode));
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    };
+    #[allow(clippy::cast_precision_loss)]
+    let mem = |m: &ModeResult| m.peak_device_mem_bytes.map(|b| b as f64);
+    Ok(LengthResult {
+        prompt_tokens: n,
+        layer: s.gem.layer,
+        k: s.gem.top_k,
+        ratio_first_token: ratio(Some(gm.first_token_s), sm.as_ref().map(|s| s.first_token_s)),
+        ratio_peak_mem: ratio(mem(&gm), sm.as_ref().and_then(mem)),
+        ratio_decode: ratio(
+            gm.decode_tok_per_s,
+            sm.as_ref().and_then(|s| s.decode_tok_per_s),
+        ),
+        gemfilter: gm,
+        standard: sm,
+    })
+}
+
+/// # Errors
+/// Bad input, or a run that fails (out of memory included).
+pub fn run(s: &BenchSettings) -> Result<()> {
+    if let Some(o) = &s.output {
+        std::fs::write(o, b"").with_context(|| {
+            format!(
+                "cannot write {}",
+                crate::sanitize::quote(&o.display().to_string())
+            )
+        })?;
+    }
+    let (source, bos) = source_tokens(s)?;
+    let meta = &s.model.meta;
+    if s.gem.prefix && s.gem.layer + 1 < meta.block_count {
         // Written once per model and layer; not part of any measured run.
-        crate::engine::prefix::prefix_model(&path, gem.layer + 1, meta.block_count)?;
+        crate::engine::prefix::prefix_model(&s.model.path, s.gem.layer + 1, meta.block_count)?;
     }
-    let mut models = Models::new(path.clone(), meta.block_count, load);
+    let mut models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
     // Warm-up: first use of a device pays one-time initialisation; keep it out of the numbers.
-    {
-        let warm = prompt_tokens(&source, bos, 256);
-        let job = job(&warm, None, &ctx, 4);
-        answer(&mut models, &job, &mut Discard)?;
-    }
+    answer(
+        &mut models,
+        &job(&prompt_tokens(&source, bos, 256), None, &s.model.ctx, 4),
+        &mut Discard,
+    )?;
     let mut report = BenchReport {
-        model: path.display().to_string(),
+        model: s.model.path.display().to_string(),
         device: device_name(),
-        cache_type_k: args.model.cache_type_k.clone(),
-        cache_type_v: args.model.cache_type_v.clone(),
-        n_ubatch: args.model.ubatch_size,
+        cache_type_k: s.model.cache_types[0].clone(),
+        cache_type_v: s.model.cache_types[1].clone(),
+        n_ubatch: s.model.ctx.n_ubatch,
         results: Vec::new(),
     };
-    let n_decode = usize::try_from(args.n_decode.max(0)).unwrap_or(0);
-    for &asked in &lengths {
-        let n = asked.min(max_ctx.saturating_sub(n_decode + 1));
-        if n != asked {
-            notice!("bench: {asked} tokens plus {n_decode} to decode exceed the model's context of {max_ctx}: using {n}");
-        }
-        if n < 2 {
-            bail!("length {asked} leaves no room in the model's context of {max_ctx} tokens");
-        }
+    for &n in &s.lengths {
         let tokens = prompt_tokens(&source, bos, n);
-        notice!(
-            "bench: {n} tokens, GemFilter (layer {}, k {})",
-            gem.layer,
-            gem.top_k
-        );
-        let g = answer(
-            &mut models,
-            &job(&tokens, Some(gem.clone()), &ctx, args.n_decode),
-            &mut Discard,
-        )?;
-        let standard = if args.no_standard {
-            None
-        } else {
-            notice!("bench: {n} tokens, standard llama.cpp");
-            Some(answer(
-                &mut models,
-                &job(&tokens, None, &ctx, args.n_decode),
-                &mut Discard,
-            )?)
-        };
-        let (gm, sm) = (mode(&g), standard.as_ref().map(mode));
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-            _ => None,
-        };
-        #[allow(clippy::cast_precision_loss)]
-        let mem = |m: &ModeResult| m.peak_device_mem_bytes.map(|b| b as f64);
-        report.results.push(LengthResult {
-            prompt_tokens: n,
-            layer: gem.layer,
-            k: gem.top_k,
-            ratio_first_token: ratio(Some(gm.first_token_s), sm.as_ref().map(|s| s.first_token_s)),
-            ratio_peak_mem: ratio(mem(&gm), sm.as_ref().and_then(mem)),
-            ratio_decode: ratio(
-                gm.decode_tok_per_s,
-                sm.as_ref().and_then(|s| s.decode_tok_per_s),
-            ),
-            gemfilter: gm,
-            standard: sm,
-        });
-        if let Some(o) = &args.output {
-            std::fs::write(o, serde_json::to_vec_pretty(&report)?)
-                .with_context(|| format!("cannot write '{}'", o.display()))?;
+        report.results.push(measure(s, &mut models, &tokens)?);
+        if let Some(o) = &s.output {
+            std::fs::write(o, serde_json::to_vec_pretty(&report)?).with_context(|| {
+                format!(
+                    "cannot write {}",
+                    crate::sanitize::quote(&o.display().to_string())
+                )
+            })?;
         }
     }
-    if args.gem.json {
+    if s.json {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
@@ -244,7 +214,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
 
 fn job<'a>(
     tokens: &'a [LlamaToken],
-    gem: Option<crate::pipeline::GemSettings>,
+    gem: Option<GemSettings>,
     ctx: &crate::engine::ContextOptions,
     n_decode: i32,
 ) -> Job<'a> {
@@ -315,16 +285,6 @@ fn print_table(r: &BenchReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lengths_parse() {
-        assert_eq!(
-            parse_lengths("8k, 32K,100").unwrap(),
-            vec![8192, 32768, 100]
-        );
-        assert!(parse_lengths("8q").is_err());
-        assert!(parse_lengths("0").is_err());
-    }
 
     #[test]
     fn prompt_repeats_source() {

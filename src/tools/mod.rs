@@ -1,4 +1,3 @@
 //! Tools beside the default mode: end-to-end benchmarks and random-weight models.
 pub mod bench;
-pub mod gguf_writer;
 pub mod synth;

@@ -1,7 +1,12 @@
 //! The only module with `unsafe`: the eval-callback trampoline that reads layer r's post-RoPE
-//! Q/K out of llama.cpp's graph and stops it there, plus the few C calls llama-cpp-2 does not
-//! wrap (device memory, raw context pointer). Every block states the invariant it relies on.
+//! Q and K (per ubatch, or K from the KV cache in the last ubatch) out of llama.cpp's graph and
+//! stops it there, plus the few C calls llama-cpp-2 does not wrap (GPU devices and their memory,
+//! llama.cpp's `prune_layers` writer, ggml's type conversion). Submodules hold the rest of the
+//! FFI. Every block states the invariant it relies on.
 #![allow(unsafe_code)]
+
+pub mod abort;
+pub mod gguf;
 
 use std::ffi::{c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -360,26 +365,34 @@ unsafe fn tensor_get(t: &sys::ggml_tensor, dst: *mut c_void, offset: usize, size
     unsafe { sys::ggml_backend_tensor_get(std::ptr::from_ref(t).cast_mut(), dst, offset, size) }
 }
 
+/// Calls `f` on every GPU device llama.cpp has registered.
+fn for_each_gpu(mut f: impl FnMut(sys::ggml_backend_dev_t)) {
+    // SAFETY: read-only enumeration of registered devices; indices are below
+    // ggml_backend_dev_count and null devices are skipped.
+    unsafe {
+        for i in 0..sys::ggml_backend_dev_count() {
+            let dev = sys::ggml_backend_dev_get(i);
+            if !dev.is_null()
+                && sys::ggml_backend_dev_type(dev) == sys::GGML_BACKEND_DEVICE_TYPE_GPU
+            {
+                f(dev);
+            }
+        }
+    }
+}
+
 /// Bytes in use on all GPU devices (total − free), or None when there is no GPU backend.
 #[must_use]
 pub fn device_memory_used() -> Option<u64> {
     let mut used = 0u64;
     let mut any = false;
-    // SAFETY: device enumeration and memory queries are read-only calls on registered devices;
-    // indices are below ggml_backend_dev_count and out-pointers point at live locals.
-    unsafe {
-        for i in 0..sys::ggml_backend_dev_count() {
-            let dev = sys::ggml_backend_dev_get(i);
-            if dev.is_null() || sys::ggml_backend_dev_type(dev) != sys::GGML_BACKEND_DEVICE_TYPE_GPU
-            {
-                continue;
-            }
-            let (mut free, mut total) = (0usize, 0usize);
-            sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
-            used += (total.saturating_sub(free)) as u64;
-            any = true;
-        }
-    }
+    for_each_gpu(|dev| {
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: `dev` is a registered device; the out-pointers point at live locals.
+        unsafe { sys::ggml_backend_dev_memory(dev, &mut free, &mut total) };
+        used += (total.saturating_sub(free)) as u64;
+        any = true;
+    });
     any.then_some(used)
 }
 
@@ -427,21 +440,16 @@ pub fn write_prefix_model(
 #[must_use]
 pub fn gpu_names() -> Option<String> {
     let mut names = Vec::new();
-    // SAFETY: read-only enumeration of registered devices; the description string is owned by
-    // ggml and NUL-terminated, copied out immediately.
-    unsafe {
-        for i in 0..sys::ggml_backend_dev_count() {
-            let dev = sys::ggml_backend_dev_get(i);
-            if dev.is_null() || sys::ggml_backend_dev_type(dev) != sys::GGML_BACKEND_DEVICE_TYPE_GPU
-            {
-                continue;
-            }
+    for_each_gpu(|dev| {
+        // SAFETY: `dev` is a registered device; its description is owned by ggml and
+        // NUL-terminated, copied out at once.
+        unsafe {
             let d = sys::ggml_backend_dev_description(dev);
             if !d.is_null() {
                 names.push(CStr::from_ptr(d).to_string_lossy().into_owned());
             }
         }
-    }
+    });
     (!names.is_empty()).then(|| names.join(" + "))
 }
 

@@ -9,8 +9,8 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::needles::{Needle, NEEDLES};
 use crate::engine::Engine;
+use crate::eval::tokens::{token_offsets, tokens_covering};
 use crate::prompt::{self, Assembled, PromptInput, Template};
-use crate::eval::layers::{token_offsets, tokens_covering};
 
 /// The haystack bundled with the binary (first ~64 KB of the PG essays).
 pub const BUNDLED: &str = include_str!("../../../data/haystack.txt");
@@ -208,53 +208,6 @@ pub fn cells(
         }
     }
     out
-}
-
-/// Parse a comma list of token counts (`2000,7.5k,16k`).
-///
-/// # Errors
-/// Malformed or zero entries.
-pub fn parse_lengths(s: &str) -> Result<Vec<usize>> {
-    let mut v = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (num, mul) = match part.strip_suffix(['k', 'K']) {
-            Some(n) => (n, 1000.0),
-            None => (part, 1.0),
-        };
-        let x: f64 = num.parse().map_err(|_| {
-            anyhow::anyhow!("bad length '{part}' (use token counts like 2000 or 7.5k)")
-        })?;
-        ensure!(
-            x.is_finite() && x >= 1.0,
-            "bad length '{part}' (must be a positive token count)"
-        );
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        v.push((x * mul).round() as usize);
-    }
-    ensure!(!v.is_empty(), "no lengths given");
-    v.sort_unstable();
-    v.dedup();
-    Ok(v)
-}
-
-/// Parse a comma list of depths in percent (0..=100).
-///
-/// # Errors
-/// Malformed entries or depths over 100.
-pub fn parse_depths(s: &str) -> Result<Vec<u32>> {
-    let mut v = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let d: u32 = part
-            .trim_end_matches('%')
-            .parse()
-            .map_err(|_| anyhow::anyhow!("bad depth '{part}' (use percentages 0-100)"))?;
-        ensure!(d <= 100, "depth {d}% is out of range (0-100)");
-        v.push(d);
-    }
-    ensure!(!v.is_empty(), "no depths given");
-    v.sort_unstable();
-    v.dedup();
-    Ok(v)
 }
 
 /// Byte offset where a needle goes at `depth`% of `ctx`: the end of the sentence before that
@@ -459,17 +412,6 @@ mod tests {
         let n = &NEEDLES[1];
         let out = insert_needles(ctx, &[(n, 50)]);
         assert_eq!(out, format!("One two.\n{}\n Three four. Five six.", n.text));
-    }
-
-    #[test]
-    fn grid_parsing() {
-        assert_eq!(parse_lengths("7.5k, 2000,2k").unwrap(), vec![2000, 7500]);
-        assert!(parse_lengths("x").is_err());
-        assert_eq!(parse_depths("100,0,50%").unwrap(), vec![0, 50, 100]);
-        assert!(parse_depths("120")
-            .unwrap_err()
-            .to_string()
-            .contains("out of range"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (`$GEMFILTER_FONT`, then common DejaVu/Liberation/Arial paths). Without one the plots are drawn
 //! without text and a notice says so.
 
+use crate::scoring::ScoringSpec;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -183,7 +184,7 @@ fn draw_heatmap<DB: DrawingBackend>(
 pub fn curves(
     stem: &Path,
     title: &str,
-    series: &[(String, Vec<(usize, f64)>)],
+    series: &[(ScoringSpec, Vec<(usize, f64)>)],
 ) -> Result<Vec<PathBuf>> {
     both(stem, (900, 500), &|a, b| {
         draw_curves(&a, title, series)?;
@@ -194,7 +195,7 @@ pub fn curves(
 fn draw_curves<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
-    series: &[(String, Vec<(usize, f64)>)],
+    series: &[(ScoringSpec, Vec<(usize, f64)>)],
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let max_layer = series
@@ -230,7 +231,7 @@ fn draw_curves<DB: DrawingBackend>(
             .draw_series(LineSeries::new(line.clone(), c.stroke_width(2)))
             .map_err(err)?;
         if text {
-            s.label(name.clone()).legend(move |(x, y)| {
+            s.label(name.to_string()).legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
             });
         }

@@ -10,7 +10,11 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::layers::LayerRecall;
+use crate::eval::curves::LayerRecall;
+use crate::eval::niah::grid::{Style, Variant};
+use crate::eval::niah::Method;
+use crate::prompt::Protect;
+use crate::scoring::ScoringSpec;
 
 /// One method's run on one cell.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,16 +27,16 @@ pub struct CellRecord {
     /// Needle depth (% of the context).
     pub depth: u32,
     pub needle: String,
-    pub variant: String,
+    pub variant: Variant,
     /// Every needle hidden in the context (the first is `needle`).
     pub hidden: Vec<String>,
-    pub style: String,
+    pub style: Style,
     /// "full" or "gem".
-    pub method: String,
+    pub method: Method,
     pub layer: Option<usize>,
     pub k: Option<usize>,
-    pub scoring: Option<String>,
-    pub protect: Option<String>,
+    pub scoring: Option<ScoringSpec>,
+    pub protect: Option<Protect>,
     pub seed: u64,
     pub prompt_tokens: usize,
     /// Token ranges [start, end) of the asked needles.
@@ -62,10 +66,10 @@ pub struct CurveRecord {
     pub length: usize,
     pub depth: u32,
     pub needle: String,
-    pub variant: String,
-    pub style: String,
+    pub variant: Variant,
+    pub style: Style,
     pub k: usize,
-    pub protect: String,
+    pub protect: Protect,
     pub prompt_tokens: usize,
     pub filter_pass_s: f64,
     pub points: Vec<LayerRecall>,
@@ -151,7 +155,7 @@ pub fn summarize(recs: &[CellRecord]) -> Vec<SummaryRow> {
         by_len.entry(r.length).or_default().push(r);
     }
     let row = |length: usize, rs: &[&CellRecord]| {
-        let of = |m: &'static str| rs.iter().copied().filter(move |r| r.method == m);
+        let of = |m: Method| rs.iter().copied().filter(move |r| r.method == m);
         let mut cells: Vec<&str> = rs
             .iter()
             .map(|r| r.key.split("|m:").next().unwrap_or(""))
@@ -163,13 +167,13 @@ pub fn summarize(recs: &[CellRecord]) -> Vec<SummaryRow> {
             cells: cells.len(),
             #[allow(clippy::cast_precision_loss)]
             prompt_tokens: mean(rs.iter().map(|r| r.prompt_tokens as f64)),
-            full_rouge: mean(of("full").map(|r| r.score_rouge)),
-            full_exact: mean(of("full").map(|r| r.score_exact)),
-            gem_rouge: mean(of("gem").map(|r| r.score_rouge)),
-            gem_exact: mean(of("gem").map(|r| r.score_exact)),
-            gem_recall: mean(of("gem").filter_map(|r| r.recall)),
-            full_s: mean(of("full").map(|r| r.total_s)),
-            gem_s: mean(of("gem").map(|r| r.total_s)),
+            full_rouge: mean(of(Method::Full).map(|r| r.score_rouge)),
+            full_exact: mean(of(Method::Full).map(|r| r.score_exact)),
+            gem_rouge: mean(of(Method::Gem).map(|r| r.score_rouge)),
+            gem_exact: mean(of(Method::Gem).map(|r| r.score_exact)),
+            gem_recall: mean(of(Method::Gem).filter_map(|r| r.recall)),
+            full_s: mean(of(Method::Full).map(|r| r.total_s)),
+            gem_s: mean(of(Method::Gem).map(|r| r.total_s)),
         }
     };
     let mut out: Vec<SummaryRow> = by_len.iter().map(|(&l, rs)| row(l, rs)).collect();
@@ -218,7 +222,7 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
 #[must_use]
 pub fn grid(
     recs: &[CellRecord],
-    method: &str,
+    method: Method,
     metric: fn(&CellRecord) -> Option<f64>,
 ) -> (Vec<usize>, Vec<u32>, Vec<Vec<Option<f64>>>) {
     let mut xs: Vec<usize> = recs.iter().map(|r| r.length).collect();
@@ -256,25 +260,30 @@ pub struct CurvePoint {
 
 /// Curves per scoring (in first-seen order) from per-cell records.
 #[must_use]
-pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(String, Vec<CurvePoint>)> {
-    let mut order: Vec<String> = Vec::new();
-    let mut acc: BTreeMap<(String, usize), Vec<(f64, usize)>> = BTreeMap::new();
+pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<CurvePoint>)> {
+    let mut order: Vec<ScoringSpec> = Vec::new();
+    let mut acc: BTreeMap<(usize, usize), Vec<(f64, usize)>> = BTreeMap::new();
     for r in recs {
         for p in &r.points {
-            if !order.contains(&p.scoring) {
-                order.push(p.scoring.clone());
-            }
-            acc.entry((p.scoring.clone(), p.layer))
+            let i = order
+                .iter()
+                .position(|&o| o == p.scoring)
+                .unwrap_or_else(|| {
+                    order.push(p.scoring);
+                    order.len() - 1
+                });
+            acc.entry((i, p.layer))
                 .or_default()
                 .push((p.recall, p.best_rank));
         }
     }
     order
         .into_iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let pts = acc
                 .iter()
-                .filter(|((sc, _), _)| *sc == s)
+                .filter(|((sc, _), _)| *sc == i)
                 .map(|((_, layer), v)| {
                     let mut ranks: Vec<usize> = v.iter().map(|x| x.1).collect();
                     ranks.sort_unstable();
@@ -293,7 +302,7 @@ pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(String, Vec<CurvePoint>)> 
 
 /// The curves as a table: one row per layer, one recall column per scoring.
 #[must_use]
-pub fn curve_table(curves: &[(String, Vec<CurvePoint>)]) -> String {
+pub fn curve_table(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> String {
     let mut s = String::from("| layer |");
     for (name, _) in curves {
         s.push_str(&format!(" {name} recall (min, median rank) |"));

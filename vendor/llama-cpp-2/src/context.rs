@@ -152,17 +152,6 @@ impl<'model> LlamaContext<'model> {
         unsafe { self.context.as_mut_ptr_unsound() }
     }
 
-    /// gemfilter patch: the raw `llama_context` pointer, for calls this crate does not wrap.
-    ///
-    /// # Safety
-    /// The pointer is valid while `self` lives; the caller must not free it nor use it to
-    /// invalidate state this wrapper hands out references to (logits, embeddings).
-    #[must_use]
-    pub unsafe fn as_raw_ptr(&self) -> *mut llama_cpp_sys_2::llama_context {
-        // SAFETY: forwarded to the caller, see above.
-        unsafe { self.context.as_mut_ptr_unsound() }
-    }
-
     /// Explicitly wait until all computations are finished.
     ///
     /// This is automatically done when using methods such as

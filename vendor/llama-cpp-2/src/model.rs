@@ -121,13 +121,6 @@ pub enum RopeType {
 }
 
 impl LlamaModel {
-    /// gemfilter patch: the raw `llama_model` pointer, for read-only calls this crate does not
-    /// wrap (metadata, layer count). Valid while `self` lives; the caller must not free it.
-    #[must_use]
-    pub fn as_raw_ptr(&self) -> *const llama_cpp_sys_2::llama_model {
-        self.model.as_ptr()
-    }
-
     /// Get the model's vocabulary.
     #[must_use]
     pub fn vocab(&self) -> LlamaVocab<'_> {

@@ -1,0 +1,179 @@
+//! Parsers for list-valued flags, one meaning each across every subcommand.
+
+use anyhow::{bail, ensure, Context, Result};
+
+/// Largest token count any list accepts (2^24, far beyond any model's context); keeps the
+/// arithmetic on parsed values from overflowing before the context check refuses them.
+pub const MAX_TOKENS: usize = 1 << 24;
+
+/// Comma list of token counts, sorted and deduplicated. `k` = 1024 and `m` = 1024², as
+/// llama-bench users read them; fractions are allowed with a suffix (`7.5k` = 7680).
+///
+/// # Errors
+/// Malformed, zero or absurdly large entries, or an empty list.
+pub fn parse_lengths(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let lower = part.to_ascii_lowercase();
+        let (num, mul) = match lower.strip_suffix('k') {
+            Some(n) => (n, 1024.0),
+            None => match lower.strip_suffix('m') {
+                Some(n) => (n, 1024.0 * 1024.0),
+                None => (lower.as_str(), 1.0),
+            },
+        };
+        let x: f64 = num.parse().map_err(|_| {
+            anyhow::anyhow!("bad length '{part}' (token counts like 2000, 8k = 8192 or 7.5k)")
+        })?;
+        let tokens = (x * mul).round();
+        ensure!(
+            tokens.is_finite() && tokens >= 1.0,
+            "bad length '{part}' (must be a positive token count)"
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let max = MAX_TOKENS as f64;
+        ensure!(
+            tokens <= max,
+            "length '{part}' is too large (at most {MAX_TOKENS} tokens)"
+        );
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        v.push(tokens as usize);
+    }
+    ensure!(!v.is_empty(), "no lengths given");
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// Comma list of depths in percent (0..=100), sorted and deduplicated.
+///
+/// # Errors
+/// Malformed entries or depths over 100.
+pub fn parse_depths(s: &str) -> Result<Vec<u32>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let d: u32 = part
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad depth '{part}' (use percentages 0-100)"))?;
+        ensure!(d <= 100, "depth {d}% is out of range (0-100)");
+        v.push(d);
+    }
+    ensure!(!v.is_empty(), "no depths given");
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// `a-b` or `a,b,c` into sorted layer indices, each below `n_layer` (checked before any range
+/// is expanded, so `0-18446744073709551615` is refused rather than allocated).
+///
+/// # Errors
+/// Malformed lists or layers out of range.
+pub fn parse_layers(s: &str, n_layer: usize) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    let one = |t: &str| -> Result<usize> {
+        let l: usize = t
+            .trim()
+            .parse()
+            .with_context(|| format!("bad layer '{}' in --layers", t.trim()))?;
+        if l >= n_layer {
+            bail!(
+                "--layers: layer {l} is out of range: the model has {n_layer} layers (0..{})",
+                n_layer.saturating_sub(1)
+            );
+        }
+        Ok(l)
+    };
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (one(a)?, one(b)?);
+            ensure!(a <= b, "bad layer range '{}' in --layers", part.trim());
+            v.extend(a..=b);
+        } else {
+            v.push(one(part)?);
+        }
+    }
+    ensure!(!v.is_empty(), "--layers lists no layer");
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
+/// Comma list of odd pooling kernels (`--pools`), deduplicated in order.
+///
+/// # Errors
+/// Even, zero, too wide or malformed sizes.
+pub fn parse_pools(s: &str) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let k: usize = part
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad pooling kernel '{part}' in --pools"))?;
+        ensure!(k % 2 == 1, "--pools: kernel {k} must be odd");
+        ensure!(
+            k <= MAX_TOKENS,
+            "--pools: kernel {k} is too wide (at most {MAX_TOKENS})"
+        );
+        if !v.contains(&k) {
+            v.push(k);
+        }
+    }
+    ensure!(!v.is_empty(), "--pools is empty");
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lengths_use_binary_suffixes() {
+        assert_eq!(
+            parse_lengths("8k, 32K,100").unwrap(),
+            vec![100, 8192, 32768]
+        );
+        assert_eq!(parse_lengths("7.5k,2000,2000").unwrap(), vec![2000, 7680]);
+        assert_eq!(parse_lengths("1m").unwrap(), vec![1 << 20]);
+        for bad in [
+            "8q",
+            "0",
+            "x",
+            "",
+            "18446744073709551615",
+            "nan",
+            "-3",
+            "inf",
+        ] {
+            assert!(parse_lengths(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn depths_parse() {
+        assert_eq!(parse_depths("100,0,50%").unwrap(), vec![0, 50, 100]);
+        assert!(parse_depths("120")
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+        assert!(parse_depths("x").is_err());
+    }
+
+    #[test]
+    fn layers_are_bounded_before_expanding() {
+        assert_eq!(parse_layers("3-5,1,4", 30).unwrap(), vec![1, 3, 4, 5]);
+        assert!(parse_layers("5-3", 30).is_err());
+        let e = parse_layers("0-18446744073709551615", 30).unwrap_err();
+        assert!(format!("{e:#}").contains("--layers"), "{e:#}");
+        assert!(parse_layers("0-30", 30).is_err());
+        assert!(parse_layers("", 30).is_err());
+    }
+
+    #[test]
+    fn pools_parse() {
+        assert_eq!(parse_pools("5,15,5").unwrap(), vec![5, 15]);
+        assert!(parse_pools("4").is_err());
+        assert!(parse_pools("").is_err());
+        assert!(parse_pools("99999999999").is_err());
+    }
+}

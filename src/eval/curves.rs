@@ -1,0 +1,387 @@
+//! The shared core of the accuracy tools: selection recall per layer and scoring from one
+//! capturing prefill per cell, the cells' records, and the rule that picks a layer from the
+//! resulting curves. `niah --layers`, `layers` and `calibrate` all go through here.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::Path;
+
+use anyhow::Result;
+use ndarray::Array1;
+use serde::{Deserialize, Serialize};
+
+use super::niah::grid::{self, Cell, Hay, Style};
+use super::niah::report::CurveRecord;
+use super::{progress, say};
+use crate::capture::{CaptureSpec, KSource};
+use crate::engine::{ContextOptions, Engine, LoadOptions};
+use crate::prompt::Protect;
+use crate::scoring::ScoringSpec;
+use crate::select;
+
+/// A layer is "as good as the best" when its recall is at most this much lower.
+pub const TOLERANCE: f64 = 0.01;
+
+/// Recall of one layer under one scoring.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerRecall {
+    pub layer: usize,
+    pub scoring: ScoringSpec,
+    /// Share of the target tokens among the selected.
+    pub recall: f64,
+    /// Best (lowest) rank of any target token among the unprotected candidates, 0-based.
+    pub best_rank: usize,
+}
+
+/// Capture every layer in `layers` in one prefill and compute recall of `target` for each
+/// scoring at budget `top_k`.
+///
+/// # Errors
+/// Filter-pass or scoring failures.
+#[allow(clippy::too_many_arguments)]
+pub fn recall_curve(
+    engine: &Engine,
+    tokens: &[llama_cpp_2::token::LlamaToken],
+    protected: &[bool],
+    target: Range<usize>,
+    layers: &[usize],
+    scorings: &[ScoringSpec],
+    top_k: usize,
+    ctx: &ContextOptions,
+) -> Result<Vec<LayerRecall>> {
+    Ok(recall_curve_multi(
+        engine,
+        tokens,
+        protected,
+        &[target],
+        layers,
+        scorings,
+        top_k,
+        ctx,
+        true,
+    )?
+    .0)
+}
+
+/// [`recall_curve`] for several targets: recall is the mean of the targets' recalls and the
+/// best rank the lowest rank of any target token. Scores are computed once per distinct
+/// scoring and pooled with each spec's kernel. Also returns the filter pass's seconds.
+///
+/// # Errors
+/// Filter-pass or scoring failures.
+#[allow(clippy::too_many_arguments)]
+pub fn recall_curve_multi(
+    engine: &Engine,
+    tokens: &[llama_cpp_2::token::LlamaToken],
+    protected: &[bool],
+    targets: &[Range<usize>],
+    layers: &[usize],
+    scorings: &[ScoringSpec],
+    top_k: usize,
+    ctx: &ContextOptions,
+    progress: bool,
+) -> Result<(Vec<LayerRecall>, f64)> {
+    let q_window = scorings
+        .iter()
+        .map(|s| s.queries_needed())
+        .max()
+        .unwrap_or(1);
+    let spec = CaptureSpec {
+        layers: layers.to_vec(),
+        n_tokens: tokens.len(),
+        q_window: q_window.min(tokens.len()),
+        stop_after_last: true,
+        trace_layers: false,
+        k_source: KSource::Ubatch,
+    };
+    let pass = engine.filter_pass(tokens, spec, ctx, progress)?;
+    // Raw scores per (captured layer, base scoring), computed once.
+    let mut raw: Vec<(usize, select::Scoring, Array1<f32>)> = Vec::new();
+    for (lc, &layer) in pass.capture.layers.iter().zip(layers) {
+        for spec in scorings {
+            if !raw.iter().any(|(l, s, _)| *l == layer && *s == spec.scoring) {
+                let q = lc.q_view();
+                let rows = q.shape()[0];
+                let need = spec.queries_needed().min(rows);
+                let q = q.slice_move(ndarray::s![rows - need.., .., ..]);
+                raw.push((layer, spec.scoring, select::scores(q, lc.k_view(), spec.scoring)?));
+            }
+        }
+    }
+    let raw_of = |layer: usize, s: select::Scoring| {
+        raw.iter()
+            .find(|(l, sc, _)| *l == layer && *sc == s)
+            .map(|r| r.2.clone())
+    };
+    let mut out = Vec::new();
+    for &layer in layers {
+        for &spec in scorings {
+            // A multi-layer scoring needs every layer of its span among the captured ones.
+            let Some(per_layer) = spec
+                .capture_layers(layer)
+                .into_iter()
+                .map(|l| raw_of(l, spec.scoring))
+                .collect::<Option<Vec<_>>>()
+            else {
+                continue;
+            };
+            let scores = match per_layer.as_slice() {
+                [one] => one.clone(),
+                many => select::combine_layers(many)?,
+            };
+            let pooled = select::avg_pool(scores.view(), spec.pool);
+            out.push(point(layer, spec, &pooled, top_k, protected, targets));
+        }
+    }
+    Ok((out, pass.secs))
+}
+
+/// Recall and best rank of the targets under one pooled score vector.
+fn point(
+    layer: usize,
+    scoring: ScoringSpec,
+    pooled: &Array1<f32>,
+    top_k: usize,
+    protected: &[bool],
+    targets: &[Range<usize>],
+) -> LayerRecall {
+    let indices = select::select_top_k(pooled.view(), top_k, protected);
+    let mut order: Vec<usize> = (0..pooled.len())
+        .filter(|&i| !protected.get(i).copied().unwrap_or(false))
+        .collect();
+    order.sort_by(|&a, &b| pooled[b].total_cmp(&pooled[a]).then(a.cmp(&b)));
+    let best_rank = order
+        .iter()
+        .position(|i| targets.iter().any(|t| t.contains(i)))
+        .unwrap_or(usize::MAX);
+    #[allow(clippy::cast_precision_loss)]
+    let recall = targets
+        .iter()
+        .map(|t| select::recall(&indices, t.clone()))
+        .sum::<f64>()
+        / targets.len().max(1) as f64;
+    LayerRecall {
+        layer,
+        scoring,
+        recall,
+        best_rank,
+    }
+}
+
+/// Inputs of a curve run shared by `niah --layers` and `calibrate`.
+pub struct CurveJob<'a> {
+    pub path: &'a Path,
+    pub model_name: &'a str,
+    pub load: LoadOptions,
+    pub ctx: crate::engine::ContextOptions,
+    pub haystack: Option<&'a Path>,
+    pub style: Style,
+    pub chat_template: Option<&'a str>,
+    pub protect: Protect,
+    pub layers: Vec<usize>,
+    /// Scorings with their pooling kernels.
+    pub scorings: Vec<ScoringSpec>,
+    pub top_k: usize,
+    pub seed: u64,
+}
+
+/// The (layer, label) points a curve job computes per cell.
+#[must_use]
+pub fn wanted_points(job: &CurveJob<'_>) -> Vec<(usize, ScoringSpec)> {
+    job.layers
+        .iter()
+        .flat_map(|&l| job.scorings.iter().map(move |&s| (l, s)))
+        .collect()
+}
+
+/// Only the last record per key, with only the wanted points (a rerun with other layers or
+/// scorings appends a fuller record for the same cell).
+#[must_use]
+pub fn latest_records(
+    recs: Vec<CurveRecord>,
+    keys: &HashSet<String>,
+    wanted: &[(usize, ScoringSpec)],
+) -> Vec<CurveRecord> {
+    let mut by_key: Vec<CurveRecord> = Vec::new();
+    for mut r in recs.into_iter().filter(|r| keys.contains(&r.key)) {
+        r.points.retain(|p| wanted.contains(&(p.layer, p.scoring)));
+        match by_key.iter_mut().find(|x| x.key == r.key) {
+            Some(x) => *x = r,
+            None => by_key.push(r),
+        }
+    }
+    by_key
+}
+
+/// Identity of a curve cell (what `--layers` reruns skip).
+#[must_use]
+pub fn curve_key(job: &CurveJob<'_>, c: &Cell) -> String {
+    format!(
+        "{}|{}|s:{:?}|seed{}|k{}|{:?}",
+        job.model_name,
+        c.id(),
+        job.style,
+        job.seed,
+        job.top_k,
+        job.protect
+    )
+    .to_lowercase()
+}
+
+/// Run the filter pass of each cell once (capturing every layer) and score all layers and
+/// scorings; records already in `done` are skipped, new ones are handed to `sink` as they finish.
+///
+/// # Errors
+/// Engine failures, prompt building, or sink errors.
+pub fn curve_cells(
+    job: &CurveJob<'_>,
+    cells: &[Cell],
+    existing: &[CurveRecord],
+    sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
+) -> Result<usize> {
+    let key_of = |c: &Cell| curve_key(job, c);
+    let wanted = wanted_points(job);
+    let done: HashSet<&str> = existing
+        .iter()
+        .filter(|r| {
+            wanted
+                .iter()
+                .all(|w| r.points.iter().any(|p| (p.layer, p.scoring) == *w))
+        })
+        .map(|r| r.key.as_str())
+        .collect();
+    let todo: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| !done.contains(key_of(c).as_str()))
+        .collect();
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let vocab = Engine::load_vocab(job.path, &job.load)?;
+    let max_len = todo.iter().map(|c| c.length).max().unwrap_or(0);
+    let text = grid::load_haystack(job.haystack)?;
+    let hay = Hay::new(&vocab, &text, max_len + 64);
+    let engine = Engine::load(job.path, &job.load)?;
+    let bar = progress(todo.len() as u64, "filter passes");
+    for c in &todo {
+        bar.set_message(format!(
+            "{} tokens, depth {}%, {}",
+            c.length, c.depth, c.needle.id
+        ));
+        let b = grid::build(&vocab, &hay, c, job.style, job.chat_template)?;
+        let protected = b.asm.protected(job.protect);
+        let (points, secs) = recall_curve_multi(
+            &engine,
+            &b.asm.tokens,
+            &protected,
+            &b.targets,
+            &job.layers,
+            &job.scorings,
+            job.top_k,
+            &job.ctx,
+            false,
+        )?;
+        let best = points.iter().max_by(|a, b| a.recall.total_cmp(&b.recall));
+        say(
+            &bar,
+            &format!(
+                "{:>6} tok  depth {:>3}%  {:<18} filter pass {:.1} s; best recall {:.2} ({} at layer {})",
+                b.asm.tokens.len(),
+                c.depth,
+                c.needle.id,
+                secs,
+                best.map_or(0.0, |p| p.recall),
+                best.map_or("-".into(), |p| p.scoring.to_string()),
+                best.map_or(0, |p| p.layer)
+            ),
+        );
+        sink(CurveRecord {
+            key: key_of(c),
+            model: job.model_name.to_owned(),
+            length: c.length,
+            depth: c.depth,
+            needle: c.needle.id.to_owned(),
+            variant: c.variant,
+            style: job.style,
+            k: job.top_k,
+            protect: job.protect,
+            prompt_tokens: b.asm.tokens.len(),
+            filter_pass_s: secs,
+            points,
+        })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(todo.len())
+}
+
+/// The recommendation.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Choice {
+    pub scoring: ScoringSpec,
+    pub layer: usize,
+    pub recall: f64,
+    /// Best mean recall of any scoring and layer.
+    pub best: f64,
+}
+
+/// Highest finite recall among the points.
+fn best_recall<'a>(points: impl IntoIterator<Item = &'a (usize, f64)>) -> Option<f64> {
+    let best = points
+        .into_iter()
+        .map(|p| p.1)
+        .filter(|r| r.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    best.is_finite().then_some(best)
+}
+
+/// Lowest layer whose recall is at least `floor` (a hair of float slack).
+fn lowest_at_least(curve: &[(usize, f64)], floor: f64) -> Option<(usize, f64)> {
+    curve
+        .iter()
+        .filter(|p| p.1 >= floor - 1e-12)
+        .min_by_key(|p| p.0)
+        .copied()
+}
+
+/// Lowest layer whose recall is within `tol` of the curve's best.
+#[must_use]
+pub fn lowest_within(curve: &[(usize, f64)], tol: f64) -> Option<(usize, f64)> {
+    lowest_at_least(curve, best_recall(curve)? - tol)
+}
+
+/// Pick the scoring and layer. B is the best recall over every curve; a (scoring, layer) is a
+/// candidate when its recall is within `tol` of B. If the first scoring (the reference, the
+/// default) has a candidate, its lowest candidate layer wins; otherwise the lowest candidate
+/// layer of any scoring (the cheapest filter pass), ties going to the scoring listed first.
+#[must_use]
+pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<Choice> {
+    let best = best_recall(curves.iter().flat_map(|c| c.1.iter()))?;
+    let pick = |&(scoring, (layer, recall)): &(ScoringSpec, (usize, f64))| Choice {
+        scoring,
+        layer,
+        recall,
+        best,
+    };
+    let candidates: Vec<(ScoringSpec, (usize, f64))> = curves
+        .iter()
+        .filter_map(|(s, pts)| lowest_at_least(pts, best - tol).map(|c| (*s, c)))
+        .collect();
+    if let (Some(first), Some(c)) = (curves.first(), candidates.first()) {
+        if c.0 == first.0 {
+            return Some(pick(c));
+        }
+    }
+    candidates.iter().min_by_key(|c| c.1 .0).map(pick)
+}
+
+/// Curves as (scoring, [(layer, mean recall)]) series, what [`choose`] and the plots take.
+#[must_use]
+pub fn series(
+    curves: &[(ScoringSpec, Vec<super::niah::report::CurvePoint>)],
+) -> Vec<(ScoringSpec, Vec<(usize, f64)>)> {
+    curves
+        .iter()
+        .map(|(s, pts)| (*s, pts.iter().map(|q| (q.layer, q.mean_recall)).collect()))
+        .collect()
+}
