@@ -5,8 +5,9 @@
 //! scoring of `scripts/eval/synthetic/constants.py`.
 //!
 //! The module is pure: no model, no tokenizer. [`generate`] takes a token-counting closure and
-//! the essay haystack text, and grows the haystack (binary search over its size, as RULER does)
-//! until the whole prompt is as long as the budget allows. Everything is seeded.
+//! the essay haystack text, and sizes the haystack (a search over its size, like RULER's binary
+//! search) so that the whole prompt is as long as the budget allows. Everything is seeded: the
+//! same arguments give the same sample (not RULER's own samples: the random streams differ).
 //!
 //! One sample is RULER's `input` split in two: [`Sample::context`], the long document (what `-f`
 //! holds: the task's opening instruction, then the haystack with the needles), and
@@ -22,6 +23,10 @@
 //!   `depth_percent`; RULER draws all depths at random from 40 even depths, and so does this for
 //!   the other needles. `vt` and `cwe` have no depth (their statements are spread at random, as
 //!   in RULER); the depth is recorded only.
+//! - Needles in the noise and needle haystacks go before line `lines * depth / 100` (RULER: a
+//!   random line); `vt` draws the chain's places as fractions of the text, so they do not move
+//!   with its size, and its worked example gets fresh names and value directly (RULER draws
+//!   `12345` and three-letter names, then replaces them).
 //! - Sentence ends of the essay haystack are found by a punctuation-and-capital rule, not NLTK's
 //!   punkt; empty text around a needle at depth 0 or 100 is not joined in with a stray space.
 //! - Keys and values inside one sample are distinct (RULER's far larger word pool makes a
@@ -30,7 +35,8 @@
 //! - The budget counts the prompt only: RULER's `max_seq_length` is `budget +
 //!   Task::tokens_to_generate()` (that sum picks `cwe`'s short-context setting, as in RULER).
 //!   The closure sees the plain text of [`Sample::prompt`]; the tokens a chat template adds are
-//!   the caller's to subtract from the budget (RULER's `model_template_token`).
+//!   the caller's to subtract from the budget (RULER's `model_template_token`). gemfilter
+//!   joins `-f` and `-p` with a blank line where RULER has one newline.
 
 mod cwe;
 mod niah;
