@@ -313,6 +313,24 @@ pub fn ggml_type_traits(ty: u32) -> Option<(u64, u64)> {
     })
 }
 
+/// A key in quotes for messages, escaped and cut only when shown.
+struct Quoted<'a>(&'a str);
+
+impl std::fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&sanitize::quote_max(self.0, 60))
+    }
+}
+
+/// Raw name bytes in quotes for messages, escaped only when shown.
+struct QuotedBytes<'a>(&'a [u8]);
+
+impl std::fmt::Display for QuotedBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&sanitize::quote_bytes(self.0, 63))
+    }
+}
+
 /// A read error as a refusal: an early end of file is a truncation.
 fn io_err(pos: u64, e: &std::io::Error, what: &dyn Fn() -> String) -> Bad {
     if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -517,7 +535,7 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
         }
         let kbytes = s.bytes(klen, &|| format!("key #{i}"))?;
         let key = String::from_utf8_lossy(&kbytes).into_owned();
-        let shown = sanitize::quote_max(&key, 60);
+        let shown = Quoted(&key);
         if kv.contains_key(&key) {
             return Err(Bad::Format(format!("key {shown} appears twice")));
         }
@@ -626,7 +644,8 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
         }
     };
 
-    let mut names: HashSet<Vec<u8>> = HashSet::new();
+    // Names are under 64 bytes: kept inline (length byte + bytes), no allocation per tensor.
+    let mut names: HashSet<[u8; GGML_MAX_NAME as usize + 1]> = HashSet::new();
     let mut expected = 0u64; // next tensor's offset: all are packed in order, padded
     let mut data_len = 0u64;
     let mut offsets = Vec::new();
@@ -639,9 +658,14 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
                 GGML_MAX_NAME - 1
             )));
         }
-        let name = s.bytes(nlen, &what)?;
-        let shown = sanitize::quote_bytes(&name, 63);
-        if !names.insert(name) {
+        let mut name = [0u8; GGML_MAX_NAME as usize];
+        let name = &mut name[..usize::try_from(nlen).unwrap_or(0)];
+        s.fill(name, &what)?;
+        let shown = QuotedBytes(name);
+        let mut slot = [0u8; GGML_MAX_NAME as usize + 1];
+        slot[0] = u8::try_from(nlen).unwrap_or(u8::MAX);
+        slot[1..=name.len()].copy_from_slice(name);
+        if !names.insert(slot) {
             return Err(Bad::Format(format!("tensor name {shown} appears twice")));
         }
         let what = || format!("tensor {shown}");

@@ -454,7 +454,12 @@ fn gguf_fuzz_header_mutations() {
             let out = inspect_mutant(&m).unwrap_or_else(|e| panic!("seed {seed:#x}: {e}"));
             let dt = t.elapsed();
             if std::env::var_os("GEMFILTER_FUZZ_SLOW").is_some() && dt > Duration::from_millis(3) {
-                eprintln!("slow {:.1} ms: {} (len {})", dt.as_secs_f64() * 1e3, m.what, m.bytes.len());
+                eprintln!(
+                    "slow {:.1} ms: {} (len {})",
+                    dt.as_secs_f64() * 1e3,
+                    m.what,
+                    m.bytes.len()
+                );
             }
             if dt > slowest.0 {
                 slowest = (dt, m.what.clone());
@@ -469,10 +474,10 @@ fn gguf_fuzz_header_mutations() {
         }
     };
     let t = Instant::now();
-    run(&slim, 30_000, &mut rng);
+    run(&slim, 20_000, &mut rng);
     eprintln!("slim: {:.2} s", t.elapsed().as_secs_f64());
     let t = Instant::now();
-    run(full, 300, &mut rng);
+    run(full, 100, &mut rng);
     eprintln!("full: {:.2} s", t.elapsed().as_secs_f64());
     // Every recorded field of the slim header set to each interesting value once.
     for fl in &slim.fields {
