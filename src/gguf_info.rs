@@ -392,7 +392,6 @@ impl<R: BufRead + Seek> Scan<'_, R> {
             let mut left = n;
             while left > 0 {
                 let pos = self.pos;
-                let pos = self.pos;
                 let buf = self.r.fill_buf().map_err(|e| io_err(pos, &e, what))?;
                 if buf.is_empty() {
                     return Err(Bad::Truncated(format!(
@@ -933,26 +932,55 @@ fn check_model(h: &Header) -> Result<(), Bad> {
         }
     }
 
-    // Experts: llama.cpp asserts count ≤ 1024 and used ≤ count.
-    let experts = get("expert_count").and_then(Value::as_u64).unwrap_or(0);
+    // Experts and expert groups, as load_hparams asserts on them.
+    let count = |k: &str| -> Result<u64, Bad> {
+        match get(k) {
+            None => Ok(0),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| Bad::Model(format!("{} is {}", named(k), v.show()))),
+        }
+    };
+    let experts = count("expert_count")?;
     if experts > LLAMA_MAX_EXPERTS {
         return bad(format!(
             "{} is {experts}; llama.cpp supports at most {LLAMA_MAX_EXPERTS}",
             named("expert_count")
         ));
     }
-    if let Some(used) = counts("expert_used_count") {
-        for (_, v) in used {
-            if v.as_u64()
-                .is_none_or(|u| u > experts || (experts > 0 && u == 0))
-            {
+    let mut used_max = 0;
+    for (_, v) in counts("expert_used_count").unwrap_or_default() {
+        match v.as_u64() {
+            Some(u) if u <= experts => used_max = used_max.max(u),
+            _ => {
                 return bad(format!(
                     "{} is {} with {experts} experts",
                     named("expert_used_count"),
                     v.show()
-                ));
+                ))
             }
         }
+    }
+    if experts > 0 && used_max == 0 {
+        return bad(format!(
+            "{} routes to no expert of {experts}",
+            named("expert_used_count")
+        ));
+    }
+    let groups = count("expert_group_count")?;
+    let group_used = count("expert_group_used_count")?;
+    let groups_ok = if experts == 0 {
+        groups == 0
+    } else {
+        groups < experts
+            && (groups <= 1
+                || (experts.is_multiple_of(groups) && group_used > 0 && group_used < groups))
+    };
+    if !groups_ok {
+        return bad(format!(
+            "{} {groups} (using {group_used}) does not fit {experts} experts",
+            named("expert_group_count")
+        ));
     }
 
     // Per-layer arrays longer than the layer count are refused by llama.cpp (a throw), but an
@@ -1281,6 +1309,10 @@ mod tests {
         assert!(e.contains("llama.embedding_length is 0"), "{e}");
         let e = model_err(&H::llama_with(0, &[("llama.embedding_length", 577)]));
         assert!(e.contains("not a multiple"), "{e}");
+        let e = model_err(&H::llama(1).kv_u32("llama.expert_group_count", 2));
+        assert!(e.contains("expert_group_count"), "{e}");
+        let e = model_err(&H::llama(1).kv_u32("llama.expert_count", 8));
+        assert!(e.contains("routes to no expert"), "{e}");
         // A duplicate key is a format error.
         let h = H::llama(1).kv_u32("llama.block_count", 3);
         assert!(matches!(h.check(), Err(Bad::Format(m)) if m.contains("twice")));

@@ -24,6 +24,10 @@ extern "C" {
 /// Set to keep ggml's own abort behaviour (message, debugger backtrace, SIGABRT) for debugging.
 pub const KEEP_ENV: &str = "GEMFILTER_GGML_ABORT";
 
+/// Set (to anything) to make [`install`] trip a ggml abort at once: the test suite checks
+/// through the binary that an abort inside ggml ends in one line and exit status 1.
+pub const SELFTEST_ENV: &str = "GEMFILTER_ABORT_SELFTEST";
+
 /// Install the one-line abort handling; call first thing in `main`, before any thread starts
 /// (it sets an environment variable).
 pub fn install() {
@@ -37,6 +41,19 @@ pub fn install() {
     // has the `ggml_abort_callback_t` signature and never unwinds (it ends the process).
     unsafe {
         sys::ggml_set_abort_callback(Some(on_abort));
+    }
+    if std::env::var_os(SELFTEST_ENV).is_some() {
+        // SAFETY: ggml_abort takes a file name, a line and a printf format with its arguments;
+        // all three strings are NUL-terminated literals and "%s" consumes the one argument.
+        // It does not return (the callback above ends the process).
+        unsafe {
+            sys::ggml_abort(
+                c"/build/ggml/src/selftest.c".as_ptr(),
+                1,
+                c"GGML_ASSERT(%s) failed".as_ptr(),
+                c"gemfilter abort self-test".as_ptr(),
+            );
+        }
     }
 }
 
