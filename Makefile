@@ -18,7 +18,7 @@ deps:
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "error: cargo (Rust) is required"; exit 1; }
 
 models:
-	@scripts/fetch-models.sh smollm2 gemma3
+	@scripts/fetch-models.sh smollm2 gemma3 qwen05
 
 # One build of llama.cpp (release profile) serves the binary, the tests and the benches.
 build: deps

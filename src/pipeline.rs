@@ -181,7 +181,11 @@ pub fn select_tokens(
 }
 
 /// Top-k from the captured layers: one layer's scores, or several standardised and summed.
-fn select_from(layers: &[LayerCapture], gem: &GemSettings, protected: &[bool]) -> Result<Vec<usize>> {
+fn select_from(
+    layers: &[LayerCapture],
+    gem: &GemSettings,
+    protected: &[bool],
+) -> Result<Vec<usize>> {
     if let [lc] = layers {
         let sel = select::gemfilter_select_pooled(
             lc.q_view(),

@@ -18,7 +18,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use gemfilter::gguf_info::{inspect, Bad};
+use gemfilter::gguf_info::inspect;
 
 use crate::util::smollm2;
 

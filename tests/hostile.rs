@@ -173,32 +173,45 @@ fn hostile_truncations_give_one_clean_line() {
 }
 
 /// Seeded random mutants of the real header through the binary (sparse data, --gem off):
-/// whatever gets past the inspection to llama.cpp, the run ends cleanly — an answer, or one
-/// clean error line — and never with a signal, a panic or a hang.
+/// a dozen the inspection refuses and a dozen it lets through to llama.cpp. Whatever happens
+/// there, the run ends cleanly — an answer, or one clean error line — and never with a signal,
+/// a panic, debugger output or a hang.
 #[test]
 fn hostile_random_mutants_never_crash() {
     let d = tmpdir("hostile-random");
     let layout = smollm2_layout();
     let mut rng = Rng(0x5eed_0009);
-    let (mut ok, mut refused) = (0, 0);
-    for i in 0..24 {
+    let (mut refused_early, mut passed_on) = (Vec::new(), Vec::new());
+    while refused_early.len() < 12 || passed_on.len() < 12 {
         let m = mutate(layout, &mut rng);
-        let f = write_mutant(&d, &format!("r{i}.gguf"), &m);
+        let accepted = crate::gguf_fuzz::inspect_mutant(&m).unwrap().is_none();
+        let bucket = if accepted {
+            &mut passed_on
+        } else {
+            &mut refused_early
+        };
+        if bucket.len() < 12 {
+            bucket.push(m);
+        }
+    }
+    let (mut ran, mut failed) = (0, 0);
+    for (i, m) in refused_early.iter().chain(&passed_on).enumerate() {
+        let f = write_mutant(&d, &format!("r{i}.gguf"), m);
         let (o, _) = run_limited(
-            model_cmd(&f, &["--gem", "off", "-no-cnv"]),
+            model_cmd(&f, &["--gem", "off", "-no-cnv", "--no-display-prompt"]),
             Duration::from_secs(60),
         );
         if o.status.success() {
-            ok += 1;
+            ran += 1;
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!err.contains("panicked"), "{}: {err:.600}", m.what);
         } else {
-            refused += 1;
+            failed += 1;
             assert_clean_error(&o, &["error: "], &m.what);
         }
         std::fs::remove_file(&f).unwrap();
     }
-    eprintln!("random mutants through the binary: {ok} ran, {refused} refused");
+    eprintln!("random mutants through the binary: {ran} ran, {failed} ended in one error line");
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -337,8 +350,8 @@ mod flags {
     }
 }
 
-/// The prefix-cache test's command: a short document with a passkey, GemFilter on with a
-/// prefix of 11 layers, greedy; the answer must hold the passkey.
+/// The prefix-cache test's command: a ~370-token document with a passkey, GemFilter on with a
+/// prefix of 22 layers (layer 21 finds the passkey, measured), greedy; the answer holds it.
 fn cache_run(dir: &Path, doc: &Path) -> Output {
     let mut c = cached(dir);
     c.args([
@@ -347,18 +360,20 @@ fn cache_run(dir: &Path, doc: &Path) -> Output {
         "-f",
         doc.to_str().unwrap(),
         "-p",
-        "What is the secret passkey? Answer with the number.",
+        "What is the secret passkey for the vault?",
         "-n",
         "16",
         "--temp",
         "0",
         "--gem-layer",
-        "10",
+        "21",
         "--gem-topk",
-        "64",
+        "128",
     ]);
     run_limited(c, Duration::from_secs(120)).0
 }
+
+const NEEDLE: &str = "The secret passkey for the vault is 48213.";
 
 fn only_prefix(dir: &Path) -> PathBuf {
     let files: Vec<PathBuf> = std::fs::read_dir(dir.join("cache"))
@@ -372,19 +387,15 @@ fn only_prefix(dir: &Path) -> PathBuf {
 
 /// A damaged prefix cache (truncated, garbage, 1 MB of 0xff in its tensor data, no check
 /// file) is rebuilt with a notice and the run answers right; an orphan temp file of a dead
-/// writer is removed, a live writer's is kept.
+/// writer is removed, a live writer's is kept; a healthy cache is used silently.
 #[test]
 fn hostile_damaged_prefix_cache_is_rebuilt() {
     let d = tmpdir("hostile-cache");
-    let doc = write(
-        &d,
-        "doc.txt",
-        haystack(2500, "The secret passkey is 73914.", 0.5).as_bytes(),
-    );
+    let doc = write(&d, "doc.txt", haystack(1500, NEEDLE, 0.5).as_bytes());
     let answered = |o: &Output, case: &str| {
         assert!(o.status.success(), "{case}: {}", stderr(o));
         assert!(
-            stdout(o).contains("73914"),
+            stdout(o).contains("48213"),
             "{case}: answer {:?}",
             stdout(o)
         );
@@ -418,12 +429,6 @@ fn hostile_damaged_prefix_cache_is_rebuilt() {
                 std::fs::write(p, b).unwrap();
             }),
         ),
-        (
-            "no check file",
-            Box::new(|p: &Path| {
-                std::fs::remove_file(gemfilter::engine::prefix::check_path(p)).unwrap();
-            }),
-        ),
     ];
     for (case, hurt) in &damage {
         hurt(&prefix);
@@ -441,7 +446,9 @@ fn hostile_damaged_prefix_cache_is_rebuilt() {
         );
     }
 
-    // Orphan temp files: a dead writer's (idle a minute) goes, a live writer's stays.
+    // No check file (an older gemfilter's cache), with orphan temp files beside it: a dead
+    // writer's (idle a minute, new and old naming) goes, a live writer's stays.
+    std::fs::remove_file(&check).unwrap();
     let cache = d.join("cache");
     let name = prefix.file_name().unwrap().to_str().unwrap().to_owned();
     let dead = cache.join(format!("{name}.tmp.4294967294.0"));
@@ -450,14 +457,19 @@ fn hostile_damaged_prefix_cache_is_rebuilt() {
     for p in [&dead, &legacy, &live] {
         let f = std::fs::File::create(p).unwrap();
         f.set_len(1 << 20).unwrap();
-        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        f.set_modified(std::time::SystemTime::now() - Duration::from_mins(1))
             .unwrap();
     }
     let o = cache_run(&d, &doc);
-    answered(&o, "orphans");
-    assert!(!stderr(&o).contains("rebuilding"), "{}", stderr(&o));
+    answered(&o, "no check file");
+    assert!(stderr(&o).contains("no check file"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&prefix).unwrap(), good);
     assert!(!dead.exists() && !legacy.exists(), "orphan temp files left");
     assert!(live.exists(), "a live writer's temp file was removed");
+    // And a healthy cache is used as it is.
+    let o = cache_run(&d, &doc);
+    answered(&o, "healthy cache");
+    assert!(!stderr(&o).contains("prefix"), "{}", stderr(&o));
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -466,11 +478,7 @@ fn hostile_damaged_prefix_cache_is_rebuilt() {
 #[test]
 fn hostile_two_prefix_writers_at_once() {
     let d = tmpdir("hostile-writers");
-    let doc = write(
-        &d,
-        "doc.txt",
-        haystack(1500, "The secret passkey is 73914.", 0.5).as_bytes(),
-    );
+    let doc = write(&d, "doc.txt", haystack(1500, NEEDLE, 0.5).as_bytes());
     let spawn = || {
         let d = d.clone();
         let doc = doc.clone();
@@ -479,7 +487,7 @@ fn hostile_two_prefix_writers_at_once() {
     let (a, b) = (spawn(), spawn());
     for o in [a.join().unwrap(), b.join().unwrap()] {
         assert!(o.status.success(), "{}", stderr(&o));
-        assert!(stdout(&o).contains("73914"), "{}", stdout(&o));
+        assert!(stdout(&o).contains("48213"), "{}", stdout(&o));
     }
     let prefix = only_prefix(&d);
     gemfilter::engine::prefix::verify(&prefix).unwrap();

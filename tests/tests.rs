@@ -10,3 +10,4 @@ mod engine;
 mod gguf_fuzz;
 mod hostile;
 mod niah;
+mod trust;

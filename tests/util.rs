@@ -24,10 +24,29 @@ pub fn gemma3() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The binary, with user presets in a file of this test process (never the user's own): a
+/// model without a preset may calibrate itself and store the result there.
 pub fn gemfilter() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gemfilter"));
-    c.env_remove("GEMFILTER_PRESETS");
+    c.env(
+        "GEMFILTER_PRESETS",
+        std::env::temp_dir().join(format!(
+            "gemfilter-test-{}-presets.toml",
+            std::process::id()
+        )),
+    );
     c
+}
+
+/// Qwen2.5-Coder-0.5B-Instruct (`scripts/fetch-models.sh qwen05`, part of `make test`).
+pub fn qwen05() -> PathBuf {
+    let p = root().join("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/fetch-models.sh qwen05`",
+        p.display()
+    );
+    p
 }
 
 /// Run and return output; stdin closed.

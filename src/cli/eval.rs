@@ -37,6 +37,16 @@ pub struct NiahArgs {
     )]
     pub depths: String,
 
+    /// RULER-style tasks instead of needles, comma-separated: niah_single_1..3,
+    /// niah_multikey_1..3, niah_multivalue, niah_multiquery, vt, cwe, or `all`. Each length gets
+    /// --samples samples per task, at the --depths in turn; scored by RULER's rule.
+    #[arg(long = "tasks", value_name = "LIST")]
+    pub tasks: Option<String>,
+
+    /// Samples per task and length with --tasks.
+    #[arg(long = "samples", default_value_t = 10, value_name = "N")]
+    pub samples: usize,
+
     /// Needles: reference, all, own (the 23 beside the reference), or ids, comma-separated.
     #[arg(long = "needles", default_value = "reference", value_name = "LIST")]
     pub needles: String,
@@ -61,7 +71,8 @@ pub struct NiahArgs {
     #[arg(long = "chat-template", value_name = "NAME")]
     pub chat_template: Option<String>,
 
-    /// Methods per cell, comma-separated.
+    /// Methods per cell, comma-separated: full (the whole prompt), gem (GemFilter as
+    /// configured), reference (GemFilter at the same layer with the paper's scoring).
     #[arg(
         long = "methods",
         value_enum,

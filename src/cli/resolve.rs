@@ -536,7 +536,30 @@ fn niah(a: &NiahArgs) -> Result<NiahSettings> {
         None => None,
     };
     let pools = values::parse_pools(&a.pools)?;
+    let tasks = match a.tasks.as_deref() {
+        None => Vec::new(),
+        Some("all") => crate::eval::ruler::Task::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| {
+                t.parse::<crate::eval::ruler::Task>()
+                    .map_err(|e| anyhow::anyhow!("--tasks: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    };
+    ensure!(
+        a.tasks.is_none() || !tasks.is_empty(),
+        "--tasks lists no task"
+    );
+    ensure!(
+        (1..=10_000).contains(&a.samples),
+        "--samples must be between 1 and 10000"
+    );
     Ok(NiahSettings {
+        tasks,
+        samples: a.samples,
         scorings: scorings_with_pools(&a.scorings, &pools, a.gem.gem_window)?,
         methods: if a.gem.gem == OnOff::Off {
             vec![crate::eval::niah::Method::Full]

@@ -8,9 +8,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::curves::{choose, curve_cells, series, Choice, CurveJob, TOLERANCE};
+use super::curves::{
+    aggregate_curves, choose, curve_cells, curve_table, series, Choice, CurveJob, CurvePoint,
+    TOLERANCE,
+};
 use super::niah::grid::{self, Cell, Style, Variant};
-use super::niah::{needles, report};
+use super::niah::needles;
 use crate::gguf_info::ModelMeta;
 use crate::presets::{self, Entry, PresetFile};
 use crate::prompt::Protect;
@@ -128,11 +131,27 @@ pub fn auto_scorings() -> Vec<ScoringSpec> {
     v
 }
 
+/// The prompt length GemFilter is for, against which probe budgets are scaled.
+const TARGET_TOKENS: usize = 32_768;
+
+/// The k a probe of `len` tokens measures recall at: the share of the prompt that `top_k` is of
+/// a long prompt ([`TARGET_TOKENS`]), so short, cheap probes are as selective as the prompts
+/// GemFilter serves (at 2K tokens, k = 1024 would keep half the prompt and every layer would
+/// look perfect).
+#[must_use]
+pub fn probe_k(top_k: usize, len: usize) -> usize {
+    (top_k.saturating_mul(len) / TARGET_TOKENS).clamp(16, top_k.max(16))
+}
+
 /// Self-calibration's probe lengths: what the machine prefills in seconds (8K and 16K tokens on
 /// a GPU; 2K on a CPU), within the model's context.
 #[must_use]
 pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
-    let ctx = meta.context_length.unwrap_or(8192).saturating_sub(512).max(600);
+    let ctx = meta
+        .context_length
+        .unwrap_or(8192)
+        .saturating_sub(512)
+        .max(600);
     let want: &[usize] = if gpu { &[8192, 16384] } else { &[2048] };
     let mut v: Vec<usize> = want.iter().map(|&l| l.min(ctx)).collect();
     v.dedup();
@@ -156,9 +175,9 @@ fn cells(lengths: &[usize], depths: &[u32]) -> Result<Vec<Cell>> {
 pub struct Calibration {
     pub choice: Choice,
     /// Curves at the longest length (what the choice is made on).
-    pub curves: Vec<(ScoringSpec, Vec<report::CurvePoint>)>,
+    pub curves: Vec<(ScoringSpec, Vec<CurvePoint>)>,
     /// Curves over every cell.
-    pub curves_all: Vec<(ScoringSpec, Vec<report::CurvePoint>)>,
+    pub curves_all: Vec<(ScoringSpec, Vec<CurvePoint>)>,
     pub cells: usize,
 }
 
@@ -191,13 +210,17 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
         Ok(())
     })?;
     let longest = recs.iter().map(|r| r.length).max().unwrap_or(0);
-    let long: Vec<_> = recs.iter().filter(|r| r.length == longest).cloned().collect();
-    let curves = report::aggregate_curves(&long);
+    let long: Vec<_> = recs
+        .iter()
+        .filter(|r| r.length == longest)
+        .cloned()
+        .collect();
+    let curves = aggregate_curves(&long);
     let choice = choose(&series(&curves), TOLERANCE).context("no recall measured")?;
     Ok(Calibration {
         choice,
         curves,
-        curves_all: report::aggregate_curves(&recs),
+        curves_all: aggregate_curves(&recs),
         cells: recs.len(),
     })
 }
@@ -210,12 +233,14 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
 pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<Entry> {
     let t0 = std::time::Instant::now();
     let gpu = model.load.offloads_to_gpu();
+    let lengths = auto_lengths(&model.meta, gpu);
+    let k = probe_k(top_k, lengths.last().copied().unwrap_or(TARGET_TOKENS));
     let s = CalibrateSettings {
-        lengths: auto_lengths(&model.meta, gpu),
+        lengths,
         depths: vec![25, 50, 75],
         scorings: auto_scorings(),
         layers,
-        top_k,
+        top_k: k,
         protect: Protect::All,
         style: if model.meta.has_chat_template {
             Style::Chat
@@ -227,7 +252,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         model: model.clone(),
     };
     crate::notice!(
-        "no preset for {}: calibrating the filter layer on {} built-in needle prompts of {:?} tokens (once for this model)",
+        "no preset for {}: calibrating the filter layer on {} built-in needle prompts of {:?} tokens, recall at k {k} (once for this model)",
         model.meta.display_name(),
         s.lengths.len() * s.depths.len(),
         s.lengths
@@ -239,7 +264,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
     let c = c?;
     let secs = t0.elapsed().as_secs_f64();
     let line = format!(
-        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} at k {top_k} on {} prompts of {} tokens)",
+        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} at k {k} on {} prompts of {} tokens)",
         model.meta.display_name(),
         c.choice.layer,
         c.choice.scoring,
@@ -269,7 +294,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
     );
     let c = calibrate(s)?;
     if !crate::messages::quiet() {
-        eprint!("{}", report::curve_table(&c.curves));
+        eprint!("{}", curve_table(&c.curves));
     }
     let choice = &c.choice;
     let line = format!(
@@ -284,7 +309,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         s.lengths.last().copied().unwrap_or(0)
     );
     eprintln!("recommended: {line}");
-    let json = |curves: &[(ScoringSpec, Vec<report::CurvePoint>)]| {
+    let json = |curves: &[(ScoringSpec, Vec<CurvePoint>)]| {
         curves
             .iter()
             .map(|(sc, pts)| serde_json::json!({"scoring": sc, "points": pts}))
@@ -305,4 +330,28 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         crate::notice!("preset written to {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_measure_at_the_share_of_a_long_prompt() {
+        assert_eq!(probe_k(1024, 16_384), 512);
+        assert_eq!(probe_k(1024, 3072), 96);
+        assert_eq!(probe_k(1024, 100), 16);
+        assert_eq!(probe_k(8, 100), 16);
+        assert_eq!(probe_k(1024, 1 << 20), 1024);
+    }
+
+    #[test]
+    fn self_calibration_compares_the_reference_first() {
+        let v = auto_scorings();
+        assert_eq!(v[0], ScoringSpec::REFERENCE);
+        assert!(v
+            .iter()
+            .any(|s| s.to_string() == "window-softmax:32+pool15+layers3"));
+        assert_eq!(v.len(), 12);
+    }
 }

@@ -2,7 +2,7 @@
 //! capturing prefill per cell, the cells' records, and the rule that picks a layer from the
 //! resulting curves. `niah --layers`, `layers` and `calibrate` all go through here.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -10,8 +10,8 @@ use anyhow::Result;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
-use super::niah::grid::{self, Cell, Hay, Style};
-use super::niah::report::CurveRecord;
+use super::niah::grid::{self, Cell, Hay, Style, Variant};
+use super::niah::report::mean;
 use super::{progress, say};
 use crate::capture::{CaptureSpec, KSource};
 use crate::engine::{ContextOptions, Engine, LoadOptions};
@@ -99,12 +99,19 @@ pub fn recall_curve_multi(
     let mut raw: Vec<(usize, select::Scoring, Array1<f32>)> = Vec::new();
     for (lc, &layer) in pass.capture.layers.iter().zip(layers) {
         for spec in scorings {
-            if !raw.iter().any(|(l, s, _)| *l == layer && *s == spec.scoring) {
+            if !raw
+                .iter()
+                .any(|(l, s, _)| *l == layer && *s == spec.scoring)
+            {
                 let q = lc.q_view();
                 let rows = q.shape()[0];
                 let need = spec.queries_needed().min(rows);
                 let q = q.slice_move(ndarray::s![rows - need.., .., ..]);
-                raw.push((layer, spec.scoring, select::scores(q, lc.k_view(), spec.scoring)?));
+                raw.push((
+                    layer,
+                    spec.scoring,
+                    select::scores(q, lc.k_view(), spec.scoring)?,
+                ));
             }
         }
     }
@@ -168,6 +175,106 @@ fn point(
     }
 }
 
+/// Recall per layer and scoring for one cell (`--layers` mode and calibrate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CurveRecord {
+    pub key: String,
+    pub model: String,
+    pub length: usize,
+    pub depth: u32,
+    pub needle: String,
+    pub variant: Variant,
+    pub style: Style,
+    pub k: usize,
+    pub protect: Protect,
+    pub prompt_tokens: usize,
+    pub filter_pass_s: f64,
+    pub points: Vec<LayerRecall>,
+}
+
+/// Mean recall per layer of one scoring, over cells.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CurvePoint {
+    pub layer: usize,
+    pub mean_recall: f64,
+    pub min_recall: f64,
+    /// Median over cells of the needle's best rank.
+    pub median_best_rank: usize,
+}
+
+/// Curves per scoring (in first-seen order) from per-cell records.
+#[must_use]
+pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<CurvePoint>)> {
+    let mut order: Vec<ScoringSpec> = Vec::new();
+    let mut acc: BTreeMap<(usize, usize), Vec<(f64, usize)>> = BTreeMap::new();
+    for r in recs {
+        for p in &r.points {
+            let i = order
+                .iter()
+                .position(|&o| o == p.scoring)
+                .unwrap_or_else(|| {
+                    order.push(p.scoring);
+                    order.len() - 1
+                });
+            acc.entry((i, p.layer))
+                .or_default()
+                .push((p.recall, p.best_rank));
+        }
+    }
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let pts = acc
+                .iter()
+                .filter(|((sc, _), _)| *sc == i)
+                .map(|((_, layer), v)| {
+                    let mut ranks: Vec<usize> = v.iter().map(|x| x.1).collect();
+                    ranks.sort_unstable();
+                    CurvePoint {
+                        layer: *layer,
+                        mean_recall: mean(v.iter().map(|x| x.0)).unwrap_or(0.0),
+                        min_recall: v.iter().map(|x| x.0).fold(f64::INFINITY, f64::min),
+                        median_best_rank: ranks[ranks.len() / 2],
+                    }
+                })
+                .collect();
+            (s, pts)
+        })
+        .collect()
+}
+
+/// The curves as a table: one row per layer, one recall column per scoring.
+#[must_use]
+pub fn curve_table(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> String {
+    let mut s = String::from("| layer |");
+    for (name, _) in curves {
+        s.push_str(&format!(" {name} recall (min, median rank) |"));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(curves.len()));
+    s.push('\n');
+    let mut layers: Vec<usize> = curves
+        .iter()
+        .flat_map(|c| c.1.iter().map(|p| p.layer))
+        .collect();
+    layers.sort_unstable();
+    layers.dedup();
+    for l in layers {
+        s.push_str(&format!("| {l} |"));
+        for (_, pts) in curves {
+            match pts.iter().find(|p| p.layer == l) {
+                Some(p) => s.push_str(&format!(
+                    " {:.3} ({:.2}, {}) |",
+                    p.mean_recall, p.min_recall, p.median_best_rank
+                )),
+                None => s.push_str(" - |"),
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
 /// Inputs of a curve run shared by `niah --layers` and `calibrate`.
 pub struct CurveJob<'a> {
     pub path: &'a Path,
@@ -377,9 +484,7 @@ pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<C
 
 /// Curves as (scoring, [(layer, mean recall)]) series, what [`choose`] and the plots take.
 #[must_use]
-pub fn series(
-    curves: &[(ScoringSpec, Vec<super::niah::report::CurvePoint>)],
-) -> Vec<(ScoringSpec, Vec<(usize, f64)>)> {
+pub fn series(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> Vec<(ScoringSpec, Vec<(usize, f64)>)> {
     curves
         .iter()
         .map(|(s, pts)| (*s, pts.iter().map(|q| (q.layer, q.mean_recall)).collect()))

@@ -44,7 +44,7 @@ impl TensorType {
         self.raw()
     }
 
-    /// ggml's name ("q4_0", "q4_K", "f16").
+    /// ggml's name (`q4_0`, `q4_K`, `f16`).
     #[must_use]
     pub fn name(self) -> &'static str {
         // SAFETY: ggml_type_name returns a pointer into ggml's static, NUL-terminated type
@@ -55,23 +55,23 @@ impl TensorType {
 
     /// Values per block (1 for f32/f16).
     #[must_use]
-    pub fn block_size(self) -> u64 {
+    pub fn block_size(self) -> usize {
         // SAFETY: a read of ggml's static type table for a valid type.
         let n = unsafe { sys::ggml_blck_size(self.raw()) };
-        n.unsigned_abs()
+        usize::try_from(n).unwrap_or(1)
     }
 
     /// Bytes per block.
     #[must_use]
-    pub fn type_size(self) -> u64 {
+    pub fn type_size(self) -> usize {
         // SAFETY: a read of ggml's static type table for a valid type.
-        unsafe { sys::ggml_type_size(self.raw()) as u64 }
+        unsafe { sys::ggml_type_size(self.raw()) }
     }
 
     /// Whether a row of `ne0` values is whole blocks of this type.
     #[must_use]
     pub fn fits_row(self, ne0: u64) -> bool {
-        ne0 > 0 && ne0 % self.block_size() == 0
+        ne0 > 0 && ne0.is_multiple_of(self.block_size() as u64)
     }
 
     /// Bytes of a tensor of `dims` (ne0 first), or None when rows are not whole blocks.
@@ -82,8 +82,8 @@ impl TensorType {
             return None;
         }
         let rows = rest.iter().try_fold(1u64, |a, &d| a.checked_mul(d))?;
-        (ne0 / self.block_size())
-            .checked_mul(self.type_size())?
+        (ne0 / self.block_size() as u64)
+            .checked_mul(self.type_size() as u64)?
             .checked_mul(rows)
     }
 }
@@ -118,14 +118,14 @@ pub fn f32_to_f16_row(src: &[f32]) -> Vec<u16> {
 /// # Errors
 /// `raw` is not whole blocks.
 pub fn to_f32(ty: TensorType, raw: &[u8]) -> Result<Vec<f32>> {
-    let bs = ty.type_size() as usize;
+    let bs = ty.type_size();
     ensure!(
-        raw.len() % bs == 0,
+        raw.len().is_multiple_of(bs),
         "{} bytes are not whole {} blocks",
         raw.len(),
         ty.name()
     );
-    let mut out = vec![0f32; raw.len() / bs * ty.block_size() as usize];
+    let mut out = vec![0f32; raw.len() / bs * ty.block_size()];
     if ty == TensorType::F32 {
         for (v, c) in out.iter_mut().zip(raw.chunks_exact(4)) {
             *v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
@@ -138,6 +138,11 @@ pub fn to_f32(ty: TensorType, raw: &[u8]) -> Result<Vec<f32>> {
 
 fn c_string(what: &str, s: &str) -> Result<CString> {
     CString::new(s).with_context(|| format!("{what} {s:?} contains a NUL byte"))
+}
+
+/// A tensor index as gguf takes it (indices come from gguf's own i64 count).
+fn tensor_id(i: usize) -> i64 {
+    i64::try_from(i).unwrap_or(i64::MAX)
 }
 
 /// A NUL-terminated string owned by gguf, copied into JSON.
@@ -231,7 +236,8 @@ impl Default for Gguf {
 
 impl Drop for Gguf {
     fn drop(&mut self) {
-        // SAFETY: the pointer came from gguf_init_empty and is freed exactly once, here.
+        // SAFETY: the pointer came from gguf_init_empty or gguf_init_from_file and is freed
+        // exactly once, here.
         unsafe { sys::gguf_free(self.ctx.as_ptr()) };
     }
 }
@@ -240,7 +246,7 @@ impl Gguf {
     /// An empty GGUF (version 3, default alignment).
     ///
     /// # Panics
-    /// If gguf_init_empty returns null (it uses C++ `new`, which aborts instead).
+    /// If `gguf_init_empty` returns null (it uses C++ `new`, which aborts instead).
     #[must_use]
     pub fn new() -> Self {
         // SAFETY: no arguments; returns a fresh heap context owned by the caller.
@@ -322,7 +328,7 @@ impl Gguf {
                 // SAFETY: `i` is below gguf_get_n_tensors; the name is NUL-terminated and
                 // copied at once, and ne points at GGML_MAX_DIMS (4) values.
                 let (name, ne, ty) = unsafe {
-                    let id = i as i64;
+                    let id = tensor_id(i);
                     let ne = std::slice::from_raw_parts(sys::gguf_get_tensor_ne(ctx, id), 4);
                     (
                         CStr::from_ptr(sys::gguf_get_tensor_name(ctx, id))
@@ -335,7 +341,7 @@ impl Gguf {
                 let n_dims = ne.iter().rposition(|&d| d != 1).map_or(1, |p| p + 1);
                 TensorInfo {
                     name,
-                    dims: ne[..n_dims].iter().map(|&d| d as u64).collect(),
+                    dims: ne[..n_dims].iter().map(|&d| d.unsigned_abs()).collect(),
                     type_id: ty,
                     offset,
                     size,
@@ -402,7 +408,7 @@ impl Gguf {
         // alive by `owned` across the call; gguf only reads and copies them (the
         // `char **` is not written through).
         unsafe {
-            sys::gguf_set_arr_str(self.ctx.as_ptr(), k.as_ptr(), ptrs.as_mut_ptr(), ptrs.len())
+            sys::gguf_set_arr_str(self.ctx.as_ptr(), k.as_ptr(), ptrs.as_mut_ptr(), ptrs.len());
         };
         Ok(())
     }
@@ -460,7 +466,11 @@ impl Gguf {
             "tensor {name}: {dims:?} is not whole {} rows",
             ty.name()
         );
-        let ne: Vec<i64> = dims.iter().map(|&d| d as i64).collect();
+        let ne = dims
+            .iter()
+            .map(|&d| i64::try_from(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n_dims = i32::try_from(ne.len())?;
         // SAFETY: `self.ctx` is live and `cname` NUL-terminated.
         let exists = unsafe { sys::gguf_find_tensor(self.ctx.as_ptr(), cname.as_ptr()) } >= 0;
         ensure!(!exists, "duplicate tensor name {name}");
@@ -468,9 +478,7 @@ impl Gguf {
         // SAFETY: `meta` has room for one tensor header (no data: no_alloc); type, n_dims
         // (1..=4) and ne (positive, whole blocks, size fits i64) were checked above, which is
         // all ggml_new_tensor asserts on. `ne` outlives the call.
-        let t = unsafe {
-            sys::ggml_new_tensor(meta.0.as_ptr(), ty.raw(), ne.len() as i32, ne.as_ptr())
-        };
+        let t = unsafe { sys::ggml_new_tensor(meta.0.as_ptr(), ty.raw(), n_dims, ne.as_ptr()) };
         let t = NonNull::new(t).context("ggml_new_tensor failed")?;
         // SAFETY: `t` points at the tensor just created in `meta`, alive until `meta` drops.
         let room = unsafe { t.as_ref().name.len() };
@@ -511,7 +519,7 @@ impl Gguf {
     #[must_use]
     pub fn tensor_extent(&self, i: usize) -> (u64, u64) {
         assert!(i < self.n_tensors(), "tensor {i} of {}", self.n_tensors());
-        let id = i as i64;
+        let id = tensor_id(i);
         // SAFETY: `self.ctx` is live and `id` is a valid tensor index (checked above).
         unsafe {
             (
@@ -603,7 +611,7 @@ impl<W: Write> TensorData<W> {
         self.written += len;
         if self.written == size {
             let pad = size.next_multiple_of(self.alignment) - size;
-            self.out.write_all(&vec![0u8; pad as usize])?;
+            self.out.write_all(&vec![0u8; usize::try_from(pad)?])?;
             self.current += 1;
             self.written = 0;
         }
@@ -626,6 +634,7 @@ impl<W: Write> TensorData<W> {
 }
 
 #[cfg(test)]
+#[allow(clippy::float_cmp)] // exact conversions
 mod tests {
     use super::*;
 
@@ -697,7 +706,7 @@ mod tests {
         );
         assert_eq!(t.type_id, TensorType::Q4_0.id());
         assert_eq!(f.data_offset(), meta.len() as u64);
-        let start = (f.data_offset() + 32) as usize;
+        let start = usize::try_from(f.data_offset() + 32).unwrap();
         assert_eq!(bytes[start..start + 36], [7u8; 36]);
     }
 }

@@ -61,6 +61,21 @@ fn read_text(p: &Path) -> Result<String> {
         .map_err(|_| anyhow::anyhow!("haystack '{}' is not valid UTF-8", p.display()))
 }
 
+/// Which answers a cell gets.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// The whole prompt.
+    Full,
+    /// GemFilter: filter pass, top-k, answer from the selection.
+    Gem,
+    /// GemFilter at the same layer with the paper's scoring (reference, pool 5, one layer),
+    /// to compare the chosen scoring against.
+    Reference,
+}
+
 /// How the prompt is worded.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,

@@ -11,37 +11,31 @@ pub mod heatmap;
 pub mod needles;
 pub mod report;
 pub mod score;
+pub mod tasks;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::curves::{
-    choose, curve_cells, curve_key, latest_records, series, wanted_points, CurveJob, TOLERANCE,
+    aggregate_curves, choose, curve_cells, curve_key, curve_table, latest_records, series,
+    wanted_points, CurveJob, CurveRecord, TOLERANCE,
 };
 use super::{progress, say};
 use crate::engine::Engine;
+use crate::eval::ruler::Task;
 use crate::generate::{Discard, GenLimits, Sampling};
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
 use crate::prompt::Protect;
 use crate::scoring::ScoringSpec;
 use crate::select;
 use crate::settings::ModelSettings;
+pub use grid::Method;
 use grid::{Built, Cell, Hay, Style, Variant};
 use needles::Needle;
-use report::{CellRecord, CurveRecord};
-
-/// Which answers a cell gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    /// The whole prompt.
-    Full,
-    /// GemFilter: filter pass, top-k, answer from the selection.
-    Gem,
-}
+use report::CellRecord;
+use tasks::TaskCell;
 
 /// What `gemfilter niah` runs, resolved from its flags.
 #[derive(Debug, Clone)]
@@ -61,6 +55,10 @@ pub struct NiahSettings {
     pub n_predict: i32,
     pub seed: u64,
     pub output: PathBuf,
+    /// `--tasks`: RULER-style tasks instead of needles.
+    pub tasks: Vec<Task>,
+    /// Samples per task and length.
+    pub samples: usize,
     /// `--layers`: recall-per-layer mode over these layers.
     pub layers: Option<Vec<usize>>,
     /// Scorings with pools compared in `--layers` mode.
@@ -70,6 +68,16 @@ pub struct NiahSettings {
 }
 
 impl NiahSettings {
+    fn task_cells(&self) -> Vec<TaskCell> {
+        tasks::task_cells(
+            &self.tasks,
+            &self.lengths,
+            &self.depths,
+            self.samples,
+            self.seed,
+        )
+    }
+
     fn cells(&self) -> Vec<Cell> {
         grid::cells(
             &self.lengths,
@@ -83,14 +91,30 @@ impl NiahSettings {
     fn method_key(&self, m: Method) -> String {
         match m {
             Method::Full => format!("m:full|n{}", self.n_predict),
-            Method::Gem => format!(
-                "m:gem|r{}|k{}|{}|{}|n{}",
-                self.gem.layer,
-                self.gem.top_k,
-                self.gem.spec,
-                protect_name(self.protect),
-                self.n_predict
-            ),
+            Method::Gem | Method::Reference => {
+                let g = self.gem_for(m).unwrap_or_else(|| self.gem.clone());
+                format!(
+                    "m:{}|r{}|k{}|{}|{}|n{}",
+                    if m == Method::Gem { "gem" } else { "ref" },
+                    g.layer,
+                    g.top_k,
+                    g.spec,
+                    protect_name(self.protect),
+                    self.n_predict
+                )
+            }
+        }
+    }
+
+    /// The GemFilter settings a method answers with (None: the whole prompt).
+    fn gem_for(&self, m: Method) -> Option<GemSettings> {
+        match m {
+            Method::Full => None,
+            Method::Gem => Some(self.gem.clone()),
+            Method::Reference => Some(GemSettings {
+                spec: ScoringSpec::REFERENCE,
+                ..self.gem.clone()
+            }),
         }
     }
 
@@ -135,6 +159,9 @@ fn prepare_output(dir: &Path, files: &[&str], fresh: bool) -> Result<()> {
 pub fn run(s: &NiahSettings) -> Result<()> {
     if s.layers.is_some() {
         return run_layers(s);
+    }
+    if !s.tasks.is_empty() {
+        return run_tasks(s);
     }
     prepare_output(&s.output, &["cells.jsonl"], s.fresh)?;
     let out = s.output.join("cells.jsonl");
@@ -239,7 +266,7 @@ fn answer_cell(
     let job = Job {
         tokens: &b.asm.tokens,
         protected: &protected,
-        gem: (method == Method::Gem).then(|| s.gem.clone()),
+        gem: s.gem_for(method),
         ctx: s.model.ctx.clone(),
         ctx_limit: s.model.ctx_limit(),
         ctx_fixed: false,
@@ -263,7 +290,8 @@ fn record(
     b: &Built,
     o: &Outcome,
 ) -> CellRecord {
-    let gem = (method == Method::Gem).then_some(&s.gem);
+    let gem = s.gem_for(method);
+    let gem = gem.as_ref();
     let asked = cell.asked();
     let scored = score::scored_part(&o.generated.text);
     let expected: Vec<&str> = asked.iter().map(|n| n.answer).collect();
@@ -287,6 +315,7 @@ fn record(
     });
     CellRecord {
         key: key.to_owned(),
+        task: None,
         model: s.model.name(),
         length: cell.length,
         depth: cell.depth,
@@ -438,8 +467,8 @@ fn run_layers(s: &NiahSettings) -> Result<()> {
     if recs.is_empty() {
         bail!("no curve results for this grid in {}", out.display());
     }
-    let curves = report::aggregate_curves(&recs);
-    let table = report::curve_table(&curves);
+    let curves = aggregate_curves(&recs);
+    let table = curve_table(&curves);
     let series = series(&curves);
     let choice = choose(&series, TOLERANCE);
     let json = serde_json::json!({
@@ -476,5 +505,164 @@ fn run_layers(s: &NiahSettings) -> Result<()> {
         "wrote layers.json, layers.md and layers.png/svg in {}",
         s.output.display()
     );
+    Ok(())
+}
+
+/// `niah --tasks`: every (task cell, method), appended as each finishes, then the task table.
+fn run_tasks(s: &NiahSettings) -> Result<()> {
+    prepare_output(&s.output, &["cells.jsonl"], s.fresh)?;
+    let out = s.output.join("cells.jsonl");
+    let cells = s.task_cells();
+    let key = |c: &TaskCell, m: Method| {
+        format!(
+            "{}|{}|s:{:?}|{}",
+            s.model.name(),
+            c.id(),
+            s.style,
+            s.method_key(m)
+        )
+        .to_lowercase()
+    };
+    let wanted: Vec<(String, &TaskCell, Method)> = cells
+        .iter()
+        .flat_map(|c| s.methods.iter().map(move |&m| (key(c, m), c, m)))
+        .collect();
+    if !s.report_only {
+        let done: HashSet<String> = report::read_jsonl::<CellRecord>(&out)?
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        let todo: Vec<&(String, &TaskCell, Method)> =
+            wanted.iter().filter(|w| !done.contains(&w.0)).collect();
+        if !todo.is_empty() {
+            answer_tasks(s, &todo, &out)?;
+        }
+    }
+    let keys: HashSet<&str> = wanted.iter().map(|w| w.0.as_str()).collect();
+    let recs: Vec<CellRecord> = report::read_jsonl::<CellRecord>(&out)?
+        .into_iter()
+        .filter(|r| keys.contains(r.key.as_str()))
+        .collect();
+    if recs.is_empty() {
+        bail!("no results for these tasks in {}", s.output.display());
+    }
+    let table = report::task_table(&recs);
+    let head = format!(
+        "# RULER-style tasks: {}\n\nstyle {:?}, GemFilter layer {}, k {}, scoring {}, protect {}; {} records; scores by RULER's rule (0-1)\n\n",
+        s.model.name(),
+        s.style,
+        s.gem.layer,
+        s.gem.top_k,
+        s.gem.spec,
+        protect_name(s.protect),
+        recs.len()
+    );
+    std::fs::write(s.output.join("summary.md"), format!("{head}{table}"))?;
+    if !crate::messages::quiet() {
+        eprint!("{table}");
+    }
+    Ok(())
+}
+
+fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &Path) -> Result<()> {
+    let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
+    let haystack = grid::load_haystack(s.haystack.as_deref())?;
+    let mut models = Models::new(
+        s.model.path.clone(),
+        s.model.meta.block_count,
+        s.model.load.clone(),
+    );
+    let bar = progress(todo.len() as u64, "tasks");
+    let mut built: Option<(String, tasks::BuiltTask)> = None;
+    for (key, cell, method) in todo.iter().map(|t| (&t.0, t.1, t.2)) {
+        bar.set_message(
+            format!("{} tokens, {}, {method:?}", cell.length, cell.task).to_lowercase(),
+        );
+        if built.as_ref().is_none_or(|b| b.0 != cell.id()) {
+            let b = tasks::build(&vocab, &haystack, cell, s.style, s.chat_template.as_deref())?;
+            built = Some((cell.id(), b));
+        }
+        let Some((_, b)) = built.as_ref() else {
+            continue;
+        };
+        let protected = b.built.asm.protected(s.protect);
+        let job = Job {
+            tokens: &b.built.asm.tokens,
+            protected: &protected,
+            gem: s.gem_for(method),
+            ctx: s.model.ctx.clone(),
+            ctx_limit: s.model.ctx_limit(),
+            ctx_fixed: false,
+            sampling: Sampling::greedy(),
+            limits: GenLimits {
+                n_predict: i32::try_from(cell.task.tokens_to_generate()).unwrap_or(128),
+                ignore_eos: false,
+                reverse_prompts: Vec::new(),
+            },
+            progress: false,
+        };
+        let o = answer(&mut models, &job, &mut Discard)?;
+        let score = b.sample.score(&o.generated.text);
+        let recall = job.gem.as_ref().map(|_| {
+            o.selected.as_ref().map_or(1.0, |sel| {
+                #[allow(clippy::cast_precision_loss)]
+                let r = b
+                    .built
+                    .targets
+                    .iter()
+                    .map(|t| select::recall(&sel.indices, t.clone()))
+                    .sum::<f64>()
+                    / b.built.targets.len().max(1) as f64;
+                r
+            })
+        });
+        let g = job.gem.as_ref();
+        let rec = CellRecord {
+            key: key.clone(),
+            task: Some(cell.task),
+            model: s.model.name(),
+            length: cell.length,
+            depth: cell.depth,
+            needle: cell.task.to_string(),
+            variant: Variant::Single,
+            hidden: Vec::new(),
+            style: s.style,
+            method,
+            layer: g.map(|g| g.layer),
+            k: g.map(|g| g.top_k),
+            scoring: g.map(|g| g.spec),
+            protect: g.map(|_| s.protect),
+            seed: cell.seed,
+            prompt_tokens: b.built.asm.tokens.len(),
+            needle_tokens: b.built.targets.iter().map(|t| [t.start, t.end]).collect(),
+            selected_tokens: o.n_rerun,
+            answer: o.generated.text.clone(),
+            expected: b.sample.answers.clone(),
+            score_rouge: score,
+            score_exact: score,
+            recall,
+            filter_skipped: o.skipped.clone(),
+            filter_pass_s: o.timings.filter_pass_s,
+            rerun_s: o.timings.rerun_s,
+            first_token_s: o.timings.first_token_s,
+            total_s: o.timings.total_s,
+        };
+        report::append_jsonl(out, &rec)?;
+        say(
+            &bar,
+            &format!(
+                "{:>6} tok  {:<16} {:<9} score {:.2}{}  {:.1} s  {:?}",
+                rec.prompt_tokens,
+                cell.task.to_string(),
+                format!("{method:?}").to_lowercase(),
+                score,
+                recall.map_or(String::new(), |r| format!(" recall {r:.2}")),
+                rec.total_s,
+                o.generated.text.trim().chars().take(50).collect::<String>()
+            ),
+        );
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
     Ok(())
 }

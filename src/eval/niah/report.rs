@@ -10,9 +10,7 @@ use anyhow::{Context, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::curves::LayerRecall;
-use crate::eval::niah::grid::{Style, Variant};
-use crate::eval::niah::Method;
+use crate::eval::niah::grid::{Method, Style, Variant};
 use crate::prompt::Protect;
 use crate::scoring::ScoringSpec;
 
@@ -21,6 +19,9 @@ use crate::scoring::ScoringSpec;
 pub struct CellRecord {
     /// Identity used to skip done work on a rerun.
     pub key: String,
+    /// The RULER-style task of a `--tasks` cell (its `score_exact` is RULER's score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::eval::ruler::Task>,
     pub model: String,
     /// Requested prompt length (tokens).
     pub length: usize,
@@ -56,23 +57,6 @@ pub struct CellRecord {
     pub rerun_s: f64,
     pub first_token_s: f64,
     pub total_s: f64,
-}
-
-/// Recall per layer and scoring for one cell (`--layers` mode and calibrate).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CurveRecord {
-    pub key: String,
-    pub model: String,
-    pub length: usize,
-    pub depth: u32,
-    pub needle: String,
-    pub variant: Variant,
-    pub style: Style,
-    pub k: usize,
-    pub protect: Protect,
-    pub prompt_tokens: usize,
-    pub filter_pass_s: f64,
-    pub points: Vec<LayerRecall>,
 }
 
 /// Read a JSONL file; a missing file is empty. A torn last line (a run killed mid-write) is
@@ -122,7 +106,9 @@ pub fn append_jsonl<T: Serialize>(path: &Path, rec: &T) -> Result<()> {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn mean(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
+/// Mean of the values, None for none.
+#[must_use]
+pub fn mean(xs: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (mut s, mut n) = (0.0, 0usize);
     for x in xs {
         s += x;
@@ -248,86 +234,56 @@ pub fn grid(
     (xs, ys, z)
 }
 
-/// Mean recall per layer of one scoring, over cells.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CurvePoint {
-    pub layer: usize,
-    pub mean_recall: f64,
-    pub min_recall: f64,
-    /// Median over cells of the needle's best rank.
-    pub median_best_rank: usize,
-}
-
-/// Curves per scoring (in first-seen order) from per-cell records.
+/// RULER-style results: one row per task and length with the mean score of each method (RULER's
+/// rule, 0-1), GemFilter's mean selection recall, and the number of samples; then the average
+/// over tasks per length.
 #[must_use]
-pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<CurvePoint>)> {
-    let mut order: Vec<ScoringSpec> = Vec::new();
-    let mut acc: BTreeMap<(usize, usize), Vec<(f64, usize)>> = BTreeMap::new();
-    for r in recs {
-        for p in &r.points {
-            let i = order
-                .iter()
-                .position(|&o| o == p.scoring)
-                .unwrap_or_else(|| {
-                    order.push(p.scoring);
-                    order.len() - 1
-                });
-            acc.entry((i, p.layer))
-                .or_default()
-                .push((p.recall, p.best_rank));
-        }
-    }
-    order
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let pts = acc
-                .iter()
-                .filter(|((sc, _), _)| *sc == i)
-                .map(|((_, layer), v)| {
-                    let mut ranks: Vec<usize> = v.iter().map(|x| x.1).collect();
-                    ranks.sort_unstable();
-                    CurvePoint {
-                        layer: *layer,
-                        mean_recall: mean(v.iter().map(|x| x.0)).unwrap_or(0.0),
-                        min_recall: v.iter().map(|x| x.0).fold(f64::INFINITY, f64::min),
-                        median_best_rank: ranks[ranks.len() / 2],
-                    }
-                })
-                .collect();
-            (s, pts)
-        })
-        .collect()
-}
-
-/// The curves as a table: one row per layer, one recall column per scoring.
-#[must_use]
-pub fn curve_table(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> String {
-    let mut s = String::from("| layer |");
-    for (name, _) in curves {
-        s.push_str(&format!(" {name} recall (min, median rank) |"));
-    }
-    s.push_str("\n|---|");
-    s.push_str(&"---|".repeat(curves.len()));
-    s.push('\n');
-    let mut layers: Vec<usize> = curves
+pub fn task_table(recs: &[CellRecord]) -> String {
+    let methods = [Method::Full, Method::Gem, Method::Reference];
+    let mut keys: Vec<(usize, String)> = recs
         .iter()
-        .flat_map(|c| c.1.iter().map(|p| p.layer))
+        .filter_map(|r| r.task.map(|t| (r.length, t.to_string())))
         .collect();
-    layers.sort_unstable();
-    layers.dedup();
-    for l in layers {
-        s.push_str(&format!("| {l} |"));
-        for (_, pts) in curves {
-            match pts.iter().find(|p| p.layer == l) {
-                Some(p) => s.push_str(&format!(
-                    " {:.3} ({:.2}, {}) |",
-                    p.mean_recall, p.min_recall, p.median_best_rank
-                )),
-                None => s.push_str(" - |"),
+    keys.sort();
+    keys.dedup();
+    let mut s = String::from(
+        "| length | task | n | full | GemFilter | reference scoring | GemFilter recall |\n|---|---|---|---|---|---|---|\n",
+    );
+    let cell = |v: Option<f64>| v.map_or("-".to_owned(), |x| format!("{x:.2}"));
+    let mut lengths: Vec<usize> = keys.iter().map(|k| k.0).collect();
+    lengths.dedup();
+    for &len in &lengths {
+        let mut per_method: Vec<Vec<f64>> = vec![Vec::new(); methods.len()];
+        for (_, task) in keys.iter().filter(|k| k.0 == len) {
+            let of = |m: Method| {
+                recs.iter().filter(move |r| {
+                    r.length == len
+                        && r.method == m
+                        && r.task.is_some_and(|t| t.to_string() == *task)
+                })
+            };
+            let n = of(Method::Full).count().max(of(Method::Gem).count());
+            let means: Vec<Option<f64>> = methods
+                .iter()
+                .map(|&m| mean(of(m).map(|r| r.score_exact)))
+                .collect();
+            for (acc, m) in per_method.iter_mut().zip(&means) {
+                acc.extend(m.iter().copied());
             }
+            s.push_str(&format!(
+                "| {len} | {task} | {n} | {} | {} | {} | {} |\n",
+                cell(means[0]),
+                cell(means[1]),
+                cell(means[2]),
+                cell(mean(of(Method::Gem).filter_map(|r| r.recall)))
+            ));
         }
-        s.push('\n');
+        s.push_str(&format!(
+            "| {len} | **average** | | **{}** | **{}** | **{}** | |\n",
+            cell(mean(per_method[0].iter().copied())),
+            cell(mean(per_method[1].iter().copied())),
+            cell(mean(per_method[2].iter().copied()))
+        ));
     }
     s
 }

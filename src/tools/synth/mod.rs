@@ -27,6 +27,7 @@ model (they depend on shapes and quant types, not on values), but its answers ar
 for speed and memory benchmarks only, never for quality.";
 
 /// Write a random-weight GGUF with the exact tensor shapes of a real model.
+#[allow(clippy::doc_markdown)] // the field docs are --help text, not Markdown
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = NOISE_NOTE)]
 pub struct SynthArgs {
@@ -94,8 +95,8 @@ impl WeightType {
         }
     }
 
-    /// `general.file_type` (llama_ftype). There is no "all Q4_K" ftype; Q4_K_S (14) is the
-    /// closest.
+    /// `general.file_type` (`llama_ftype`). There is no "all `Q4_K`" ftype; `Q4_K_S` (14) is
+    /// the closest.
     #[must_use]
     pub fn file_type(self) -> u32 {
         match self {
@@ -151,7 +152,7 @@ pub struct Config {
 impl Config {
     #[must_use]
     pub fn new(shape: &'static Shape, n_layer: u32, n_ctx: u32, weight_type: WeightType) -> Self {
-        let n_vocab = shape.n_vocab.unwrap_or(base_vocab_len() as u32);
+        let n_vocab = shape.n_vocab.unwrap_or(base_vocab_len());
         Self {
             shape,
             n_layer,
@@ -201,8 +202,8 @@ fn weight_type_for(requested: TensorType, ne0: u64) -> TensorType {
     }
 }
 
-/// Tensor names and shapes as llama.cpp's loader creates them for LLM_ARCH_LLAMA and
-/// LLM_ARCH_QWEN2 (src/models/llama.cpp, qwen2.cpp): (name, dims ne0 first, fill). With tied
+/// Tensor names and shapes as llama.cpp's loader creates them for `LLM_ARCH_LLAMA` and
+/// `LLM_ARCH_QWEN2` (src/models/llama.cpp, qwen2.cpp): (name, dims ne0 first, fill). With tied
 /// embeddings there is no `output.weight` and the loader reuses `token_embd.weight`.
 fn tensor_list(cfg: &Config) -> Vec<(String, Vec<u64>, Fill)> {
     let sh = cfg.shape;
@@ -246,7 +247,8 @@ fn tensor_list(cfg: &Config) -> Vec<(String, Vec<u64>, Fill)> {
     t
 }
 
-/// "8B", "12B", "3.5M" in the style of convert_hf_to_gguf.
+/// "8B", "12B", "3.5M" in the style of `convert_hf_to_gguf`.
+#[allow(clippy::cast_precision_loss)] // a rounded label
 fn size_label(n_params: u64) -> String {
     let n = n_params as f64;
     let (v, unit) = match n {
@@ -349,6 +351,7 @@ fn plan(cfg: &Config) -> Result<Plan> {
     })
 }
 
+#[allow(clippy::cast_precision_loss)] // a rounded size
 fn human_bytes(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {

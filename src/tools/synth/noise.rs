@@ -3,7 +3,7 @@
 //! samples converted by ggml. Every weight has mean 0 and std [`WEIGHT_STD`], which keeps the
 //! logits finite through 40 layers.
 
-use std::f64::consts::PI;
+use std::f32::consts::PI;
 use std::io::Write;
 
 use anyhow::Result;
@@ -14,32 +14,32 @@ use super::{Fill, PlannedTensor};
 use crate::engine::ffi::gguf::{f16_to_f32, f32_to_f16, f32_to_f16_row, TensorData, TensorType};
 
 /// Target std of every random weight (a common init scale).
-pub(super) const WEIGHT_STD: f64 = 0.02;
+pub(super) const WEIGHT_STD: f32 = 0.02;
 /// Bytes generated per work item; a multiple of every block size is taken below it.
 const CHUNK_BYTES: u64 = 4 << 20;
 
-/// Q4_0 block: f16 d, 16 bytes of nibbles q, weights (q - 8) d. Nibbles are uniform over
+/// `Q4_0` block: f16 d, 16 bytes of nibbles q, weights (q - 8) d. Nibbles are uniform over
 /// 1..=15 with 8 twice (0 is remapped to 8): mean 8, variance 17.5, so the weights have mean 0
 /// and std sqrt(17.5) d.
 pub(super) fn q4_0_scale() -> u16 {
-    f32_to_f16((WEIGHT_STD / 17.5f64.sqrt()) as f32)
+    f32_to_f16(WEIGHT_STD / 17.5f32.sqrt())
 }
 
-/// Q8_0 block: f16 d, 32 int8 q, weights q d. Quants are uniform over -127..=127 with 0 twice
+/// `Q8_0` block: f16 d, 32 int8 q, weights q d. Quants are uniform over -127..=127 with 0 twice
 /// (-128 is remapped to 0): variance 5397.5.
 pub(super) fn q8_0_scale() -> u16 {
-    f32_to_f16((WEIGHT_STD / 5397.5f64.sqrt()) as f32)
+    f32_to_f16(WEIGHT_STD / 5397.5f32.sqrt())
 }
 
-/// The fixed 16-byte head of every Q4_K block (128 bytes of random nibbles follow): f16 d,
+/// The fixed 16-byte head of every `Q4_K` block (128 bytes of random nibbles follow): f16 d,
 /// f16 dmin = 8 d, and the 8 sub-block (scale, min) pairs all (32, 30), packed 6 bits each as
 /// ggml's `get_scale_min_k4` reads them: bytes 0..4 hold scale j's low 6 bits and, in their
-/// top 2 bits, scale j+4's high 2 bits (32 = 0b10_0000: 0x80 | 0x20 = 0xa0); bytes 4..8 the
-/// same for the mins (30 = 0b01_1110: 0x40 | 0x1e = 0x5e); bytes 8..12 the low 4 bits of
+/// top 2 bits, scale j+4's high 2 bits (32 = `0b10_0000`: 0x80 | 0x20 = 0xa0); bytes 4..8 the
+/// same for the mins (30 = `0b01_1110`: 0x40 | 0x1e = 0x5e); bytes 8..12 the low 4 bits of
 /// scale and min j+4 (0 and 14: 0xe0). Weight = d*32*q - dmin*30 = 32 d (q - 7.5): mean 0 over
 /// nibbles uniform on 0..=15 (variance 21.25).
 pub(super) fn q4_k_head() -> [u8; 16] {
-    let d = f32_to_f16((WEIGHT_STD / (32.0 * 21.25f64.sqrt())) as f32);
+    let d = f32_to_f16(WEIGHT_STD / (32.0 * 21.25f32.sqrt()));
     let dmin = f32_to_f16(8.0 * f16_to_f32(d));
     let mut h = [0u8; 16];
     h[..2].copy_from_slice(&d.to_le_bytes());
@@ -62,8 +62,8 @@ impl NoiseTable {
         let f32s: Vec<f32> = (0..1 << 16)
             .map(|_| {
                 // Box-Muller; 1 - u keeps ln away from 0.
-                let (u1, u2): (f64, f64) = (1.0 - rng.gen::<f64>(), rng.gen());
-                ((-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos() * WEIGHT_STD) as f32
+                let (u1, u2): (f32, f32) = (1.0 - rng.gen::<f32>(), rng.gen());
+                (-2.0 * u1.ln()).sqrt() * (2.0 * PI * u2).cos() * WEIGHT_STD
             })
             .collect();
         let f16s = f32_to_f16_row(&f32s);
@@ -83,7 +83,7 @@ pub(super) struct Job {
 pub(super) fn jobs(tensors: &[PlannedTensor]) -> Vec<Job> {
     let mut out = Vec::new();
     for (ti, t) in tensors.iter().enumerate() {
-        let block = t.ty.type_size();
+        let block = t.ty.type_size() as u64;
         let step = (CHUNK_BYTES / block).max(1) * block;
         let (mut offset, mut chunk) = (0, 0);
         while offset < t.nbytes {
@@ -92,7 +92,7 @@ pub(super) fn jobs(tensors: &[PlannedTensor]) -> Vec<Job> {
                 tensor: ti,
                 chunk,
                 offset,
-                len: len as usize,
+                len: usize::try_from(len).expect("a chunk is at most CHUNK_BYTES"),
             });
             offset += len;
             chunk += 1;
@@ -169,7 +169,7 @@ fn rng_u16(rng: &mut SmallRng) -> usize {
     (rng.next_u32() & 0xffff) as usize
 }
 
-/// Set every zero nibble of `x` to 8 (so Q4_0 quants average exactly 8).
+/// Set every zero nibble of `x` to 8 (so `Q4_0` quants average exactly 8).
 pub(super) fn zero_nibbles_to_eight(x: u64) -> u64 {
     const LOW: u64 = 0x1111_1111_1111_1111;
     let any = x | (x >> 1) | (x >> 2) | (x >> 3);

@@ -22,7 +22,7 @@ impl Arch {
     }
 }
 
-/// Llama 3.1's "llama3" RoPE scaling, stored as the `rope_freqs.weight` tensor.
+/// Llama 3.1's `llama3` rope scaling, stored as the `rope_freqs.weight` tensor.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Llama3Rope {
     pub factor: f64,
@@ -258,6 +258,9 @@ pub const SHAPES: &[Shape] = &[
 ];
 
 /// Look a shape up by name (case-insensitive).
+///
+/// # Errors
+/// An unknown name; the message lists the known ones.
 pub fn find_shape(name: &str) -> Result<&'static Shape> {
     SHAPES
         .iter()
@@ -268,8 +271,9 @@ pub fn find_shape(name: &str) -> Result<&'static Shape> {
         })
 }
 
-/// convert_hf_to_gguf's llama3 rope_freqs: 1 for short wavelengths, `factor` for long ones,
+/// `convert_hf_to_gguf`'s `llama3` `rope_freqs`: 1 for short wavelengths, `factor` for long ones,
 /// smoothly in between.
+#[allow(clippy::cast_possible_truncation)] // factors between 1 and `factor`
 pub(super) fn llama3_rope_factors(head_dim: u32, base: f64, r: &Llama3Rope) -> Vec<f32> {
     let dim = f64::from(head_dim);
     let low_wavelen = r.original_ctx / r.low_freq_factor;
@@ -292,7 +296,7 @@ pub(super) fn llama3_rope_factors(head_dim: u32, base: f64, r: &Llama3Rope) -> V
         .collect()
 }
 
-/// LLAMA_TOKEN_TYPE_* values.
+/// `LLAMA_TOKEN_TYPE_*` values.
 const TOKEN_NORMAL: i32 = 1;
 const TOKEN_UNKNOWN: i32 = 2;
 const TOKEN_CONTROL: i32 = 3;
@@ -335,6 +339,7 @@ pub(super) fn vocab(n: u32) -> Result<(Vec<String>, Vec<f32>, Vec<i32>)> {
         .enumerate()
         .map(|(i, &t)| {
             if t == TOKEN_NORMAL {
+                #[allow(clippy::cast_precision_loss)] // below 2^24: exact
                 -((i + 1 - 259) as f32)
             } else {
                 0.0
@@ -346,6 +351,6 @@ pub(super) fn vocab(n: u32) -> Result<(Vec<String>, Vec<f32>, Vec<i32>)> {
 
 /// Size of the vocab without fillers (the tiny shapes use exactly this).
 #[must_use]
-pub fn base_vocab_len() -> usize {
+pub fn base_vocab_len() -> u32 {
     3 + 256 + 1 + 2 * 94
 }

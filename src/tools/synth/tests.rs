@@ -1,5 +1,6 @@
 //! Unit tests of synth: the files it writes, read back with gguf-rs and ggml's own `to_float`,
 //! and loaded into llama.cpp.
+#![allow(clippy::float_cmp, clippy::cast_precision_loss)] // exact values; statistics
 
 use super::noise::{self, NoiseTable};
 use super::*;
@@ -26,10 +27,11 @@ fn args(shape: &str, ty: WeightType, out: &Path) -> SynthArgs {
 }
 
 /// What a tensor should look like: (name, dims, ggml type id).
+#[allow(clippy::many_single_char_names)] // e v f q: the dimensions' usual names
 fn expected(shape: &Shape, n_layer: u32, ty: WeightType) -> Vec<(String, Vec<u64>, u32)> {
     let (e, v, f) = (
         u64::from(shape.n_embd),
-        u64::from(shape.n_vocab.unwrap_or(base_vocab_len() as u32)),
+        u64::from(shape.n_vocab.unwrap_or(base_vocab_len())),
         u64::from(shape.n_ff),
     );
     let q = u64::from(shape.n_head * shape.head_dim);
@@ -88,7 +90,7 @@ fn check_file(shape_name: &str, ty: WeightType) {
     assert_eq!(md("tokenizer.ggml.model"), json!("llama"));
     let tokens = md("tokenizer.ggml.tokens");
     let tokens = tokens.as_array().unwrap();
-    assert_eq!(tokens.len(), base_vocab_len());
+    assert_eq!(tokens.len(), base_vocab_len() as usize);
     assert_eq!(tokens[..3], [json!("<unk>"), json!("<s>"), json!("</s>")]);
     assert_eq!(tokens[3 + 0x0a], json!("<0x0A>"));
     let types = md("tokenizer.ggml.token_type");
@@ -102,10 +104,7 @@ fn check_file(shape_name: &str, ty: WeightType) {
     let want = expected(shape, 6, ty);
     let got = model.tensors();
     assert_eq!(got.len(), want.len());
-    assert_eq!(
-        got.iter().any(|t| t.name.ends_with(".bias")),
-        shape.qkv_bias
-    );
+    assert_eq!(got.iter().any(|t| t.name.contains(".bias")), shape.qkv_bias);
     let mut offset = 0;
     for (t, (name, dims, kind)) in got.iter().zip(&want) {
         assert_eq!(&t.name, name);
@@ -123,8 +122,8 @@ fn check_file(shape_name: &str, ty: WeightType) {
     // Spot-check values: norms are 1, weights are finite with std near 0.02.
     let data = |name: &str| {
         let t = got.iter().find(|t| t.name == name).unwrap();
-        let start = (model.data_offset() + t.offset) as usize;
-        &bytes[start..start + t.size as usize]
+        let start = usize::try_from(model.data_offset() + t.offset).unwrap();
+        &bytes[start..start + usize::try_from(t.size).unwrap()]
     };
     assert!(data("blk.0.ffn_norm.weight")
         .chunks(4)
@@ -379,7 +378,7 @@ fn generate_finite(path: &Path, n: usize) -> usize {
         .tokenize(b"The secret passkey is 48213. What is it?", true, false);
     assert!(prompt.len() > 20, "about a token per character");
     prefill(&mut ctx, &prompt, 0, None).unwrap();
-    let n_vocab = e.model.n_vocab() as usize;
+    let n_vocab = usize::try_from(e.model.n_vocab()).unwrap();
     let mut batch = LlamaBatch::new(1, 1);
     let mut idx = -1;
     for i in 0..n {
@@ -437,7 +436,7 @@ fn tiny_files_load_and_generate_finite_logits() {
         }
         let n_vocab = generate_finite(&path, 8);
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(n_vocab, base_vocab_len(), "{} {ty:?}", shape.name);
+        assert_eq!(n_vocab, base_vocab_len() as usize, "{} {ty:?}", shape.name);
     }
 }
 
@@ -529,7 +528,7 @@ fn random_blocks_follow_ggml_layout() {
         let mut buf = Vec::new();
         noise::fill(&t, &js[0], 3, &table, &mut buf);
         assert_eq!(buf.len() as u64, t.nbytes);
-        let bs = ty.type_size() as usize;
+        let bs = ty.type_size();
         for b in buf.chunks(bs) {
             let d = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
             let y = to_f32(ty, b).unwrap();
