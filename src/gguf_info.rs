@@ -25,6 +25,8 @@ pub const LLAMA_MAX_LAYERS: u64 = 512;
 pub const LLAMA_MAX_EXPERTS: u64 = 1024;
 /// ggml's `GGML_MAX_NAME`: tensor names are shorter.
 const GGML_MAX_NAME: u64 = 64;
+/// The same, as an array length.
+const NAME_BUF: usize = 64;
 const GGML_MAX_DIMS: u32 = 4;
 /// gguf.cpp's `GGUF_MAX_STRING_LENGTH` and `GGUF_MAX_ARRAY_ELEMENTS`.
 const GGUF_MAX_STRING: u64 = 1 << 30;
@@ -644,7 +646,7 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
     };
 
     // Names are under 64 bytes: kept inline (length byte + bytes), no allocation per tensor.
-    let mut names: HashSet<[u8; GGML_MAX_NAME as usize + 1]> = HashSet::new();
+    let mut names: HashSet<[u8; NAME_BUF + 1]> = HashSet::new();
     let mut expected = 0u64; // next tensor's offset: all are packed in order, padded
     let mut data_len = 0u64;
     let mut offsets = Vec::new();
@@ -657,11 +659,11 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
                 GGML_MAX_NAME - 1
             )));
         }
-        let mut name = [0u8; GGML_MAX_NAME as usize];
+        let mut name = [0u8; NAME_BUF];
         let name = &mut name[..usize::try_from(nlen).unwrap_or(0)];
         s.fill(name, &what)?;
         let shown = QuotedBytes(name);
-        let mut slot = [0u8; GGML_MAX_NAME as usize + 1];
+        let mut slot = [0u8; NAME_BUF + 1];
         slot[0] = u8::try_from(nlen).unwrap_or(u8::MAX);
         slot[1..=name.len()].copy_from_slice(name);
         if !names.insert(slot) {

@@ -1,10 +1,10 @@
-//! Hostile GGUF files from the real SmolLM2 model, and a seeded in-process fuzz test of the
+//! Hostile GGUF files from the real `SmolLM2` model, and a seeded in-process fuzz test of the
 //! header inspection (`gemfilter::gguf_info::inspect`).
 //!
 //! The generator walks the real header once (a trusted file, so this walker can be simple),
 //! records where every count, length, type and value sits, and then mutates those fields at
 //! their offsets: truncations, random byte edits biased towards the recorded fields, and
-//! targeted values (0, 1, 2^31, 2^32-1, 2^40, 2^63, u64::MAX, NaN, ...). `hostile.rs` writes
+//! targeted values (0, 1, 2^31, 2^32-1, 2^40, 2^63, `u64::MAX`, NaN, ...). `hostile.rs` writes
 //! some of the same mutants to disk and runs the binary on them.
 #![allow(
     clippy::cast_possible_truncation,
@@ -256,7 +256,7 @@ impl Layout {
     }
 }
 
-/// The real SmolLM2 header, walked once per test process.
+/// The real `SmolLM2` header, walked once per test process.
 pub fn smollm2_layout() -> &'static Layout {
     static L: OnceLock<Layout> = OnceLock::new();
     L.get_or_init(|| {
@@ -433,7 +433,7 @@ fn gguf_fuzz_real_header_is_accepted_and_slim_matches() {
     assert_eq!(s.data_end - s.data_offset, m.data_end - m.data_offset);
 }
 
-/// Tens of thousands of seeded mutations of the (slim) SmolLM2 header plus a few hundred of
+/// Tens of thousands of seeded mutations of the (slim) `SmolLM2` header plus a few hundred of
 /// the full one: no panic, every refusal one short clean message, bounded time.
 #[test]
 fn gguf_fuzz_header_mutations() {
@@ -579,7 +579,7 @@ pub fn targeted(base: &Layout) -> Vec<(Mutant, &'static str)> {
         let kv = base.kv(key);
         let mut m = splice(base, 0, 0, &[]);
         m.bytes[kv.value_off..kv.value_off + v.len()].copy_from_slice(v);
-        m.what = what.to_owned();
+        what.clone_into(&mut m.what);
         m
     };
     out.push((

@@ -136,8 +136,8 @@ fn model_cmd(model: &Path, extra: &[&str]) -> Command {
     c
 }
 
-/// Table rows about model files: block_count 10^9, 2^32-1, u64 2^40, missing and 0; epsilon
-/// NaN; alignment 1 added; general.languages as u8[2^40]; tensor name lengths of 100,000 and
+/// Table rows about model files: `block_count` 10^9, 2^32-1, u64 2^40, missing and 0; epsilon
+/// NaN; alignment 1 added; `general.languages` as u8[2^40]; tensor name lengths of 100,000 and
 /// 50,000,000; and the other targeted edits of the generator.
 #[test]
 fn hostile_model_files_give_one_clean_line() {
@@ -220,7 +220,7 @@ fn hostile_random_mutants_never_crash() {
         };
         let (o, dt) = run_limited(
             model_cmd(&f, &["--gem", "off", "-no-cnv", "--no-display-prompt"]),
-            Duration::from_secs(60),
+            Duration::from_mins(1),
         );
         eprintln!("{:.1} s: {}", dt.as_secs_f64(), m.what);
         if o.status.success() {
@@ -243,7 +243,7 @@ fn hostile_random_mutants_never_crash() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// An abort inside ggml (a GGML_ASSERT that no header check caught) ends in one line and exit
+/// An abort inside ggml (a `GGML_ASSERT` that no header check caught) ends in one line and exit
 /// status 1, with no debugger backtrace (gdb is attached by default where installed): the
 /// abort callback's net, tripped through the binary by its self-test switch.
 #[test]
@@ -265,7 +265,7 @@ fn flag_case(args: &[&str], what: &[&str]) {
             c.args(args);
             c
         },
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     assert_clean_error(&o, what, &args.join(" "));
     assert!(dt < Duration::from_secs(10), "{args:?}: took {dt:?}");
@@ -378,7 +378,7 @@ mod flags {
     }
 }
 
-/// The prefix-cache test's command: a ~370-token document with a passkey, GemFilter on with a
+/// The prefix-cache test's command: a ~370-token document with a passkey, `GemFilter` on with a
 /// prefix of 22 layers (layer 21 finds the passkey, measured), greedy; the answer holds it.
 fn cache_run(dir: &Path, doc: &Path) -> Output {
     let mut c = cached(dir);
@@ -401,7 +401,7 @@ fn cache_run(dir: &Path, doc: &Path) -> Output {
         "-t",
         "1",
     ]);
-    run_limited(c, Duration::from_secs(120)).0
+    run_limited(c, Duration::from_mins(2)).0
 }
 
 const NEEDLE: &str = "The secret passkey for the vault is 48213.";
@@ -560,7 +560,7 @@ fn hostile_gpu_context_too_large_is_one_line() {
             ]);
             c
         },
-        Duration::from_secs(120),
+        Duration::from_mins(2),
     );
     assert_clean_error(&o, &["memory", "context", "-c"], "-c 100000000 on a GPU");
     std::fs::remove_dir_all(&d).unwrap();
