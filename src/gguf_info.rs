@@ -104,6 +104,10 @@ pub fn read(path: &Path) -> Result<ModelMeta> {
     if md.is_dir() {
         bail!("model path {shown} is a directory, not a GGUF file");
     }
+    if !md.is_file() {
+        // A FIFO would block the open below forever; devices are no model files either.
+        bail!("model path {shown} is not a regular file");
+    }
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open model file {shown}"))?;
     let mut r = BufReader::with_capacity(1 << 16, file);
@@ -1205,6 +1209,10 @@ mod tests {
         assert!(e.contains("not a GGUF"), "{e}");
         let e = format!("{:#}", read(&dir.join("missing.gguf")).unwrap_err());
         assert!(e.contains("cannot be read"), "{e}");
+        if Path::new("/dev/null").exists() {
+            let e = read(Path::new("/dev/null")).unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -160,3 +160,33 @@ fn unsupported_architecture_is_refused_before_loading() {
     let o = run(&["-m", path.to_str().unwrap(), "-p", "hi"]);
     assert_one_error(&o, "architecture 'mamba' is not supported by GemFilter");
 }
+
+#[test]
+fn model_path_that_is_not_a_regular_file() {
+    // A device (or a FIFO, which would block the open forever) is refused before it is opened.
+    assert_one_error(
+        &run(&["-m", "/dev/zero", "-p", "hi"]),
+        "is not a regular file",
+    );
+}
+
+#[test]
+fn model_without_block_count_is_named_as_such() {
+    // GGUF v3, no tensors, one key: general.architecture = llama.
+    let mut gguf = b"GGUF".to_vec();
+    gguf.extend(3u32.to_le_bytes());
+    gguf.extend(0u64.to_le_bytes());
+    gguf.extend(1u64.to_le_bytes());
+    let mut value = 5u64.to_le_bytes().to_vec();
+    value.extend(b"llama");
+    gguf.extend(crate::gguf_fuzz::kv_bytes(
+        "general.architecture",
+        8,
+        &value,
+    ));
+    let d = tmpdir("no-blocks");
+    let path = write(&d, "llama.gguf", &gguf);
+    let o = run(&["-m", path.to_str().unwrap(), "-p", "hi"]);
+    assert_one_error(&o, "llama.block_count (its number of layers) is missing");
+    assert!(!stderr(&o).contains("--gem-layer"), "{}", stderr(&o));
+}
