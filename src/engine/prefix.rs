@@ -6,7 +6,7 @@
 //! The cache heals itself. Each prefix `X.gguf` is written with a sidecar `X.gguf.check`
 //! holding its size and a checksum; a cached file is used only when its header passes
 //! [`gguf_info::read`] and size and checksum match, otherwise it is rebuilt with a notice.
-//! The checksum (FNV-1a 64) covers the whole GGUF header and [`SAMPLES`] blocks of
+//! The checksum (FNV-1a 64 over 8-byte words) covers the whole GGUF header and [`SAMPLES`] blocks of
 //! [`SAMPLE_BYTES`] spread evenly over the tensor data (all of it when the data is smaller):
 //! at most ~17 MB read per run whatever the model's size, a few milliseconds from the page
 //! cache (the filter pass reads those pages anyway), and it catches any damaged run of bytes
@@ -30,7 +30,7 @@ use crate::{gguf_info, notice, sanitize};
 pub const SAMPLES: u64 = 4096;
 pub const SAMPLE_BYTES: u64 = 4096;
 /// First line of a check file.
-const CHECK_MAGIC: &str = "gemfilter prefix check v1";
+const CHECK_MAGIC: &str = "gemfilter prefix check v2";
 /// A temp file whose writer is gone is removed once it has been idle this long (a live writer
 /// keeps writing; this only spares a writer of another pid namespace in its first seconds).
 const ORPHAN_IDLE: Duration = Duration::from_secs(10);
@@ -251,8 +251,8 @@ pub struct Check {
 }
 
 impl Check {
-    /// Check a GGUF file's header and compute its check: FNV-1a over the size, the header and
-    /// the sampled data blocks.
+    /// Check a GGUF file's header and compute its check: word-wise FNV-1a over the size, the
+    /// header and the sampled data blocks (each with its offset).
     ///
     /// # Errors
     /// An invalid or truncated GGUF, or a read error.
@@ -288,7 +288,7 @@ impl Check {
 
     fn render(&self) -> String {
         format!(
-            "{CHECK_MAGIC}\nsize {}\nfnv1a64 {:016x}\n",
+            "{CHECK_MAGIC}\nsize {}\nfnv1a64w {:016x}\n",
             self.size, self.hash
         )
     }
@@ -299,7 +299,7 @@ impl Check {
             return None;
         }
         let size = lines.next()?.strip_prefix("size ")?.parse().ok()?;
-        let hash = u64::from_str_radix(lines.next()?.strip_prefix("fnv1a64 ")?, 16).ok()?;
+        let hash = u64::from_str_radix(lines.next()?.strip_prefix("fnv1a64w ")?, 16).ok()?;
         Some(Check { size, hash })
     }
 }
@@ -324,17 +324,26 @@ fn sample_blocks(start: u64, end: u64) -> Vec<(u64, u64)> {
     v
 }
 
-/// FNV-1a, 64-bit.
+/// FNV-1a, 64-bit, over little-endian 8-byte words (a tail shorter than 8 bytes byte by byte):
+/// one multiply per word, ~8x the speed of the byte-wise hash. Each step (xor, then multiply by
+/// an odd constant) is a bijection of the state, so any change confined to one word always
+/// changes the result; wider damage goes unnoticed with a chance of about 2^-64.
 struct Fnv(u64);
 
 impl Fnv {
+    const PRIME: u64 = 0x0100_0000_01b3;
+
     fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
     fn update(&mut self, b: &[u8]) {
-        for &x in b {
-            self.0 ^= u64::from(x);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut words = b.chunks_exact(8);
+        for w in &mut words {
+            let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+            self.0 = (self.0 ^ x).wrapping_mul(Self::PRIME);
+        }
+        for &x in words.remainder() {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(Self::PRIME);
         }
     }
     fn finish(&self) -> u64 {
@@ -373,6 +382,25 @@ mod tests {
         // Any damaged run of `stride` bytes or more overlaps a sampled block.
         assert!(stride <= (big - (1 << 20)) / SAMPLES + 1);
         assert!(v.iter().all(|&(at, n)| at + n <= big));
+    }
+
+    #[test]
+    fn any_one_word_change_changes_the_hash() {
+        let base: Vec<u8> = (0..4099u32).map(|i| (i * 7 % 251) as u8).collect();
+        let hash = |b: &[u8]| {
+            let mut h = Fnv::new();
+            h.update(b);
+            h.finish()
+        };
+        let h0 = hash(&base);
+        for at in (0..base.len()).step_by(61) {
+            let mut b = base.clone();
+            b[at] ^= 0x80;
+            assert_ne!(hash(&b), h0, "flip at {at}");
+        }
+        let mut b = base.clone();
+        b.pop();
+        assert_ne!(hash(&b), h0);
     }
 
     #[test]
