@@ -39,8 +39,14 @@ const MAX_KV: u64 = 1 << 20;
 const MAX_TENSORS: u64 = 1 << 20;
 /// Strings up to this length are kept (names, architecture); longer ones only measured.
 const KEEP_STRING: u64 = 1 << 12;
-/// Numeric arrays up to this length are kept (per-layer head counts); longer ones skipped.
-const KEEP_ARRAY: u64 = 1 << 12;
+/// Numeric arrays up to this length are kept (per-layer values); longer ones skipped.
+const KEEP_ARRAY: u64 = LLAMA_MAX_LAYERS;
+/// What all kept strings and array elements may add up to (a hostile file of millions of short
+/// keys would otherwise cost many times its size in memory); past that, values are only measured.
+const KEEP_STRING_BYTES: u64 = 1 << 24;
+const KEEP_ITEMS: u64 = 1 << 16;
+/// Vocabulary entries checked for duplicates (real vocabularies have up to ~260K).
+const CHECK_TOKENS: u64 = 1 << 22;
 /// Skips up to this size read through the buffer; longer ones seek.
 const SEEK_OVER: u64 = 1 << 16;
 
@@ -528,6 +534,7 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
 
     let mut kv: BTreeMap<String, Kv> = BTreeMap::new();
     let mut duplicate_token = None;
+    let (mut kept_bytes, mut kept_items) = (0u64, 0u64);
     for i in 0..n_kv {
         let klen = s.u64(&|| format!("the length of key #{i}"))?;
         if klen == 0 {
@@ -567,8 +574,8 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
                 for j in 0..n {
                     let what_j = || format!("string #{j} of {shown}");
                     let len = s.str_len(&what_j)?;
-                    if tokens && len > 0 {
-                        if !seen.insert(s.hash(len, &what_j)?) && duplicate_token.is_none() {
+                    if tokens && len > 0 && j < CHECK_TOKENS && duplicate_token.is_none() {
+                        if !seen.insert(s.hash(len, &what_j)?) {
                             duplicate_token = Some(j);
                         }
                     } else {
@@ -589,7 +596,8 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
                         s.left()
                     )));
                 }
-                if n <= KEEP_ARRAY {
+                if n <= KEEP_ARRAY && kept_items + n <= KEEP_ITEMS {
+                    kept_items += n;
                     let mut items = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
                     for _ in 0..n {
                         items.push(scalar(&mut s, ety, &what)?);
@@ -614,7 +622,8 @@ pub fn parse_header<R: BufRead + Seek>(r: &mut R, file_len: u64) -> Result<Heade
             }
         } else if ty == T_STRING {
             let len = s.str_len(&what)?;
-            if len <= KEEP_STRING {
+            if len <= KEEP_STRING && kept_bytes + len <= KEEP_STRING_BYTES {
+                kept_bytes += len;
                 Value::Str(String::from_utf8_lossy(&s.bytes(len, &what)?).into_owned())
             } else {
                 s.skip(len, &what)?;
