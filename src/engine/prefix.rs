@@ -158,8 +158,13 @@ fn temp_path(out: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The writer pid of a temp file name: `….tmp.<pid>.<seq>`, or the older `….tmp<pid>`.
+/// The writer pid of a prefix temp file name: `<prefix>.gguf[.check].tmp.<pid>.<seq>`, or the
+/// older `<prefix>.tmp<pid>`, where `<prefix>` is `<stem>.<size>-<mtime>.first<k>of<n>`; None for
+/// any other name (nothing else in the directory is touched).
 fn temp_writer(name: &str) -> Option<u32> {
+    if !name.contains(".first") {
+        return None;
+    }
     if let Some(i) = name.rfind(".tmp.") {
         let mut parts = name[i + 5..].split('.');
         let pid = parts.next()?.parse().ok()?;
@@ -365,6 +370,7 @@ mod tests {
         assert_eq!(temp_writer("m.first5of30.gguf"), None);
         assert_eq!(temp_writer("m.first5of30.gguf.check"), None);
         assert_eq!(temp_writer("notes.tmp.txt"), None);
+        assert_eq!(temp_writer("notes.tmp.12.3"), None);
         if Path::new("/proc/self").exists() {
             assert_eq!(process_alive(std::process::id()), Some(true));
             assert_eq!(process_alive(u32::MAX - 1), Some(false));
