@@ -10,7 +10,7 @@ use ndarray::{ArrayView3, ShapeBuilder};
 pub struct CaptureSpec {
     /// Layers (0-based) whose post-RoPE Q and K are recorded, ascending and unique.
     pub layers: Vec<usize>,
-    /// Number of prompt tokens that will be decoded (positions 0..n_tokens).
+    /// Number of prompt tokens that will be decoded (positions `0..n_tokens`).
     pub n_tokens: usize,
     /// How many of the last prompt tokens' queries to keep (1 for the reference method).
     pub q_window: usize,
@@ -51,6 +51,9 @@ pub struct LayerCapture {
 
 impl LayerCapture {
     /// Queries as `[q_window, n_head, head_dim]`.
+    ///
+    /// # Panics
+    /// Never: the buffer holds whole rows by construction.
     #[must_use]
     pub fn q_view(&self) -> ArrayView3<'_, f32> {
         let rows = self.q.len() / (self.n_head * self.head_dim).max(1);
@@ -66,6 +69,9 @@ impl LayerCapture {
     }
 
     /// Keys as `[n_tokens, n_head_kv, head_dim]`.
+    ///
+    /// # Panics
+    /// Never: the buffer holds whole rows by construction.
     #[must_use]
     pub fn k_view(&self) -> ArrayView3<'_, f32> {
         let rows = self.k.len() / (self.n_head_kv * self.head_dim).max(1);
@@ -163,7 +169,9 @@ pub fn hadamard_blocks(x: &mut [f32], n: usize) {
             }
             h *= 2;
         }
-        block.iter_mut().for_each(|v| *v *= scale);
+        for v in block.iter_mut() {
+            *v *= scale;
+        }
     }
 }
 

@@ -238,8 +238,8 @@ fn take_utf8(buf: &mut Vec<u8>) -> String {
         }
         Err(e) if e.error_len().is_none() => {
             let rest = buf.split_off(e.valid_up_to());
-            let s = String::from_utf8(std::mem::replace(buf, rest)).unwrap_or_default();
-            s
+
+            String::from_utf8(std::mem::replace(buf, rest)).unwrap_or_default()
         }
         Err(_) => {
             let s = String::from_utf8_lossy(buf).into_owned();

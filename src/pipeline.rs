@@ -51,7 +51,7 @@ impl std::fmt::Debug for Models {
         f.debug_struct("Models")
             .field("path", &self.path)
             .field("loaded", &self.full.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,6 +71,9 @@ impl Models {
     ///
     /// # Errors
     /// Load failures.
+    ///
+    /// # Panics
+    /// Never: the model is loaded just before it is returned.
     pub fn full(&mut self) -> Result<&Engine> {
         if self.full.is_none() {
             let t0 = Instant::now();

@@ -196,7 +196,6 @@ pub fn process_escapes(s: &str) -> String {
             Some('n') => out.push('\n'),
             Some('r') => out.push('\r'),
             Some('t') => out.push('\t'),
-            Some('\\') => out.push('\\'),
             Some('\'') => out.push('\''),
             Some('"') => out.push('"'),
             Some('x') => {
@@ -210,11 +209,11 @@ pub fn process_escapes(s: &str) -> String {
                     _ => out.push_str("\\x"),
                 }
             }
+            Some('\\') | None => out.push('\\'),
             Some(o) => {
                 out.push('\\');
                 out.push(o);
             }
-            None => out.push('\\'),
         }
     }
     out

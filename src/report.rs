@@ -38,7 +38,7 @@ pub struct RunRecord {
     pub scoring: Option<crate::scoring::ScoringSpec>,
     pub protect: Option<crate::prompt::Protect>,
     pub prompt_tokens: usize,
-    /// Tokens the model answered from (= prompt_tokens when nothing was filtered).
+    /// Tokens the model answered from (= `prompt_tokens` when nothing was filtered).
     pub selected_tokens: usize,
     pub protected_tokens: usize,
     /// Token range of the -f context within the prompt, [start, end).

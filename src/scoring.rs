@@ -81,7 +81,7 @@ impl ScoringSpec {
     /// # Errors
     /// An even or zero pool, a zero window, or either wider than the prompt.
     pub fn validate(self, n: Option<usize>) -> Result<(), String> {
-        if self.pool == 0 || self.pool % 2 == 0 {
+        if self.pool == 0 || self.pool.is_multiple_of(2) {
             return Err(format!(
                 "--gem-pool must be an odd number, got {}",
                 self.pool

@@ -565,7 +565,7 @@ pub fn gemfilter_select_pooled(
             protected.len()
         );
     }
-    if pool % 2 == 0 {
+    if pool.is_multiple_of(2) {
         bail!("pooling kernel must be odd, got {pool}");
     }
     let raw = scores(q, k, scoring)?;
@@ -1136,8 +1136,9 @@ mod tests {
         let a = arr1(&[1.0f32, 2.0, 3.0]);
         let b = arr1(&[100.0f32, 100.0, 400.0]);
         let c = combine_layers(&[a.clone(), b]).unwrap();
-        // a → (-1.2247, 0, 1.2247); b → (-0.7071, -0.7071, 1.4142).
-        let want = [-1.931_851_6f32, -0.707_106_8, 2.638_958_4];
+        // a → (-√1.5, 0, √1.5); b → (-1/√2, -1/√2, √2).
+        let (r15, r2) = (1.5f32.sqrt(), 2f32.sqrt());
+        let want = [-r15 - 1.0 / r2, -1.0 / r2, r15 + r2];
         for (x, w) in c.iter().zip(want) {
             assert!((x - w).abs() < 1e-4, "{c:?}");
         }

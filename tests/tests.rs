@@ -2,6 +2,9 @@
 //! SmolLM2-135M (CPU). Model-loading tests run on one thread (`--test-threads=1` in make test)
 //! because llama.cpp's backend is process-wide.
 
+// Test code converts JSON numbers (u64, f64) to indices.
+#![allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+
 mod util;
 
 mod cli_errors;

@@ -37,8 +37,8 @@ pub struct NiahArgs {
     )]
     pub depths: String,
 
-    /// RULER-style tasks instead of needles, comma-separated: niah_single_1..3,
-    /// niah_multikey_1..3, niah_multivalue, niah_multiquery, vt, cwe, or `all`. Each length gets
+    /// RULER-style tasks instead of needles, comma-separated: `niah_single_1..3`,
+    /// `niah_multikey_1..3`, `niah_multivalue`, `niah_multiquery`, vt, cwe, or `all`. Each length gets
     /// --samples samples per task, at the --depths in turn; scored by RULER's rule.
     #[arg(long = "tasks", value_name = "LIST")]
     pub tasks: Option<String>,
@@ -189,7 +189,7 @@ pub struct CalibrateArgs {
     #[arg(long = "haystack", value_name = "DIR|FILE")]
     pub haystack: Option<PathBuf>,
 
-    /// Store the recommendation in the user presets file ($GEMFILTER_PRESETS, else
+    /// Store the recommendation in the user presets file ($`GEMFILTER_PRESETS`, else
     /// ~/.config/gemfilter/presets.toml), replacing an earlier entry for this model.
     #[arg(long = "write")]
     pub write: bool,

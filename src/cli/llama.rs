@@ -53,7 +53,7 @@ pub struct ModelArgs {
     )]
     pub flash_attn: OnOffAuto,
 
-    /// KV cache type for K (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1).
+    /// KV cache type for K (f32, f16, bf16, `q8_0`, `q4_0`, `q4_1`, `iq4_nl`, `q5_0`, `q5_1`).
     #[arg(long = "cache-type-k", default_value = "f16", value_name = "TYPE")]
     pub cache_type_k: String,
 

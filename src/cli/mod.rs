@@ -52,7 +52,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a random-weight GGUF with the exact shape of a real model, for GPU benchmarks.
-    Synth(crate::tools::synth::SynthArgs),
+    Synth(tools::SynthArgs),
     /// Selection recall of a needle at every layer (one prefill, no generation).
     Layers(eval::LayersArgs),
     /// Standard llama.cpp prefill vs GemFilter on the same prompts: time, memory, decode speed.

@@ -12,7 +12,7 @@ use super::eval::{CalibrateArgs, LayersArgs, NiahArgs};
 use super::llama::{
     Calibrate, GemArgs, KSourceArg, ModelArgs, OnOff, OnOffAuto, PromptArgs, RunArgs, SamplingArgs,
 };
-use super::tools::BenchArgs;
+use super::tools::{BenchArgs, SynthArgs};
 use super::values;
 use super::{Cli, Command};
 use crate::capture::KSource;
@@ -37,7 +37,7 @@ pub enum Mode {
     Niah(Box<NiahSettings>),
     Layers(Box<LayersSettings>),
     Calibrate(Box<CalibrateSettings>),
-    Synth(crate::tools::synth::SynthArgs),
+    Synth(crate::tools::synth::SynthJob),
 }
 
 /// Resolve the command line.
@@ -51,7 +51,7 @@ pub fn resolve(cli: Cli) -> Result<Mode> {
         Some(Command::Niah(a)) => Mode::Niah(Box::new(niah(&a)?)),
         Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a)?)),
         Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a)?)),
-        Some(Command::Synth(a)) => Mode::Synth(a),
+        Some(Command::Synth(a)) => Mode::Synth(synth(&a)?),
     })
 }
 
@@ -64,7 +64,7 @@ const MAX_THREADS_PER_CORE: usize = 4;
 const PROMPT_BYTES_PER_TOKEN: u64 = 32;
 const MIN_PROMPT_BYTES: u64 = 1 << 20;
 
-/// Default `--gem-min-tokens` when layers run on a GPU. H100, 8B shape, Q4_0, f16 KV
+/// Default `--gem-min-tokens` when layers run on a GPU. H100, 8B shape, `Q4_0`, f16 KV
 /// (bench/runs/2026-11-28-h100): GemFilter's first token vs the whole prompt's was 2.86x at 8K,
 /// 1.43x at 16K, 0.92x at 32K, 0.63x at 64K. Its fixed cost (prefix-model and full-model loads,
 /// ~1.6 s) outweighs the prefill it saves below ~30K tokens.
@@ -239,17 +239,22 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
         spec = spec.with_pool(p);
     }
     spec.validate(None).map_err(anyhow::Error::msg)?;
+    if let Some(&l) = spec
+        .capture_layers(layer)
+        .iter()
+        .find(|&&l| meta.is_sliding_layer(l))
+    {
+        bail!("scoring {spec} at layer {layer} would read sliding-window layer {l}; use one layer");
+    }
     let ctx_limit = usize::try_from(model.ctx_limit()).unwrap_or(usize::MAX);
     ensure!(
         spec.pool <= ctx_limit,
         "--gem-pool {} is wider than the context ({ctx_limit} tokens)",
         spec.pool
     );
-    let min_tokens = match args.gem_min_tokens {
-        Some(n) => n,
-        None if model.load.offloads_to_gpu() => GPU_MIN_TOKENS,
-        None => 0,
-    };
+    // Measuring tools (bench, niah) always filter unless told otherwise; only the default mode
+    // answers short prompts whole on a GPU (see `run`).
+    let min_tokens = args.gem_min_tokens.unwrap_or(0);
     Ok(GemSettings {
         layer,
         top_k,
@@ -400,7 +405,13 @@ fn run(a: &RunArgs) -> Result<RunSettings> {
     let model = model(&a.model)?;
     let input = prompt_input(&a.prompt, &model)?;
     let gem = match a.gem.gem {
-        OnOff::On => Some(gem(&a.gem, &model)?),
+        OnOff::On => {
+            let mut g = gem(&a.gem, &model)?;
+            if a.gem.gem_min_tokens.is_none() && model.load.offloads_to_gpu() {
+                g.min_tokens = GPU_MIN_TOKENS;
+            }
+            Some(g)
+        }
         OnOff::Off => None,
     };
     Ok(RunSettings {
@@ -638,6 +649,19 @@ fn calibrate(a: &CalibrateArgs) -> Result<CalibrateSettings> {
         style: a.style,
         haystack: a.haystack.clone(),
         write: a.write,
+        context_k: false,
         model,
     })
+}
+
+fn synth(a: &SynthArgs) -> Result<crate::tools::synth::SynthJob> {
+    crate::tools::synth::SynthJob::new(
+        a.list,
+        a.shape.as_deref(),
+        a.output.clone(),
+        a.weight_type,
+        a.seed,
+        a.layers,
+        a.ctx,
+    )
 }

@@ -1,8 +1,9 @@
-//! Flags of the tools beside the default mode (`bench`; `synth` keeps its own beside its code).
+//! Flags of the tools beside the default mode (`bench`, `synth`).
 
 use std::path::PathBuf;
 
 use super::llama::{GemArgs, ModelArgs};
+use crate::tools::synth::{WeightType, NOISE_NOTE};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -25,4 +26,72 @@ pub struct BenchArgs {
     /// Skip the standard llama.cpp run (e.g. when it cannot fit in memory).
     #[arg(long = "no-standard")]
     pub no_standard: bool,
+}
+
+/// Write a random-weight GGUF with the exact tensor shapes of a real model.
+#[allow(clippy::doc_markdown)] // the field docs are --help text, not Markdown
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = NOISE_NOTE)]
+pub struct SynthArgs {
+    /// Model shape to copy (see --list): llama-3.1-8b, llama-3.2-1b, mistral-nemo-12b,
+    /// qwen2-7b, qwen2.5-0.5b, qwen2.5-7b, tiny-llama, tiny-qwen2.
+    #[arg(long, value_name = "NAME", required_unless_present = "list")]
+    pub shape: Option<String>,
+
+    /// GGUF file to write (overwritten if it exists).
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "PATH",
+        required_unless_present = "list"
+    )]
+    pub output: Option<PathBuf>,
+
+    /// Type of the 2-D weight matrices (norms and biases stay f32). Rows that don't fill whole
+    /// blocks fall back: q4_k to q4_0, q4_0 and q8_0 to f16.
+    #[arg(long = "type", value_enum, value_name = "TYPE", default_value_t = WeightType::Q4_0)]
+    pub weight_type: WeightType,
+
+    /// Random seed; the same seed gives the same file.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Number of layers instead of the real block count (small test models).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub layers: Option<u32>,
+
+    /// Training context length to write instead of the shape's.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ctx: Option<u32>,
+
+    /// Print the known shapes and exit.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_args_parse() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: SynthArgs,
+        }
+        let c = Cli::try_parse_from([
+            "x", "--shape", "qwen2-7b", "-o", "m.gguf", "--type", "q4_k", "--layers", "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.a.weight_type, c.a.layers, c.a.seed),
+            (WeightType::Q4_K, Some(2), 0)
+        );
+        assert!(Cli::try_parse_from(["x", "--list"]).unwrap().a.list);
+        assert!(Cli::try_parse_from(["x", "--shape", "qwen2-7b"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--shape", "a", "-o", "b", "--layers", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--shape", "a", "-o", "b", "--type", "q5_0"]).is_err());
+    }
 }

@@ -36,6 +36,8 @@ pub struct CalibrateSettings {
     pub haystack: Option<PathBuf>,
     /// Store the recommendation in the user presets file.
     pub write: bool,
+    /// `top_k` counts context tokens only (self-calibration's scaled probes).
+    pub context_k: bool,
 }
 
 /// Needles calibrate hides, one per cell in turn (a number, a name, the reference sentence).
@@ -134,10 +136,10 @@ pub fn auto_scorings() -> Vec<ScoringSpec> {
 /// The prompt length GemFilter is for, against which probe budgets are scaled.
 const TARGET_TOKENS: usize = 32_768;
 
-/// The k a probe of `len` tokens measures recall at: the share of the prompt that `top_k` is of
-/// a long prompt ([`TARGET_TOKENS`]), so short, cheap probes are as selective as the prompts
-/// GemFilter serves (at 2K tokens, k = 1024 would keep half the prompt and every layer would
-/// look perfect).
+/// The context tokens a probe of `len` tokens keeps when its recall is measured: the share of
+/// the prompt that `top_k` is of a long prompt ([`TARGET_TOKENS`]), so short, cheap probes are
+/// as selective as the prompts GemFilter serves (at 2K tokens, k = 1024 would keep half the
+/// prompt and every layer would look perfect). The question and template come on top.
 #[must_use]
 pub fn probe_k(top_k: usize, len: usize) -> usize {
     (top_k.saturating_mul(len) / TARGET_TOKENS).clamp(16, top_k.max(16))
@@ -152,7 +154,7 @@ pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
         .unwrap_or(8192)
         .saturating_sub(512)
         .max(600);
-    let want: &[usize] = if gpu { &[8192, 16384] } else { &[2048] };
+    let want: &[usize] = if gpu { &[8192, 16384] } else { &[3072] };
     let mut v: Vec<usize> = want.iter().map(|&l| l.min(ctx)).collect();
     v.dedup();
     v
@@ -202,6 +204,7 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
         layers: s.layers.clone(),
         scorings: s.scorings.clone(),
         top_k: s.top_k,
+        context_k: s.context_k,
         seed: 0,
     };
     let mut recs = Vec::new();
@@ -249,6 +252,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         },
         haystack: None,
         write: true,
+        context_k: true,
         model: model.clone(),
     };
     crate::notice!(

@@ -3,6 +3,7 @@
 //! resulting curves. `niah --layers`, `layers` and `calibrate` all go through here.
 
 use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
 use std::ops::Range;
 use std::path::Path;
 
@@ -249,7 +250,7 @@ pub fn aggregate_curves(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<CurvePoin
 pub fn curve_table(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> String {
     let mut s = String::from("| layer |");
     for (name, _) in curves {
-        s.push_str(&format!(" {name} recall (min, median rank) |"));
+        let _ = write!(s, " {name} recall (min, median rank) |");
     }
     s.push_str("\n|---|");
     s.push_str(&"---|".repeat(curves.len()));
@@ -261,13 +262,16 @@ pub fn curve_table(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> String {
     layers.sort_unstable();
     layers.dedup();
     for l in layers {
-        s.push_str(&format!("| {l} |"));
+        let _ = write!(s, "| {l} |");
         for (_, pts) in curves {
             match pts.iter().find(|p| p.layer == l) {
-                Some(p) => s.push_str(&format!(
-                    " {:.3} ({:.2}, {}) |",
-                    p.mean_recall, p.min_recall, p.median_best_rank
-                )),
+                Some(p) => {
+                    let _ = write!(
+                        s,
+                        " {:.3} ({:.2}, {}) |",
+                        p.mean_recall, p.min_recall, p.median_best_rank
+                    );
+                }
                 None => s.push_str(" - |"),
             }
         }
@@ -289,6 +293,9 @@ pub struct CurveJob<'a> {
     /// Scorings with their pooling kernels.
     pub scorings: Vec<ScoringSpec>,
     pub top_k: usize,
+    /// `top_k` counts context tokens only (the protected question and template come on top),
+    /// as self-calibration's probes do; otherwise it is the run's k, protected tokens included.
+    pub context_k: bool,
     pub seed: u64,
 }
 
@@ -304,6 +311,7 @@ pub fn wanted_points(job: &CurveJob<'_>) -> Vec<(usize, ScoringSpec)> {
 /// Only the last record per key, with only the wanted points (a rerun with other layers or
 /// scorings appends a fuller record for the same cell).
 #[must_use]
+#[allow(clippy::implicit_hasher)]
 pub fn latest_records(
     recs: Vec<CurveRecord>,
     keys: &HashSet<String>,
@@ -377,6 +385,11 @@ pub fn curve_cells(
         ));
         let b = grid::build(&vocab, &hay, c, job.style, job.chat_template)?;
         let protected = b.asm.protected(job.protect);
+        let k = if job.context_k {
+            job.top_k + protected.iter().filter(|&&p| p).count()
+        } else {
+            job.top_k
+        };
         let (points, secs) = recall_curve_multi(
             &engine,
             &b.asm.tokens,
@@ -384,7 +397,7 @@ pub fn curve_cells(
             &b.targets,
             &job.layers,
             &job.scorings,
-            job.top_k,
+            k,
             &job.ctx,
             false,
         )?;

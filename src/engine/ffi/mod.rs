@@ -301,7 +301,7 @@ fn read_wanted(
 }
 
 /// Copy rows `first..first + n` (each `row_bytes` long) of a computed tensor into `dst` as f32,
-/// converting with ggml's own `to_float` (f16, bf16, q8_0, q4_0, …) unless it is F32 already.
+/// converting with ggml's own `to_float` (f16, bf16, `q8_0`, `q4_0`, …) unless it is F32 already.
 ///
 /// # Safety
 /// `t` is computed, has a buffer, and holds those rows; they contain `dst.len()` values.
@@ -389,7 +389,7 @@ pub fn device_memory_used() -> Option<u64> {
     for_each_gpu(|dev| {
         let (mut free, mut total) = (0usize, 0usize);
         // SAFETY: `dev` is a registered device; the out-pointers point at live locals.
-        unsafe { sys::ggml_backend_dev_memory(dev, &mut free, &mut total) };
+        unsafe { sys::ggml_backend_dev_memory(dev, &raw mut free, &raw mut total) };
         used += (total.saturating_sub(free)) as u64;
         any = true;
     });
@@ -427,7 +427,7 @@ pub fn write_prefix_model(
         let mut p = sys::llama_model_quantize_default_params();
         p.only_copy = true;
         p.prune_layers = prune.as_ptr();
-        sys::llama_model_quantize(cin.as_ptr(), cout.as_ptr(), &p)
+        sys::llama_model_quantize(cin.as_ptr(), cout.as_ptr(), &raw const p)
     };
     if rc == 0 {
         Ok(())

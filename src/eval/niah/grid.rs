@@ -247,7 +247,7 @@ pub fn insert_needles(ctx: &str, hidden: &[(&Needle, u32)]) -> String {
         .map(|(n, d)| (insertion_point(ctx, *d), n.text))
         .collect();
     // Insert from the back so earlier offsets stay valid.
-    at.sort_by(|a, b| b.0.cmp(&a.0));
+    at.sort_by_key(|a| std::cmp::Reverse(a.0));
     let mut out = ctx.to_owned();
     for (pos, text) in &at {
         out.insert_str(*pos, &format!("\n{text}\n"));
@@ -360,11 +360,12 @@ pub fn build(
 ) -> Result<Built> {
     let asked = cell.asked();
     let q = question(style, &asked);
-    let needles_only: String = cell
-        .hidden
-        .iter()
-        .map(|(n, _)| format!("\n{}\n", n.text))
-        .collect();
+    let needles_only: String = cell.hidden.iter().fold(String::new(), |mut acc, (n, _)| {
+        acc.push('\n');
+        acc.push_str(n.text);
+        acc.push('\n');
+        acc
+    });
     let (inp, raw) = input(style, needles_only, q.clone());
     let template = if raw {
         Template::Raw

@@ -65,6 +65,7 @@ pub fn color(v: Option<f64>) -> RGBColor {
 }
 
 /// Draw to `<stem>.svg` and `<stem>.png` with the same function.
+#[allow(clippy::type_complexity)] // one drawing routine for both backends
 fn both(
     stem: &Path,
     size: (u32, u32),

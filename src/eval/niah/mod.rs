@@ -301,8 +301,8 @@ fn record(
         (Style::Primed, [one]) => format!("{} {scored}", one.lead),
         _ => scored.to_owned(),
     };
-    let recall = gem.map(|_| {
-        o.selected.as_ref().map_or(1.0, |sel| {
+    let recall = gem.and_then(|_| {
+        o.selected.as_ref().map(|sel| {
             #[allow(clippy::cast_precision_loss)]
             let r = b
                 .targets
@@ -345,6 +345,9 @@ fn record(
     }
 }
 
+/// How a heatmap reads one record.
+type Metric = fn(&CellRecord) -> Option<f64>;
+
 fn write_report(s: &NiahSettings, recs: &[CellRecord]) -> Result<()> {
     if recs.is_empty() {
         bail!("no results for this grid in {}", s.output.display());
@@ -369,7 +372,6 @@ fn write_report(s: &NiahSettings, recs: &[CellRecord]) -> Result<()> {
     }
     let label = |xs: Vec<usize>| xs.into_iter().map(|x| x.to_string()).collect::<Vec<_>>();
     let dl = |ys: Vec<u32>| ys.into_iter().map(|y| format!("{y}%")).collect::<Vec<_>>();
-    type Metric = fn(&CellRecord) -> Option<f64>;
     let plots: [(&str, Method, &str, Metric); 5] = [
         (
             "heatmap-full-exact",
@@ -446,6 +448,7 @@ fn run_layers(s: &NiahSettings) -> Result<()> {
         layers,
         scorings: s.scorings.clone(),
         top_k: s.gem.top_k,
+        context_k: false,
         seed: s.seed,
     };
     let existing: Vec<CurveRecord> = report::read_jsonl(&out)?;
@@ -603,8 +606,8 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
         };
         let o = answer(&mut models, &job, &mut Discard)?;
         let score = b.sample.score(&o.generated.text);
-        let recall = job.gem.as_ref().map(|_| {
-            o.selected.as_ref().map_or(1.0, |sel| {
+        let recall = job.gem.as_ref().and_then(|_| {
+            o.selected.as_ref().map(|sel| {
                 #[allow(clippy::cast_precision_loss)]
                 let r = b
                     .built

@@ -3,6 +3,7 @@
 //! the summaries computed from those lines.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
@@ -187,8 +188,9 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
         } else {
             r.length.to_string()
         };
-        s.push_str(&format!(
-            "| {len} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+        let _ = writeln!(
+            s,
+            "| {len} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.cells,
             f(r.prompt_tokens, 0),
             f(r.full_exact, 3),
@@ -198,7 +200,7 @@ pub fn summary_markdown(rows: &[SummaryRow]) -> String {
             f(r.gem_recall, 3),
             f(r.full_s, 1),
             f(r.gem_s, 1),
-        ));
+        );
     }
     s
 }
@@ -270,20 +272,22 @@ pub fn task_table(recs: &[CellRecord]) -> String {
             for (acc, m) in per_method.iter_mut().zip(&means) {
                 acc.extend(m.iter().copied());
             }
-            s.push_str(&format!(
-                "| {len} | {task} | {n} | {} | {} | {} | {} |\n",
+            let _ = writeln!(
+                s,
+                "| {len} | {task} | {n} | {} | {} | {} | {} |",
                 cell(means[0]),
                 cell(means[1]),
                 cell(means[2]),
                 cell(mean(of(Method::Gem).filter_map(|r| r.recall)))
-            ));
+            );
         }
-        s.push_str(&format!(
-            "| {len} | **average** | | **{}** | **{}** | **{}** | |\n",
+        let _ = writeln!(
+            s,
+            "| {len} | **average** | | **{}** | **{}** | **{}** | |",
             cell(mean(per_method[0].iter().copied())),
             cell(mean(per_method[1].iter().copied())),
             cell(mean(per_method[2].iter().copied()))
-        ));
+        );
     }
     s
 }

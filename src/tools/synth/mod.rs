@@ -22,51 +22,6 @@ use clap::ValueEnum;
 use crate::engine::ffi::gguf::{Gguf, TensorType};
 pub use shapes::{base_vocab_len, find_shape, Arch, Llama3Rope, Shape, SHAPES};
 
-const NOISE_NOTE: &str = "The weights are random: timings and memory use are those of the real \
-model (they depend on shapes and quant types, not on values), but its answers are noise. Use it \
-for speed and memory benchmarks only, never for quality.";
-
-/// Write a random-weight GGUF with the exact tensor shapes of a real model.
-#[allow(clippy::doc_markdown)] // the field docs are --help text, not Markdown
-#[derive(Debug, Clone, clap::Args)]
-#[command(after_help = NOISE_NOTE)]
-pub struct SynthArgs {
-    /// Model shape to copy (see --list): llama-3.1-8b, llama-3.2-1b, mistral-nemo-12b,
-    /// qwen2-7b, qwen2.5-0.5b, qwen2.5-7b, tiny-llama, tiny-qwen2.
-    #[arg(long, value_name = "NAME", required_unless_present = "list")]
-    pub shape: Option<String>,
-
-    /// GGUF file to write (overwritten if it exists).
-    #[arg(
-        short = 'o',
-        long,
-        value_name = "PATH",
-        required_unless_present = "list"
-    )]
-    pub output: Option<PathBuf>,
-
-    /// Type of the 2-D weight matrices (norms and biases stay f32). Rows that don't fill whole
-    /// blocks fall back: q4_k to q4_0, q4_0 and q8_0 to f16.
-    #[arg(long = "type", value_enum, value_name = "TYPE", default_value_t = WeightType::Q4_0)]
-    pub weight_type: WeightType,
-
-    /// Random seed; the same seed gives the same file.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
-
-    /// Number of layers instead of the real block count (small test models).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub layers: Option<u32>,
-
-    /// Training context length to write instead of the shape's.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub ctx: Option<u32>,
-
-    /// Print the known shapes and exit.
-    #[arg(long)]
-    pub list: bool,
-}
-
 /// Storage type of the 2-D weights.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -479,34 +434,75 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
     })
 }
 
+/// Said in `--help` and written into every file's `general.description`.
+pub const NOISE_NOTE: &str =
+    "The weights are random: timings and memory use are those of the real \
+model (they depend on shapes and quant types, not on values), but its answers are noise. Use it \
+for speed and memory benchmarks only, never for quality.";
+
+/// What `gemfilter synth` does, resolved from its flags.
+#[derive(Debug, Clone)]
+pub enum SynthJob {
+    /// Print the known shapes.
+    List,
+    /// Write one file.
+    Write {
+        cfg: Config,
+        seed: u64,
+        path: PathBuf,
+    },
+}
+
+impl SynthJob {
+    /// The job for `--list`, or for writing `shape` to `output` (both required then).
+    ///
+    /// # Errors
+    /// A missing or unknown shape, or a missing output path.
+    pub fn new(
+        list: bool,
+        shape: Option<&str>,
+        output: Option<PathBuf>,
+        weight_type: WeightType,
+        seed: u64,
+        layers: Option<u32>,
+        ctx: Option<u32>,
+    ) -> Result<Self> {
+        if list {
+            return Ok(Self::List);
+        }
+        let shape = find_shape(shape.context("--shape is required (see --list)")?)?;
+        Ok(Self::Write {
+            cfg: Config::new(
+                shape,
+                layers.unwrap_or(shape.n_layer),
+                ctx.unwrap_or(shape.n_ctx),
+                weight_type,
+            ),
+            seed,
+            path: output.context("--output is required")?,
+        })
+    }
+}
+
 /// `gemfilter synth`.
 ///
 /// # Errors
-/// Unknown shape, missing flags, or a failed write.
-pub fn run(args: &SynthArgs) -> Result<()> {
-    if args.list {
-        print!("{}", list_shapes());
-        return Ok(());
-    }
-    let name = args
-        .shape
-        .as_deref()
-        .context("--shape is required (see --list)")?;
-    let shape = find_shape(name)?;
-    let path = args.output.as_deref().context("--output is required")?;
-    let cfg = Config::new(
-        shape,
-        args.layers.unwrap_or(shape.n_layer),
-        args.ctx.unwrap_or(shape.n_ctx),
-        args.weight_type,
-    );
+/// An unwritable output file.
+pub fn run(job: &SynthJob) -> Result<()> {
+    let (cfg, seed, path) = match job {
+        SynthJob::List => {
+            print!("{}", list_shapes());
+            return Ok(());
+        }
+        SynthJob::Write { cfg, seed, path } => (cfg, *seed, path.as_path()),
+    };
     let start = Instant::now();
-    let s = synthesize(&cfg, args.seed, path, false)?;
+    let s = synthesize(cfg, seed, path, false)?;
     eprintln!(
         "synth: wrote {} ({}, {} layers, {} tensors, {} params, {}) in {:.1} s. Random \
          weights: timings are real, answers are noise.",
         path.display(),
-        shape.name,
+        cfg.shape.name,
         cfg.n_layer,
         s.n_tensors,
         size_label(s.n_params),
