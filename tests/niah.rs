@@ -10,14 +10,6 @@ use gemfilter::scoring::ScoringSpec;
 
 use crate::util::*;
 
-fn lines(p: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn rouge1_is_unigram_f_measure() {
     // 2 of 6 reference words matched, both candidate words correct: P = 1, R = 1/3, F = 0.5.

@@ -3,39 +3,34 @@
 
 use crate::util::*;
 
-fn lines(p: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn niah_tasks_score_ruler_samples_and_measure_recall() {
     let d = tmpdir("tasks");
     let m = smollm2();
     let out = d.join("out");
-    let o = cached(&d)
-        .args([
-            "niah",
-            "-m",
-            m.to_str().unwrap(),
-            "--tasks",
-            "niah_single_1,vt",
-        ])
-        .args(["--lengths", "1200", "--samples", "2", "--depths", "50"])
-        .args([
-            "--methods",
-            "full,gem,reference",
-            "--gem-topk",
-            "256",
-            "-t",
-            "2",
-        ])
-        .args(["-o", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let tasks = || {
+        cached(&d)
+            .args([
+                "niah",
+                "-m",
+                m.to_str().unwrap(),
+                "--tasks",
+                "niah_single_1,vt",
+            ])
+            .args(["--lengths", "1200", "--samples", "2", "--depths", "50"])
+            .args([
+                "--methods",
+                "full,gem,reference",
+                "--gem-topk",
+                "256",
+                "-t",
+                "2",
+            ])
+            .args(["-o", out.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let o = tasks();
     assert!(o.status.success(), "{}", stderr(&o));
     let recs = lines(&out.join("cells.jsonl"));
     assert_eq!(recs.len(), 12, "2 tasks x 2 samples x 3 methods");
@@ -72,26 +67,7 @@ fn niah_tasks_score_ruler_samples_and_measure_recall() {
     assert!(summary.contains("| 1200 | vt | 2 |"), "{summary}");
     assert!(summary.contains("**average**"), "{summary}");
     // A rerun finds every cell done.
-    let again = cached(&d)
-        .args([
-            "niah",
-            "-m",
-            m.to_str().unwrap(),
-            "--tasks",
-            "niah_single_1,vt",
-        ])
-        .args(["--lengths", "1200", "--samples", "2", "--depths", "50"])
-        .args([
-            "--methods",
-            "full,gem,reference",
-            "--gem-topk",
-            "256",
-            "-t",
-            "2",
-        ])
-        .args(["-o", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let again = tasks();
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(lines(&out.join("cells.jsonl")).len(), 12);
 }

@@ -131,3 +131,12 @@ pub fn synth(dir: &Path, shape: &str) -> PathBuf {
     assert!(o.status.success(), "synth failed: {}", stderr(&o));
     model
 }
+
+/// The JSON values of a JSON-lines file.
+pub fn lines(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -281,6 +281,17 @@ fn answer_cell(
     answer(models, &job, &mut Discard)
 }
 
+/// Mean share of each target's tokens that the selection kept (None: nothing was selected,
+/// the prompt was answered whole).
+fn target_recall(o: &Outcome, targets: &[std::ops::Range<usize>]) -> Option<f64> {
+    let sel = o.selected.as_ref()?;
+    let sum: f64 = targets
+        .iter()
+        .map(|t| select::recall(&sel.indices, t.clone()))
+        .sum();
+    Some(sum / targets.len().max(1) as f64)
+}
+
 /// The record of one answer: scores against the needles asked, and selection recall.
 fn record(
     s: &NiahSettings,
@@ -301,18 +312,7 @@ fn record(
         (Style::Primed, [one]) => format!("{} {scored}", one.lead),
         _ => scored.to_owned(),
     };
-    let recall = gem.and_then(|_| {
-        o.selected.as_ref().map(|sel| {
-            #[allow(clippy::cast_precision_loss)]
-            let r = b
-                .targets
-                .iter()
-                .map(|t| select::recall(&sel.indices, t.clone()))
-                .sum::<f64>()
-                / b.targets.len().max(1) as f64;
-            r
-        })
-    });
+    let recall = gem.and_then(|_| target_recall(o, &b.targets));
     CellRecord {
         key: key.to_owned(),
         task: None,
@@ -606,19 +606,10 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
         };
         let o = answer(&mut models, &job, &mut Discard)?;
         let score = b.sample.score(&o.generated.text);
-        let recall = job.gem.as_ref().and_then(|_| {
-            o.selected.as_ref().map(|sel| {
-                #[allow(clippy::cast_precision_loss)]
-                let r = b
-                    .built
-                    .targets
-                    .iter()
-                    .map(|t| select::recall(&sel.indices, t.clone()))
-                    .sum::<f64>()
-                    / b.built.targets.len().max(1) as f64;
-                r
-            })
-        });
+        let recall = job
+            .gem
+            .as_ref()
+            .and_then(|_| target_recall(&o, &b.built.targets));
         let g = job.gem.as_ref();
         let rec = CellRecord {
             key: key.clone(),
