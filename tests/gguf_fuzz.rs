@@ -711,3 +711,31 @@ pub fn targeted(base: &Layout) -> Vec<(Mutant, &'static str)> {
     }
     out
 }
+
+/// The bounded parser reads the real models as the independent gguf-rs reader does.
+#[test]
+fn header_matches_an_independent_reader() {
+    let mut models = vec![smollm2()];
+    models.extend(crate::util::gemma3());
+    for m in models {
+        let ours = gemfilter::gguf_info::read(&m).unwrap();
+        let theirs = gguf_rs::get_gguf_container_array_size(m.to_str().unwrap(), 4)
+            .and_then(|mut c| c.decode())
+            .unwrap();
+        let kv = theirs.metadata();
+        let arch = kv["general.architecture"].as_str().unwrap();
+        assert_eq!(ours.architecture, arch);
+        let num = |k: &str| kv[&format!("{arch}.{k}")].as_u64().unwrap() as usize;
+        assert_eq!(ours.block_count, num("block_count"));
+        assert_eq!(ours.context_length, Some(num("context_length")));
+        assert_eq!(ours.head_count, Some(num("attention.head_count")));
+        let data_end = theirs
+            .tensors()
+            .iter()
+            .map(|t| theirs.data_offset() + t.offset + t.size)
+            .max()
+            .unwrap();
+        assert_eq!(ours.data_end, data_end, "{}", m.display());
+        assert_eq!(ours.data_offset, theirs.data_offset());
+    }
+}
