@@ -81,7 +81,9 @@ fn prepare(s: &RunSettings) -> Result<Prepared> {
             }
         );
     }
-    if let Some(g) = &s.gem {
+    // A prompt that will be filtered must be at least as long as the pooling kernel (shorter
+    // ones are answered whole, whatever the kernel).
+    if let Some(g) = s.gem.as_ref().filter(|g| n > g.top_k) {
         g.spec.validate(Some(n)).map_err(anyhow::Error::msg)?;
     }
     let protected = assembled.protected(s.protect);
