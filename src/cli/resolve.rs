@@ -444,7 +444,7 @@ fn fit_lengths(lengths: &[usize], model: &ModelSettings, extra: usize, flag: &st
     if let Some(ctx) = model.meta.context_length {
         if let Some(&l) = lengths.iter().find(|&&l| l.saturating_add(extra) >= ctx) {
             bail!(
-                "{flag}: {l} tokens (+{extra}) do not fit the model's training context of {ctx} tokens"
+                "{flag}: length {l} (+{extra} to generate) does not fit the model's training context of {ctx} tokens"
             );
         }
     }
