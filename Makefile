@@ -5,7 +5,7 @@ MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 BIN := target/release/gemfilter
 
-.PHONY: all deps models build demo test lint bench clean-models
+.PHONY: all deps models test-models build demo test bench clean-models
 
 all: build
 
@@ -17,7 +17,11 @@ deps:
 	fi
 	@command -v $(CARGO) >/dev/null 2>&1 || { echo "error: cargo (Rust) is required"; exit 1; }
 
+# The demo needs SmolLM2 only; the tests also use Gemma-3-270M and Qwen2.5-Coder-0.5B.
 models:
+	@scripts/fetch-models.sh smollm2
+
+test-models:
 	@scripts/fetch-models.sh smollm2 gemma3 qwen05
 
 # One build of llama.cpp (release profile) serves the binary, the tests and the benches.
@@ -28,7 +32,7 @@ demo: build models
 	@scripts/demo.sh $(MODEL)
 
 # Lints first (release profile: they reuse the one llama.cpp build), then the whole suite.
-test: build models
+test: build test-models
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release -- --test-threads=1
