@@ -204,7 +204,8 @@ fn select_from(
         .iter()
         .map(|lc| select::scores(lc.q_view(), lc.k_view(), gem.spec.scoring))
         .collect::<Result<Vec<_>>>()?;
-    let combined = select::combine_layers(&per_layer)?;
+    let views: Vec<_> = per_layer.iter().map(ndarray::ArrayBase::view).collect();
+    let combined = select::combine_layers(&views)?;
     let pooled = select::avg_pool(combined.view(), gem.spec.pool);
     Ok(select::select_top_k(pooled.view(), gem.top_k, protected))
 }

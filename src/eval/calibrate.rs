@@ -256,7 +256,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         model: model.clone(),
     };
     crate::notice!(
-        "no preset for {}: calibrating the filter layer on {} built-in needle prompts of {:?} tokens, recall at k {k} (once for this model)",
+        "calibrating the filter layer of {} on {} built-in needle prompts of {:?} tokens, recall at k {k} (once for this model)",
         model.meta.display_name(),
         s.lengths.len() * s.depths.len(),
         s.lengths

@@ -119,7 +119,7 @@ pub fn recall_curve_multi(
     let raw_of = |layer: usize, s: select::Scoring| {
         raw.iter()
             .find(|(l, sc, _)| *l == layer && *sc == s)
-            .map(|r| r.2.clone())
+            .map(|r| r.2.view())
     };
     let mut out = Vec::new();
     for &layer in layers {
@@ -133,11 +133,10 @@ pub fn recall_curve_multi(
             else {
                 continue;
             };
-            let scores = match per_layer.as_slice() {
-                [one] => one.clone(),
-                many => select::combine_layers(many)?,
+            let pooled = match per_layer.as_slice() {
+                [one] => select::avg_pool(*one, spec.pool),
+                many => select::avg_pool(select::combine_layers(many)?.view(), spec.pool),
             };
-            let pooled = select::avg_pool(scores.view(), spec.pool);
             out.push(point(layer, spec, &pooled, top_k, protected, targets));
         }
     }

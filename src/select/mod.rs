@@ -583,7 +583,7 @@ pub fn gemfilter_select_pooled(
 ///
 /// # Errors
 /// No layers, or layers of different lengths.
-pub fn combine_layers(per_layer: &[Array1<f32>]) -> Result<Array1<f32>> {
+pub fn combine_layers(per_layer: &[ArrayView1<'_, f32>]) -> Result<Array1<f32>> {
     let Some(first) = per_layer.first() else {
         bail!("no layer scores to combine");
     };

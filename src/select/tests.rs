@@ -520,15 +520,15 @@ fn gemfilter_select_end_to_end() {
 fn combined_layers_are_standardised_sums() {
     let a = arr1(&[1.0f32, 2.0, 3.0]);
     let b = arr1(&[100.0f32, 100.0, 400.0]);
-    let c = combine_layers(&[a.clone(), b]).unwrap();
+    let c = combine_layers(&[a.view(), b.view()]).unwrap();
     // a → (-√1.5, 0, √1.5); b → (-1/√2, -1/√2, √2).
     let (r15, r2) = (1.5f32.sqrt(), 2f32.sqrt());
     let want = [-r15 - 1.0 / r2, -1.0 / r2, r15 + r2];
     for (x, w) in c.iter().zip(want) {
         assert!((x - w).abs() < 1e-4, "{c:?}");
     }
-    let flat = combine_layers(&[arr1(&[5.0f32, 5.0])]).unwrap();
+    let flat = combine_layers(&[arr1(&[5.0f32, 5.0]).view()]).unwrap();
     assert_eq!(flat.to_vec(), vec![0.0, 0.0]);
     assert!(combine_layers(&[]).is_err());
-    assert!(combine_layers(&[a, arr1(&[1.0f32])]).is_err());
+    assert!(combine_layers(&[a.view(), arr1(&[1.0f32]).view()]).is_err());
 }

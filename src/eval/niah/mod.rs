@@ -227,7 +227,12 @@ fn generate_cells(s: &NiahSettings, todo: &[&(String, &Cell, Method)], out: &Pat
         let Some((_, b)) = built.as_ref() else {
             continue;
         };
-        let o = answer_cell(s, &mut models, b, method)?;
+        let limits = GenLimits {
+            n_predict: s.n_predict,
+            ignore_eos: false,
+            reverse_prompts: vec!["\nQuestion:".into()],
+        };
+        let o = answer_cell(s, &mut models, b, method, limits)?;
         let rec = record(s, key, cell, method, b, &o);
         report::append_jsonl(out, &rec)?;
         say(
@@ -256,11 +261,13 @@ fn generate_cells(s: &NiahSettings, todo: &[&(String, &Cell, Method)], out: &Pat
 }
 
 /// One method's answer on one built cell (greedy).
+/// One method's greedy answer on one built prompt (needle or task cell).
 fn answer_cell(
     s: &NiahSettings,
     models: &mut Models,
     b: &Built,
     method: Method,
+    limits: GenLimits,
 ) -> Result<Outcome> {
     let protected = b.asm.protected(s.protect);
     let job = Job {
@@ -271,18 +278,14 @@ fn answer_cell(
         ctx_limit: s.model.ctx_limit(),
         ctx_fixed: false,
         sampling: Sampling::greedy(),
-        limits: GenLimits {
-            n_predict: s.n_predict,
-            ignore_eos: false,
-            reverse_prompts: vec!["\nQuestion:".into()],
-        },
+        limits,
         progress: false,
     };
     answer(models, &job, &mut Discard)
 }
 
-/// Mean share of each target's tokens that the selection kept (None: nothing was selected,
-/// the prompt was answered whole).
+/// Mean share of each target's tokens that the selection kept (None: nothing was selected —
+/// the full-prompt method, or a prompt GemFilter answered whole).
 fn target_recall(o: &Outcome, targets: &[std::ops::Range<usize>]) -> Option<f64> {
     let sel = o.selected.as_ref()?;
     let sum: f64 = targets
@@ -312,7 +315,7 @@ fn record(
         (Style::Primed, [one]) => format!("{} {scored}", one.lead),
         _ => scored.to_owned(),
     };
-    let recall = gem.and_then(|_| target_recall(o, &b.targets));
+    let recall = target_recall(o, &b.targets);
     CellRecord {
         key: key.to_owned(),
         task: None,
@@ -588,29 +591,16 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
         let Some((_, b)) = built.as_ref() else {
             continue;
         };
-        let protected = b.built.asm.protected(s.protect);
-        let job = Job {
-            tokens: &b.built.asm.tokens,
-            protected: &protected,
-            gem: s.gem_for(method),
-            ctx: s.model.ctx.clone(),
-            ctx_limit: s.model.ctx_limit(),
-            ctx_fixed: false,
-            sampling: Sampling::greedy(),
-            limits: GenLimits {
-                n_predict: i32::try_from(cell.task.tokens_to_generate()).unwrap_or(128),
-                ignore_eos: false,
-                reverse_prompts: Vec::new(),
-            },
-            progress: false,
+        let limits = GenLimits {
+            n_predict: i32::try_from(cell.task.tokens_to_generate()).unwrap_or(128),
+            ignore_eos: false,
+            reverse_prompts: Vec::new(),
         };
-        let o = answer(&mut models, &job, &mut Discard)?;
+        let o = answer_cell(s, &mut models, &b.built, method, limits)?;
+        let gem = s.gem_for(method);
         let score = b.sample.score(&o.generated.text);
-        let recall = job
-            .gem
-            .as_ref()
-            .and_then(|_| target_recall(&o, &b.built.targets));
-        let g = job.gem.as_ref();
+        let recall = target_recall(&o, &b.built.targets);
+        let g = gem.as_ref();
         let rec = CellRecord {
             key: key.clone(),
             task: Some(cell.task),
