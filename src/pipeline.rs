@@ -171,7 +171,12 @@ pub fn select_tokens(
     }
     let pass = engine.filter_pass(tokens, spec, &ctx, progress)?;
     let t0 = Instant::now();
-    let indices = select_from(&pass.capture.layers, gem, protected)?;
+    let ends = if gem.spec.sentences {
+        engine.sentence_ends(tokens)
+    } else {
+        Vec::new()
+    };
+    let indices = select_from(&pass.capture.layers, gem, protected, &ends)?;
     Ok(Selected {
         indices,
         filter_secs: pass.secs,
@@ -183,13 +188,16 @@ pub fn select_tokens(
     })
 }
 
-/// Top-k from the captured layers: one layer's scores, or several standardised and summed.
+/// Top-k from the captured layers: one layer's scores, or several standardised and summed;
+/// pooled, and with `+sent` spread over whole sentences (`ends`, empty otherwise).
 fn select_from(
     layers: &[LayerCapture],
     gem: &GemSettings,
     protected: &[bool],
+    ends: &[bool],
 ) -> Result<Vec<usize>> {
-    if let [lc] = layers {
+    if let ([lc], false) = (layers, gem.spec.sentences) {
+        // The reference path, exactly as the paper's code does it.
         let sel = select::gemfilter_select_pooled(
             lc.q_view(),
             lc.k_view(),
@@ -204,9 +212,17 @@ fn select_from(
         .iter()
         .map(|lc| select::scores(lc.q_view(), lc.k_view(), gem.spec.scoring))
         .collect::<Result<Vec<_>>>()?;
-    let views: Vec<_> = per_layer.iter().map(ndarray::ArrayBase::view).collect();
-    let combined = select::combine_layers(&views)?;
-    let pooled = select::avg_pool(combined.view(), gem.spec.pool);
+    let combined = match per_layer.as_slice() {
+        [one] => one.clone(),
+        many => {
+            let views: Vec<_> = many.iter().map(ndarray::ArrayBase::view).collect();
+            select::combine_layers(&views)?
+        }
+    };
+    let mut pooled = select::avg_pool(combined.view(), gem.spec.pool);
+    if gem.spec.sentences {
+        pooled = select::segment_max(pooled.view(), ends, protected);
+    }
     Ok(select::select_top_k(pooled.view(), gem.top_k, protected))
 }
 

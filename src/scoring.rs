@@ -27,6 +27,9 @@ pub struct ScoringSpec {
     pub pool: usize,
     /// Consecutive layers ending at the filter layer whose scores are combined (1: that layer).
     pub layers: usize,
+    /// Select whole sentences: every token takes the best pooled score of its sentence (or line),
+    /// so a fact whose key scores high is kept with its value however long the value is.
+    pub sentences: bool,
 }
 
 /// Most layers a multi-layer scoring may combine.
@@ -38,6 +41,7 @@ impl ScoringSpec {
         scoring: Scoring::Reference,
         pool: POOL_KERNEL,
         layers: 1,
+        sentences: false,
     };
 
     /// Query rows the filter pass must capture from the end of the prompt.
@@ -62,6 +66,12 @@ impl ScoringSpec {
     #[must_use]
     pub fn with_pool(self, pool: usize) -> Self {
         Self { pool, ..self }
+    }
+
+    /// The same scoring selecting whole sentences (or not).
+    #[must_use]
+    pub fn with_sentences(self, sentences: bool) -> Self {
+        Self { sentences, ..self }
     }
 
     /// The same scoring over `layers` consecutive layers.
@@ -126,6 +136,9 @@ impl fmt::Display for ScoringSpec {
         if self.layers != 1 {
             write!(f, "+layers{}", self.layers)?;
         }
+        if self.sentences {
+            f.write_str("+sent")?;
+        }
         Ok(())
     }
 }
@@ -133,18 +146,22 @@ impl fmt::Display for ScoringSpec {
 impl FromStr for ScoringSpec {
     type Err = String;
 
-    /// `NAME[:WINDOW][+poolK][+layersN]`; a window-softmax without a window gets
+    /// `NAME[:WINDOW][+poolK][+layersN][+sent]`; a window-softmax without a window gets
     /// [`DEFAULT_WINDOW`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let mut parts = s.split('+');
         let head = parts.next().unwrap_or("");
-        let (mut pool, mut layers) = (POOL_KERNEL, 1);
+        let (mut pool, mut layers, mut sentences) = (POOL_KERNEL, 1, false);
         for part in parts {
+            if part == "sent" {
+                sentences = true;
+                continue;
+            }
             let num = |prefix: &str| {
                 part.strip_prefix(prefix)
                     .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| format!("bad '+{part}' in scoring '{s}' (+poolK, +layersN)"))
+                    .ok_or_else(|| format!("bad '+{part}' in scoring '{s}' (+poolK, +layersN, +sent)"))
             };
             if part.starts_with("pool") {
                 pool = num("pool")?;
@@ -174,6 +191,7 @@ impl FromStr for ScoringSpec {
             scoring,
             pool,
             layers,
+            sentences,
         };
         spec.validate(None)?;
         Ok(spec)
@@ -224,6 +242,8 @@ mod tests {
             "reference+pool9",
             "window-softmax:32+pool15+layers3",
             "reference+layers2",
+            "window-softmax:32+pool31+sent",
+            "window-softmax:32+layers3+sent",
         ] {
             let spec: ScoringSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
@@ -252,6 +272,7 @@ mod tests {
             "reference+layers0",
             "reference+layers9",
             "reference+bogus3",
+            "reference+sentx",
         ] {
             assert!(bad.parse::<ScoringSpec>().is_err(), "{bad:?} accepted");
         }

@@ -3,7 +3,11 @@
 //! 600-1500 tokens).
 
 use gemfilter::eval::calibrate::merge;
-use gemfilter::eval::curves::{choose, lowest_within, Choice};
+use gemfilter::eval::curves::{
+    choose, lowest_within, worst_over_lengths, Choice, CurveRecord, LayerRecall,
+};
+use gemfilter::eval::niah::grid::{Style, Variant};
+use gemfilter::prompt::Protect;
 use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
 use gemfilter::presets::{self, Entry, PresetFile};
 use gemfilter::scoring::ScoringSpec;
@@ -92,6 +96,52 @@ fn calibrate_recommends_the_lowest_layer_within_001_of_the_best() {
         (ch.scoring.to_string().as_str(), ch.layer, ch.recall),
         ("window-softmax:16", 7, 0.995)
     );
+}
+
+fn record(length: usize, points: &[(usize, f64)]) -> CurveRecord {
+    CurveRecord {
+        key: format!("{length}"),
+        model: "m".into(),
+        length,
+        depth: 50,
+        needle: "n".into(),
+        variant: Variant::Single,
+        style: Style::Chat,
+        k: 256,
+        protect: Protect::All,
+        prompt_tokens: length,
+        filter_pass_s: 0.0,
+        points: points
+            .iter()
+            .map(|&(layer, recall)| LayerRecall {
+                layer,
+                scoring: spec("window-softmax:32"),
+                recall,
+                best_rank: 0,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn calibration_chooses_on_each_layers_worst_length() {
+    // Layer 9 is perfect at 8K and lost at 16K; layer 13 holds at both: the worst-length curve
+    // makes 13 the choice although 9 is cheaper and has the best mean over all cells.
+    let recs = vec![
+        record(8192, &[(9, 1.0), (13, 0.97)]),
+        record(8192, &[(9, 1.0), (13, 0.99)]),
+        record(16384, &[(9, 0.3), (13, 1.0)]),
+        record(16384, &[(9, 0.5), (13, 0.98)]),
+    ];
+    let worst = worst_over_lengths(&recs);
+    assert_eq!(worst.len(), 1);
+    let pts = &worst[0].1;
+    assert_eq!(pts[0].0, 9);
+    assert!((pts[0].1 - 0.4).abs() < 1e-12, "{pts:?}");
+    assert_eq!(pts[1].0, 13);
+    assert!((pts[1].1 - 0.98).abs() < 1e-12, "{pts:?}");
+    assert_eq!(choose(&worst, 0.01).map(|c| c.layer), Some(13));
+    assert!(worst_over_lengths(&[]).is_empty());
 }
 
 #[test]

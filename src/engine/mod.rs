@@ -166,6 +166,17 @@ impl Engine {
             .map_err(|e| out_of_memory(e, n_ctx))
     }
 
+    /// Which of `tokens` end a sentence or line ([`crate::select::sentence_ends`] on their text).
+    #[must_use]
+    pub fn sentence_ends(&self, tokens: &[LlamaToken]) -> Vec<bool> {
+        let vocab = self.model.vocab();
+        let pieces: Vec<Vec<u8>> = tokens
+            .iter()
+            .map(|&t| vocab.detokenize(&[t], false, true))
+            .collect();
+        crate::select::sentence_ends(&pieces)
+    }
+
     /// Prefill `tokens` through a capturing context: records post-RoPE Q/K of `spec.layers`
     /// and, with `spec.stop_after_last`, stops each ubatch's graph right after them.
     ///

@@ -1,6 +1,6 @@
 //! Which filter layer and scoring for this model? Recall-per-layer curves on built-in needles
 //! (filter passes only, every global layer captured in one prefill per cell), then the rule of
-//! [`choose`] on the curves of the longest prompts. `gemfilter calibrate` prints it (`--write`
+//! [`choose`] on each layer's worst probe length. `gemfilter calibrate` prints it (`--write`
 //! stores it in the user presets file, which overrides models.toml); [`auto`] does the same
 //! unasked, once, for a model with no preset.
 
@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::curves::{
-    aggregate_curves, choose, curve_cells, curve_table, series, Choice, CurveJob, CurvePoint,
-    TOLERANCE,
+    aggregate_curves, choose, curve_cells, curve_table, worst_over_lengths, Choice, CurveJob,
+    CurvePoint, TOLERANCE,
 };
 use super::niah::grid::{self, Cell, Style, Variant};
 use super::niah::needles;
@@ -18,6 +18,7 @@ use crate::gguf_info::ModelMeta;
 use crate::presets::{self, Entry, PresetFile};
 use crate::prompt::Protect;
 use crate::scoring::ScoringSpec;
+use crate::select::Scoring;
 use crate::settings::ModelSettings;
 
 /// What `gemfilter calibrate` measures, resolved from its flags.
@@ -117,20 +118,40 @@ pub fn default_lengths(meta: &ModelMeta) -> Vec<usize> {
 
 /// The scorings self-calibration compares, the reference first (it stays the choice while it
 /// is within the tolerance of the best): reference and window-softmax over the last 32 queries,
-/// each with pools 5, 15 and 31, on the filter layer alone and on the 3 layers ending there.
+/// on the filter layer alone and on the 3 layers ending there, all with the reference's pool of 5.
+/// A narrow pool keeps recall a measure of how well a layer ranks the needle's own tokens: with a
+/// wide pool, one well-ranked token drags its whole neighbourhood in and weak layers look perfect
+/// (measured on both Qwen2.5-Coder models: pool 31 at k 512 chose layers 9 and 6, whose answers
+/// lost every UUID; pool 5 curves at 8K-31K put them at 13 and 16, the layers that answer).
 #[must_use]
 pub fn auto_scorings() -> Vec<ScoringSpec> {
+    let windowed = ScoringSpec {
+        scoring: Scoring::WindowSoftmax { window: 32 },
+        ..ScoringSpec::REFERENCE
+    };
     let mut v = Vec::new();
-    for base in ["reference", "window-softmax:32"] {
+    for base in [ScoringSpec::REFERENCE, windowed] {
         for layers in [1, 3] {
-            for pool in [5, 15, 31] {
-                if let Ok(s) = base.parse::<ScoringSpec>() {
-                    v.push(s.with_pool(pool).with_layers(layers));
-                }
-            }
+            v.push(base.with_layers(layers));
         }
     }
     v
+}
+
+/// The pool a calibrated windowed scoring answers with: the chosen layer ranks the key of a fact
+/// highest, and its value follows the key; a pool of 31 keeps values as long as a UUID whole
+/// (Qwen2.5-Coder-0.5B, layer 13, RULER suite at 16K, 5 samples per task: pool 5 0.51, pool 15
+/// 0.64, pool 31 0.78; UUID needles 0.0, 0.0, 0.8). The reference keeps the paper's pool of 5.
+pub const ANSWER_POOL: usize = 31;
+
+/// What a calibration stores: the chosen scoring and layer, a windowed scoring widened to
+/// [`ANSWER_POOL`].
+#[must_use]
+pub fn answer_choice(mut c: Choice) -> Choice {
+    if c.scoring.scoring != Scoring::Reference {
+        c.scoring = c.scoring.with_pool(ANSWER_POOL);
+    }
+    c
 }
 
 /// The prompt length GemFilter is for, against which probe budgets are scaled.
@@ -160,6 +181,16 @@ pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
     v
 }
 
+/// Self-calibration's needle depths: five on a GPU (seconds each), three on a CPU.
+#[must_use]
+pub fn auto_depths(gpu: bool) -> Vec<u32> {
+    if gpu {
+        vec![10, 30, 50, 70, 90]
+    } else {
+        vec![25, 50, 75]
+    }
+}
+
 /// One needle per cell, in turn: the curve averages over needles without multiplying cells.
 fn cells(lengths: &[usize], depths: &[u32]) -> Result<Vec<Cell>> {
     let mut cells: Vec<Cell> = Vec::new();
@@ -180,12 +211,14 @@ pub struct Calibration {
     pub curves: Vec<(ScoringSpec, Vec<CurvePoint>)>,
     /// Curves over every cell.
     pub curves_all: Vec<(ScoringSpec, Vec<CurvePoint>)>,
+    /// Curves per probe length, shortest first.
+    pub by_length: Vec<(usize, Vec<(ScoringSpec, Vec<CurvePoint>)>)>,
     pub cells: usize,
 }
 
-/// Recall per layer and scoring on the probe cells, then the choice on the longest length: a
-/// layer that only holds up on short prompts does not win (short cells do not predict long
-/// prompts).
+/// Recall per layer and scoring on the probe cells, then the choice on each layer's worst length:
+/// a layer must hold up at every probe length (one that is good at 8K and lost at 16K is lost
+/// again at 32K; short cells alone do not predict long prompts).
 ///
 /// # Errors
 /// Engine failures.
@@ -212,18 +245,23 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
         recs.push(r);
         Ok(())
     })?;
-    let longest = recs.iter().map(|r| r.length).max().unwrap_or(0);
-    let long: Vec<_> = recs
+    let mut lengths: Vec<usize> = recs.iter().map(|r| r.length).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let by_length: Vec<_> = lengths
         .iter()
-        .filter(|r| r.length == longest)
-        .cloned()
+        .map(|&l| {
+            let at: Vec<_> = recs.iter().filter(|r| r.length == l).cloned().collect();
+            (l, aggregate_curves(&at))
+        })
         .collect();
-    let curves = aggregate_curves(&long);
-    let choice = choose(&series(&curves), TOLERANCE).context("no recall measured")?;
+    let curves = by_length.last().map(|c| c.1.clone()).unwrap_or_default();
+    let choice = choose(&worst_over_lengths(&recs), TOLERANCE).context("no recall measured")?;
     Ok(Calibration {
         choice,
         curves,
         curves_all: aggregate_curves(&recs),
+        by_length,
         cells: recs.len(),
     })
 }
@@ -240,7 +278,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
     let k = probe_k(top_k, lengths.last().copied().unwrap_or(TARGET_TOKENS));
     let s = CalibrateSettings {
         lengths,
-        depths: vec![25, 50, 75],
+        depths: auto_depths(gpu),
         scorings: auto_scorings(),
         layers,
         top_k: k,
@@ -265,16 +303,18 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
     crate::messages::set_quiet(true);
     let c = calibrate(&s);
     crate::messages::set_quiet(quiet);
-    let c = c?;
+    let mut c = c?;
+    c.choice = answer_choice(c.choice);
     let secs = t0.elapsed().as_secs_f64();
     let line = format!(
-        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} at k {k} on {} prompts of {} tokens)",
+        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} with pool 5 at the share k {k} is of {} tokens, worst over {} prompts of {:?} tokens)",
         model.meta.display_name(),
         c.choice.layer,
         c.choice.scoring,
         c.choice.recall,
+        TARGET_TOKENS,
         c.cells,
-        s.lengths.last().copied().unwrap_or(0)
+        s.lengths
     );
     let path = write_preset(&model.meta, &c.choice, top_k, &line)?;
     crate::notice!("{line}; stored in {}", path.display());
@@ -298,11 +338,14 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
     );
     let c = calibrate(s)?;
     if !crate::messages::quiet() {
-        eprint!("{}", curve_table(&c.curves));
+        for (len, curves) in &c.by_length {
+            eprintln!("mean recall at {len} tokens:");
+            eprint!("{}", curve_table(curves));
+        }
     }
     let choice = &c.choice;
     let line = format!(
-        "{}: layer {} with {} (mean recall {:.3} at k {}; best {:.3}; {} cells, chosen at {} tokens)",
+        "{}: layer {} with {} (mean recall {:.3} at k {}, worst over lengths; best {:.3}; {} cells of {:?} tokens)",
         meta.display_name(),
         choice.layer,
         choice.scoring,
@@ -310,7 +353,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         s.top_k,
         choice.best,
         c.cells,
-        s.lengths.last().copied().unwrap_or(0)
+        s.lengths
     );
     eprintln!("recommended: {line}");
     let json = |curves: &[(ScoringSpec, Vec<CurvePoint>)]| {
@@ -327,10 +370,11 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
             "k": s.top_k,
             "curves": json(&c.curves),
             "curves_all_lengths": json(&c.curves_all),
+            "curves_by_length": c.by_length.iter().map(|(l, cv)| serde_json::json!({"length": l, "curves": json(cv)})).collect::<Vec<_>>(),
         }))?
     );
     if s.write {
-        let p = write_preset(meta, choice, s.top_k, &line)?;
+        let p = write_preset(meta, &answer_choice(choice.clone()), s.top_k, &line)?;
         crate::notice!("preset written to {}", p.display());
     }
     Ok(())
@@ -350,12 +394,29 @@ mod tests {
     }
 
     #[test]
+    fn a_windowed_choice_answers_with_the_wide_pool_and_the_reference_stays_exact() {
+        let pick = |s: &str| Choice {
+            scoring: s.parse().unwrap(),
+            layer: 13,
+            recall: 1.0,
+            best: 1.0,
+        };
+        assert_eq!(
+            answer_choice(pick("window-softmax:32+layers3")).scoring.to_string(),
+            "window-softmax:32+pool31+layers3"
+        );
+        assert_eq!(
+            answer_choice(pick("reference")).scoring,
+            ScoringSpec::REFERENCE
+        );
+    }
+
+    #[test]
     fn self_calibration_compares_the_reference_first() {
         let v = auto_scorings();
         assert_eq!(v[0], ScoringSpec::REFERENCE);
-        assert!(v
-            .iter()
-            .any(|s| s.to_string() == "window-softmax:32+pool15+layers3"));
-        assert_eq!(v.len(), 12);
+        assert!(v.iter().any(|s| s.to_string() == "window-softmax:32+layers3"));
+        assert!(v.iter().all(|s| s.pool == 5), "recall is measured at pool 5");
+        assert_eq!(v.len(), 4);
     }
 }

@@ -121,6 +121,11 @@ pub fn recall_curve_multi(
             .find(|(l, sc, _)| *l == layer && *sc == s)
             .map(|r| r.2.view())
     };
+    let ends = if scorings.iter().any(|s| s.sentences) {
+        engine.sentence_ends(tokens)
+    } else {
+        Vec::new()
+    };
     let mut out = Vec::new();
     for &layer in layers {
         for &spec in scorings {
@@ -133,10 +138,13 @@ pub fn recall_curve_multi(
             else {
                 continue;
             };
-            let pooled = match per_layer.as_slice() {
+            let mut pooled = match per_layer.as_slice() {
                 [one] => select::avg_pool(*one, spec.pool),
                 many => select::avg_pool(select::combine_layers(many)?.view(), spec.pool),
             };
+            if spec.sentences {
+                pooled = select::segment_max(pooled.view(), &ends, protected);
+            }
             out.push(point(layer, spec, &pooled, top_k, protected, targets));
         }
     }
@@ -492,6 +500,48 @@ pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<C
         }
     }
     candidates.iter().min_by_key(|c| c.1 .0).map(pick)
+}
+
+/// Per scoring and layer, the lowest mean recall over prompt lengths: a layer must hold up at
+/// every probe length to be chosen (a layer that is good at 8K and lost at 16K is the fragile kind
+/// that is lost again at 32K). Layers missing at some length are dropped.
+#[must_use]
+pub fn worst_over_lengths(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<(usize, f64)>)> {
+    let mut lengths: Vec<usize> = recs.iter().map(|r| r.length).collect();
+    lengths.sort_unstable();
+    lengths.dedup();
+    let per_length: Vec<Vec<(ScoringSpec, Vec<(usize, f64)>)>> = lengths
+        .iter()
+        .map(|&l| {
+            let at: Vec<CurveRecord> = recs.iter().filter(|r| r.length == l).cloned().collect();
+            series(&aggregate_curves(&at))
+        })
+        .collect();
+    let Some(first) = per_length.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(scoring, pts)| {
+            let worst = pts
+                .iter()
+                .filter_map(|&(layer, _)| {
+                    per_length
+                        .iter()
+                        .map(|curves| {
+                            curves
+                                .iter()
+                                .find(|c| c.0 == *scoring)
+                                .and_then(|c| c.1.iter().find(|p| p.0 == layer))
+                                .map(|p| p.1)
+                        })
+                        .try_fold(f64::INFINITY, |m, r| r.map(|r| m.min(r)))
+                        .map(|m| (layer, m))
+                })
+                .collect();
+            (*scoring, worst)
+        })
+        .collect()
 }
 
 /// Curves as (scoring, [(layer, mean recall)]) series, what [`choose`] and the plots take.

@@ -577,6 +577,54 @@ pub fn gemfilter_select_pooled(
     })
 }
 
+/// Longest segment [`segment_max`] lets a sentence be: longer runs (code without line breaks,
+/// tables) are cut into pieces of this many tokens, so one long run cannot take the budget.
+pub const MAX_SEGMENT: usize = 96;
+
+/// Which tokens end a sentence or line, from their text: a piece holding a line break, or ending
+/// (before trailing spaces) in `.`, `!` or `?`. A `:` does not end one: "the key is: VALUE".
+#[must_use]
+pub fn sentence_ends<P: AsRef<[u8]>>(pieces: &[P]) -> Vec<bool> {
+    pieces
+        .iter()
+        .map(|p| {
+            let p = p.as_ref();
+            p.contains(&b'\n') || matches!(p.trim_ascii_end().last(), Some(b'.' | b'!' | b'?'))
+        })
+        .collect()
+}
+
+/// Every token takes the highest score of its segment: segments end after a token flagged in
+/// `ends`, at a change between protected and unprotected tokens (the template and question never
+/// lend their scores to the context), and after [`MAX_SEGMENT`] tokens. Top-k over the result
+/// keeps whole sentences in order of their best token; ties inside one keep its start first.
+/// `ends` and `protected` may be shorter than `s` (missing entries: no end, unprotected).
+#[must_use]
+pub fn segment_max(s: ArrayView1<'_, f32>, ends: &[bool], protected: &[bool]) -> Array1<f32> {
+    let n = s.len();
+    let flag = |v: &[bool], i: usize| v.get(i).copied().unwrap_or(false);
+    let mut out = s.to_owned();
+    let mut start = 0;
+    for i in 0..n {
+        let last = i + 1 == n
+            || flag(ends, i)
+            || flag(protected, i) != flag(protected, i + 1)
+            || i + 1 - start >= MAX_SEGMENT;
+        if last {
+            let best = s
+                .slice(s![start..=i])
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            if !flag(protected, i) && best.is_finite() {
+                out.slice_mut(s![start..=i]).fill(best);
+            }
+            start = i + 1;
+        }
+    }
+    out
+}
+
 /// Multi-layer scores: each layer's raw scores standardised (zero mean, unit variance, so no
 /// layer's scale dominates) and summed. One layer comes back standardised; a constant layer
 /// contributes zeros.

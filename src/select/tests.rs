@@ -532,3 +532,48 @@ fn combined_layers_are_standardised_sums() {
     assert!(combine_layers(&[]).is_err());
     assert!(combine_layers(&[a.view(), arr1(&[1.0f32]).view()]).is_err());
 }
+
+#[test]
+fn sentence_ends_are_line_breaks_and_final_punctuation() {
+    let pieces = ["The", " key", " is", ":", " 9a74", "-ea9f", ".", " Next", "!\n", " a", "?  "];
+    let ends = sentence_ends(&pieces);
+    let at: Vec<usize> = (0..pieces.len()).filter(|&i| ends[i]).collect();
+    assert_eq!(at, vec![6, 8, 10], "':' does not end a sentence");
+}
+
+#[test]
+fn segment_max_selects_the_whole_sentence_of_the_best_key() {
+    // Sentence 0..=6: the key (index 1) scores high, the value (4, 5) low. Sentence 7..=9 has
+    // middling scores everywhere. Pooled top-4 alone would take the key and the middling tokens;
+    // by sentence it takes the key's sentence from its start.
+    let s = arr1(&[0.1f32, 9.0, 0.2, 0.1, 0.0, 0.0, 0.1, 3.0, 3.0, 3.0]);
+    let mut ends = vec![false; 10];
+    ends[6] = true;
+    ends[9] = true;
+    let m = segment_max(s.view(), &ends, &[]);
+    assert_eq!(&m.to_vec()[..7], &[9.0; 7]);
+    assert_eq!(&m.to_vec()[7..], &[3.0; 3]);
+    assert_eq!(select_top_k(m.view(), 7, &[]), (0..7).collect::<Vec<_>>());
+    assert_eq!(select_top_k(s.view(), 4, &[]), vec![1, 7, 8, 9]);
+}
+
+#[test]
+fn segment_max_keeps_protected_scores_out_of_the_context() {
+    // The question (protected, 3..5) scores highest; the context sentence before it must not
+    // inherit that score, and the protected tokens keep their own.
+    let s = arr1(&[1.0f32, 2.0, 1.5, 50.0, 60.0, 40.0]);
+    let protected = [false, false, false, true, true, true];
+    let m = segment_max(s.view(), &[], &protected);
+    assert_eq!(m.to_vec(), vec![2.0, 2.0, 2.0, 50.0, 60.0, 40.0]);
+}
+
+#[test]
+fn segment_max_cuts_long_runs() {
+    let n = MAX_SEGMENT * 2 + 3;
+    let mut v = vec![0.0f32; n];
+    v[0] = 5.0;
+    let m = segment_max(ndarray::Array1::from(v).view(), &[], &[]);
+    assert_eq!(m[MAX_SEGMENT - 1], 5.0);
+    assert_eq!(m[MAX_SEGMENT], 0.0, "a run without ends is cut after MAX_SEGMENT tokens");
+    assert_eq!(m[n - 1], 0.0);
+}
