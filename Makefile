@@ -22,7 +22,7 @@ models:
 	@scripts/fetch-models.sh smollm2
 
 test-models:
-	@scripts/fetch-models.sh smollm2 gemma3 qwen05
+	@scripts/fetch-models.sh smollm2 gemma3 qwen05 qwen15
 
 # One build of llama.cpp (release profile) serves the binary, the tests and the benches.
 build: deps

@@ -124,7 +124,16 @@ impl TokenSink for Discard {
     }
 }
 
-/// Generate after a prefill of `n_past` tokens whose last logits are current. With `greedy`
+/// Where generation starts: after `n_past` cells of prefill whose last logits are current, the
+/// first new token at position `n_past + pos_offset` (a re-run at original positions has more
+/// positions than cells).
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    pub n_past: usize,
+    pub pos_offset: usize,
+}
+
+/// Generate from `start`. With `greedy`
 /// (temperature ≤ 0, no penalties) the argmax is read straight from the logits, skipping the
 /// sampler chain's per-token candidate array over the whole vocabulary.
 ///
@@ -134,7 +143,7 @@ pub fn generate(
     ctx: &mut LlamaContext<'_>,
     model: &LlamaModel,
     sampler: &mut LlamaSampler,
-    n_past: usize,
+    start: Start,
     limits: &GenLimits,
     greedy: bool,
     sink: &mut dyn TokenSink,
@@ -150,6 +159,7 @@ pub fn generate(
     };
     let mut pending: Vec<u8> = Vec::new();
     let mut batch = LlamaBatch::new(1, 1);
+    let Start { n_past, pos_offset } = start;
     let mut pos = n_past;
     let mut idx = -1; // logits of the last token of the previous decode
     let max = usize::try_from(limits.n_predict).ok();
@@ -196,7 +206,7 @@ pub fn generate(
         batch.clear();
         batch.add(
             tok,
-            i32::try_from(pos).context("position overflow")?,
+            i32::try_from(pos + pos_offset).context("position overflow")?,
             &[0],
             true,
         )?;

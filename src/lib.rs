@@ -10,6 +10,7 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod draft;
 pub mod engine;
 pub mod eval;
 pub mod generate;

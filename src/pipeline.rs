@@ -9,15 +9,39 @@ use anyhow::{bail, Result};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::capture::{CaptureSpec, KSource, LayerCapture};
-use crate::engine::{prefill, prefix, ContextOptions, Engine, LoadOptions};
-use crate::generate::{generate, GenLimits, Generated, Sampling, TokenSink};
+use crate::draft::{self, Draft};
+use crate::engine::{prefill, prefill_at, prefix, ContextOptions, Engine, LoadOptions};
+use crate::generate::{generate, GenLimits, Generated, Sampling, Start, TokenSink};
 use crate::report::Timings;
 use crate::scoring::ScoringSpec;
 use crate::select;
 
+/// Where the selected tokens sit when the target re-runs them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    /// At 0..k-1, a fresh short prompt (GemFilter's reference code).
+    #[default]
+    Compact,
+    /// Where they stood in the prompt, gaps and all (SpecPrefill); generation goes on after the
+    /// prompt's last position.
+    Original,
+}
+
 /// GemFilter parameters for one run.
 #[derive(Debug, Clone)]
 pub struct GemSettings {
+    /// Filter layer of the model that selects (the draft's, with a draft).
     pub layer: usize,
     pub top_k: usize,
     /// Scoring, window and pooling kernel.
@@ -33,6 +57,9 @@ pub struct GemSettings {
     /// Where the filter pass reads layer r's keys (None: from the KV cache on a GPU when the
     /// model's last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
     pub k_source: Option<KSource>,
+    /// A smaller model with the same tokenizer runs the filter pass instead of the target.
+    pub draft: Option<Draft>,
+    pub positions: Positions,
 }
 
 /// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
@@ -42,8 +69,12 @@ pub struct Models {
     pub n_layer: usize,
     pub opts: LoadOptions,
     full: Option<Engine>,
-    /// Seconds spent loading models so far.
+    /// Seconds spent loading models so far (draft included).
     pub load_secs: f64,
+    /// Of which loading the draft (or its prefix).
+    pub draft_load_secs: f64,
+    /// Token ids target and draft share, once checked.
+    draft_shared: Option<usize>,
 }
 
 impl std::fmt::Debug for Models {
@@ -64,6 +95,8 @@ impl Models {
             opts,
             full: None,
             load_secs: 0.0,
+            draft_load_secs: 0.0,
+            draft_shared: None,
         }
     }
 
@@ -88,10 +121,27 @@ impl Models {
         self.full = None;
     }
 
-    /// Selection as configured: on the prefix model (full model freed first) or the full one.
+    /// The draft reads this prompt's ids as the target does: the vocabularies are compared once
+    /// (vocab-only loads), the prompt's ids every time.
+    fn check_draft(&mut self, d: &Draft, tokens: &[LlamaToken]) -> Result<()> {
+        let shared = if let Some(n) = self.draft_shared {
+            n
+        } else {
+            let target = draft::token_texts(&Engine::load_vocab(&self.path, &self.opts)?);
+            let other = draft::token_texts(&Engine::load_vocab(&d.path, &self.opts)?);
+            let n = draft::same_tokenizer(&target, &other)?;
+            self.draft_shared = Some(n);
+            n
+        };
+        draft::check_prompt(tokens, shared)
+    }
+
+    /// Selection as configured: on the prefix model (full model freed first) or the full one;
+    /// with a draft, on the draft's prefix model (or the whole draft at its last layer), the
+    /// target freed first.
     ///
     /// # Errors
-    /// Prefix writing, loading or filter-pass failures.
+    /// A draft with another tokenizer; prefix writing, loading or filter-pass failures.
     pub fn select(
         &mut self,
         tokens: &[LlamaToken],
@@ -100,24 +150,34 @@ impl Models {
         ctx: &ContextOptions,
         progress: bool,
     ) -> Result<Selected> {
-        let prefix_path = if gem.prefix && gem.layer + 1 < self.n_layer {
+        let (path, n_layer) = match &gem.draft {
+            Some(d) => {
+                self.check_draft(d, tokens)?;
+                (d.path.clone(), d.n_layer)
+            }
+            None => (self.path.clone(), self.n_layer),
+        };
+        let prefix_path = if gem.prefix && gem.layer + 1 < n_layer {
             // A cache that cannot be written costs memory, not the answer: fall back.
-            prefix::prefix_model(&self.path, gem.layer + 1, self.n_layer)
+            prefix::prefix_model(&path, gem.layer + 1, n_layer)
                 .map_err(|e| crate::notice!("{e:#}; running the filter pass on the full model"))
                 .ok()
         } else {
             None
         };
-        if let Some(path) = prefix_path {
-            self.release_full();
-            let t0 = Instant::now();
-            let engine = Engine::load(&path, &self.opts)?;
-            self.load_secs += t0.elapsed().as_secs_f64();
-            select_tokens(&engine, tokens, protected, gem, ctx, progress)
-        } else {
+        if prefix_path.is_none() && gem.draft.is_none() {
             let engine = self.full()?;
-            select_tokens(engine, tokens, protected, gem, ctx, progress)
+            return select_tokens(engine, tokens, protected, gem, ctx, progress);
         }
+        self.release_full();
+        let t0 = Instant::now();
+        let engine = Engine::load(prefix_path.as_deref().unwrap_or(&path), &self.opts)?;
+        let secs = t0.elapsed().as_secs_f64();
+        self.load_secs += secs;
+        if gem.draft.is_some() {
+            self.draft_load_secs += secs;
+        }
+        select_tokens(&engine, tokens, protected, gem, ctx, progress)
     }
 }
 
@@ -250,6 +310,10 @@ pub struct Outcome {
     pub selected: Option<Selected>,
     /// Seconds of model loading inside this answer (prefix and full model after it).
     pub load_secs: f64,
+    /// Of which loading the target for the re-run (0 when it was already loaded).
+    pub target_load_secs: f64,
+    /// Of which loading the draft (or its prefix model).
+    pub draft_load_secs: f64,
     /// Set when GemFilter was on but the prompt was too short to filter.
     pub skipped: Option<String>,
     pub n_rerun: usize,
@@ -281,6 +345,7 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
     }
     let t_start = Instant::now();
     let load0 = models.load_secs;
+    let draft0 = models.draft_load_secs;
     let n_protected = job.protected.iter().filter(|&&p| p).count();
     let mut skipped = None;
     let mut selected = None;
@@ -305,16 +370,24 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         Some(s) => s.indices.iter().map(|&i| job.tokens[i]).collect(),
         None => job.tokens.to_vec(),
     };
+    // At original positions the selection keeps its gaps and generation goes on at n.
+    let original = match (&selected, &job.gem) {
+        (Some(s), Some(g)) if g.positions == Positions::Original => Some(&s.indices),
+        _ => None,
+    };
     let t_rerun = Instant::now();
+    let load_before = models.load_secs;
+    let draft_load_secs = models.draft_load_secs - draft0;
     let engine = models.full()?;
     let n_ctx = gen_ctx_size(job, rerun_tokens.len())?;
     let mut ctx = engine.session(&job.ctx, n_ctx)?;
-    prefill(
-        &mut ctx,
-        &rerun_tokens,
-        0,
-        job.progress.then_some("prefill"),
-    )?;
+    let label = job.progress.then_some("prefill");
+    if let Some(positions) = original {
+        ctx.set_pos_gaps(true);
+        prefill_at(&mut ctx, &rerun_tokens, positions, label)?;
+    } else {
+        prefill(&mut ctx, &rerun_tokens, 0, label)?;
+    }
     let rerun_secs = t_rerun.elapsed().as_secs_f64();
     let mut sampler = job.sampling.sampler(engine.model.n_vocab(), n_ctx);
     sampler.accept_many(&rerun_tokens);
@@ -322,7 +395,10 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         &mut ctx,
         &engine.model,
         &mut sampler,
-        rerun_tokens.len(),
+        Start {
+            n_past: rerun_tokens.len(),
+            pos_offset: original.map_or(0, |_| n - rerun_tokens.len()),
+        },
         &job.limits,
         job.sampling.is_plain_greedy(),
         sink,
@@ -352,6 +428,8 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
     let load_secs = models.load_secs - load0;
     Ok(Outcome {
         load_secs,
+        target_load_secs: models.load_secs - load_before,
+        draft_load_secs,
         generated,
         selected,
         skipped,

@@ -54,4 +54,19 @@ pub struct RunRecord {
     pub timings: Timings,
     /// Peak device memory this process used (bytes), where the backend reports it (GPU).
     pub peak_device_mem_bytes: Option<u64>,
+    /// The draft model that selected (`--gem-draft`); `layer` and `scoring` are then its own.
+    pub draft: Option<DraftRecord>,
+    /// Loading the target for the re-run (s); `timings.load_s` counts every load.
+    pub target_load_s: f64,
+    /// Where the re-run put the selected tokens; null with --gem off.
+    pub positions: Option<crate::pipeline::Positions>,
+}
+
+/// The draft of a draft-selected run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DraftRecord {
+    pub model: String,
+    pub layer: usize,
+    /// Loading the draft (or its prefix model) (s).
+    pub load_s: f64,
 }

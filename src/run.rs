@@ -11,7 +11,7 @@ use crate::generate::{GenLimits, Sampling, TokenSink};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
 use crate::prompt::{self, Assembled, PromptInput, Protect};
-use crate::report::RunRecord;
+use crate::report::{DraftRecord, RunRecord};
 use crate::select;
 use crate::settings::ModelSettings;
 
@@ -194,6 +194,13 @@ fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> RunRecord {
         stop_reason: out.generated.stop,
         timings: out.timings.clone(),
         peak_device_mem_bytes: out.peak_device_mem,
+        draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
+            model: d.path.display().to_string(),
+            layer: gem.map_or(0, |g| g.layer),
+            load_s: out.draft_load_secs,
+        }),
+        target_load_s: out.target_load_secs,
+        positions: gem.map(|g| g.positions),
     }
 }
 

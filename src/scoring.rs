@@ -161,7 +161,9 @@ impl FromStr for ScoringSpec {
             let num = |prefix: &str| {
                 part.strip_prefix(prefix)
                     .and_then(|n| n.parse::<usize>().ok())
-                    .ok_or_else(|| format!("bad '+{part}' in scoring '{s}' (+poolK, +layersN, +sent)"))
+                    .ok_or_else(|| {
+                        format!("bad '+{part}' in scoring '{s}' (+poolK, +layersN, +sent)")
+                    })
             };
             if part.starts_with("pool") {
                 pool = num("pool")?;

@@ -7,9 +7,9 @@ use gemfilter::eval::curves::{
     choose, lowest_within, worst_over_lengths, Choice, CurveRecord, LayerRecall,
 };
 use gemfilter::eval::niah::grid::{Style, Variant};
-use gemfilter::prompt::Protect;
 use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
 use gemfilter::presets::{self, Entry, PresetFile};
+use gemfilter::prompt::Protect;
 use gemfilter::scoring::ScoringSpec;
 
 use crate::util::*;

@@ -49,6 +49,18 @@ pub fn qwen05() -> PathBuf {
     p
 }
 
+/// Qwen2.5-Coder-1.5B-Instruct (`scripts/fetch-models.sh qwen15`, part of `make test`): the
+/// 0.5B's sibling with the same tokenizer, the target of the draft tests.
+pub fn qwen15() -> PathBuf {
+    let p = root().join("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf");
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/fetch-models.sh qwen15`",
+        p.display()
+    );
+    p
+}
+
 /// Run and return output; stdin closed.
 pub fn run(args: &[&str]) -> Output {
     gemfilter()

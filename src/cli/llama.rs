@@ -254,6 +254,21 @@ pub struct GemArgs {
     #[arg(long = "gem-no-early-exit", hide = true)]
     pub gem_no_early_exit: bool,
 
+    /// Draft selection: a smaller model with the same tokenizer (e.g. Qwen2.5-0.5B for
+    /// Qwen2.5-7B) runs the filter pass and picks the tokens; the target (-m) only re-runs them
+    /// and answers. The draft uses its own preset or self-calibrated layer and scoring.
+    #[arg(long = "gem-draft", value_name = "FNAME")]
+    pub gem_draft: Option<PathBuf>,
+
+    /// The draft's filter layer (0-based); its last layer means its whole prompt pass.
+    #[arg(long = "gem-draft-layer", value_name = "R")]
+    pub gem_draft_layer: Option<usize>,
+
+    /// Positions of the selected tokens in the re-run: compact (0..k-1, GemFilter's) or
+    /// original (where they stood in the prompt, SpecPrefill's).
+    #[arg(long = "gem-positions", value_enum, default_value = "compact")]
+    pub gem_positions: crate::pipeline::Positions,
+
     /// Print the selected text to stderr, runs separated by " [...] ".
     #[arg(long = "gem-show")]
     pub gem_show: bool,

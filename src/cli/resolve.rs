@@ -186,19 +186,44 @@ fn supported(meta: &ModelMeta) -> Result<()> {
     Ok(())
 }
 
+/// The model that selects and its layer flag: with `--gem-draft` everything about the
+/// selection (preset, calibration, layer) is the draft's.
+fn selector(args: &GemArgs, model: &ModelSettings) -> Result<(ModelSettings, Option<usize>)> {
+    let Some(path) = &args.gem_draft else {
+        ensure!(
+            args.gem_draft_layer.is_none(),
+            "--gem-draft-layer needs --gem-draft"
+        );
+        return Ok((model.clone(), args.gem_layer));
+    };
+    ensure!(
+        args.gem_layer.is_none(),
+        "--gem-layer is the target's filter layer; with --gem-draft give the draft's as --gem-draft-layer"
+    );
+    let meta = gguf_info::read(path)?;
+    supported(&meta)?;
+    let draft = ModelSettings {
+        path: path.clone(),
+        meta,
+        ..model.clone()
+    };
+    Ok((draft, args.gem_draft_layer))
+}
+
 /// The filter layer, k and scoring: flags over presets over the fallback rule, validated
 /// against the model.
 ///
 /// # Errors
 /// Impossible layer or k, sliding-window layers, unsupported architectures, bad scorings.
 pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
-    let meta = &model.meta;
-    supported(meta)?;
+    supported(&model.meta)?;
+    let (selector, layer_flag) = selector(args, model)?;
+    let meta = &selector.meta;
     let (user, builtin) = crate::presets::load()?;
     let mut preset = crate::presets::resolve(meta, user.as_ref(), &builtin);
     let calibrate = match args.gem_calibrate {
         Calibrate::Force => true,
-        Calibrate::Auto => preset.label.is_none() && args.gem_layer.is_none(),
+        Calibrate::Auto => preset.label.is_none() && layer_flag.is_none(),
         Calibrate::Off => false,
     };
     if calibrate {
@@ -206,14 +231,14 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
             .filter(|&l| !meta.is_sliding_layer(l))
             .collect();
         let top_k = args.gem_topk.unwrap_or(preset.top_k).max(1);
-        let entry = crate::eval::calibrate::auto(model, top_k, layers)?;
+        let entry = crate::eval::calibrate::auto(&selector, top_k, layers)?;
         preset = crate::presets::Preset {
             layer: entry.filter_layer,
             top_k: entry.top_k.unwrap_or(top_k),
             spec: entry.spec(preset.spec),
             label: Some(entry.label),
         };
-    } else if preset.label.is_none() && args.gem_layer.is_none() {
+    } else if preset.label.is_none() && layer_flag.is_none() {
         crate::notice!(
             "no preset for {} ({} layers): using the uncalibrated filter layer {} (--gem-calibrate auto finds a better one)",
             meta.display_name(),
@@ -221,7 +246,7 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
             preset.layer
         );
     }
-    let layer = args.gem_layer.unwrap_or(preset.layer);
+    let layer = layer_flag.unwrap_or(preset.layer);
     check_layer(meta, layer)?;
     let top_k = args.gem_topk.unwrap_or(preset.top_k);
     ensure!(top_k >= 1, "--gem-topk must be at least 1");
@@ -268,6 +293,12 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
             KSourceArg::Ubatch => Some(KSource::Ubatch),
             KSourceArg::Cache => Some(KSource::Cache),
         },
+        draft: args.gem_draft.as_ref().map(|_| crate::draft::Draft {
+            name: selector.name(),
+            n_layer: meta.block_count,
+            path: selector.path.clone(),
+        }),
+        positions: args.gem_positions,
     })
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
@@ -233,6 +233,35 @@ pub fn prefill(
     pos0: usize,
     label: Option<&str>,
 ) -> Result<()> {
+    prefill_positions(ctx, tokens, |i| pos0 + i, label)
+}
+
+/// [`prefill`] at given, increasing positions (a selection re-run where it stood in the prompt);
+/// the context must allow position gaps (`set_pos_gaps`).
+///
+/// # Errors
+/// A position list of another length, or a llama.cpp decode failure.
+pub fn prefill_at(
+    ctx: &mut LlamaContext<'_>,
+    tokens: &[LlamaToken],
+    positions: &[usize],
+    label: Option<&str>,
+) -> Result<()> {
+    ensure!(
+        positions.len() == tokens.len(),
+        "{} positions for {} tokens",
+        positions.len(),
+        tokens.len()
+    );
+    prefill_positions(ctx, tokens, |i| positions[i], label)
+}
+
+fn prefill_positions(
+    ctx: &mut LlamaContext<'_>,
+    tokens: &[LlamaToken],
+    position: impl Fn(usize) -> usize,
+    label: Option<&str>,
+) -> Result<()> {
     if tokens.is_empty() {
         bail!("nothing to decode");
     }
@@ -258,7 +287,7 @@ pub fn prefill(
         batch.clear();
         for (j, &tok) in chunk.iter().enumerate() {
             let i = chunk_i * n_batch + j;
-            let pos = i32::try_from(pos0 + i).context("position overflow")?;
+            let pos = i32::try_from(position(i)).context("position overflow")?;
             batch
                 .add(tok, pos, &[0], i == last)
                 .context("batch overflow")?;

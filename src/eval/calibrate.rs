@@ -204,6 +204,9 @@ fn cells(lengths: &[usize], depths: &[u32]) -> Result<Vec<Cell>> {
     Ok(cells)
 }
 
+/// Recall curves per scoring.
+pub type Curves = Vec<(ScoringSpec, Vec<CurvePoint>)>;
+
 /// What a calibration found.
 pub struct Calibration {
     pub choice: Choice,
@@ -212,7 +215,7 @@ pub struct Calibration {
     /// Curves over every cell.
     pub curves_all: Vec<(ScoringSpec, Vec<CurvePoint>)>,
     /// Curves per probe length, shortest first.
-    pub by_length: Vec<(usize, Vec<(ScoringSpec, Vec<CurvePoint>)>)>,
+    pub by_length: Vec<(usize, Curves)>,
     pub cells: usize,
 }
 
@@ -402,7 +405,9 @@ mod tests {
             best: 1.0,
         };
         assert_eq!(
-            answer_choice(pick("window-softmax:32+layers3")).scoring.to_string(),
+            answer_choice(pick("window-softmax:32+layers3"))
+                .scoring
+                .to_string(),
             "window-softmax:32+pool31+layers3"
         );
         assert_eq!(
@@ -415,8 +420,13 @@ mod tests {
     fn self_calibration_compares_the_reference_first() {
         let v = auto_scorings();
         assert_eq!(v[0], ScoringSpec::REFERENCE);
-        assert!(v.iter().any(|s| s.to_string() == "window-softmax:32+layers3"));
-        assert!(v.iter().all(|s| s.pool == 5), "recall is measured at pool 5");
+        assert!(v
+            .iter()
+            .any(|s| s.to_string() == "window-softmax:32+layers3"));
+        assert!(
+            v.iter().all(|s| s.pool == 5),
+            "recall is measured at pool 5"
+        );
         assert_eq!(v.len(), 4);
     }
 }

@@ -502,15 +502,18 @@ pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<C
     candidates.iter().min_by_key(|c| c.1 .0).map(pick)
 }
 
+/// One scoring's (layer, mean recall) points.
+pub type Series = (ScoringSpec, Vec<(usize, f64)>);
+
 /// Per scoring and layer, the lowest mean recall over prompt lengths: a layer must hold up at
 /// every probe length to be chosen (a layer that is good at 8K and lost at 16K is the fragile kind
 /// that is lost again at 32K). Layers missing at some length are dropped.
 #[must_use]
-pub fn worst_over_lengths(recs: &[CurveRecord]) -> Vec<(ScoringSpec, Vec<(usize, f64)>)> {
+pub fn worst_over_lengths(recs: &[CurveRecord]) -> Vec<Series> {
     let mut lengths: Vec<usize> = recs.iter().map(|r| r.length).collect();
     lengths.sort_unstable();
     lengths.dedup();
-    let per_length: Vec<Vec<(ScoringSpec, Vec<(usize, f64)>)>> = lengths
+    let per_length: Vec<Vec<Series>> = lengths
         .iter()
         .map(|&l| {
             let at: Vec<CurveRecord> = recs.iter().filter(|r| r.length == l).cloned().collect();

@@ -535,7 +535,9 @@ fn combined_layers_are_standardised_sums() {
 
 #[test]
 fn sentence_ends_are_line_breaks_and_final_punctuation() {
-    let pieces = ["The", " key", " is", ":", " 9a74", "-ea9f", ".", " Next", "!\n", " a", "?  "];
+    let pieces = [
+        "The", " key", " is", ":", " 9a74", "-ea9f", ".", " Next", "!\n", " a", "?  ",
+    ];
     let ends = sentence_ends(&pieces);
     let at: Vec<usize> = (0..pieces.len()).filter(|&i| ends[i]).collect();
     assert_eq!(at, vec![6, 8, 10], "':' does not end a sentence");
@@ -574,6 +576,9 @@ fn segment_max_cuts_long_runs() {
     v[0] = 5.0;
     let m = segment_max(ndarray::Array1::from(v).view(), &[], &[]);
     assert_eq!(m[MAX_SEGMENT - 1], 5.0);
-    assert_eq!(m[MAX_SEGMENT], 0.0, "a run without ends is cut after MAX_SEGMENT tokens");
+    assert_eq!(
+        m[MAX_SEGMENT], 0.0,
+        "a run without ends is cut after MAX_SEGMENT tokens"
+    );
     assert_eq!(m[n - 1], 0.0);
 }

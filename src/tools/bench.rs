@@ -49,6 +49,9 @@ pub struct LengthResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub model: String,
+    /// The model that selected for GemFilter (`--gem-draft`), if not the target.
+    pub draft: Option<String>,
+    pub positions: crate::pipeline::Positions,
     pub device: String,
     pub cache_type_k: String,
     pub cache_type_v: String,
@@ -171,9 +174,15 @@ pub fn run(s: &BenchSettings) -> Result<()> {
     }
     let (source, bos) = source_tokens(s)?;
     let meta = &s.model.meta;
-    if s.gem.prefix && s.gem.layer + 1 < meta.block_count {
+    // The model that selects: the target, or the draft.
+    let (sel_path, sel_layers) = s
+        .gem
+        .draft
+        .as_ref()
+        .map_or((&s.model.path, meta.block_count), |d| (&d.path, d.n_layer));
+    if s.gem.prefix && s.gem.layer + 1 < sel_layers {
         // Written once per model and layer; not part of any measured run.
-        crate::engine::prefix::prefix_model(&s.model.path, s.gem.layer + 1, meta.block_count)?;
+        crate::engine::prefix::prefix_model(sel_path, s.gem.layer + 1, sel_layers)?;
     }
     let mut models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
     // Warm-up: first use of a device pays one-time initialisation; keep it out of the numbers.
@@ -184,6 +193,8 @@ pub fn run(s: &BenchSettings) -> Result<()> {
     )?;
     let mut report = BenchReport {
         model: s.model.path.display().to_string(),
+        draft: s.gem.draft.as_ref().map(|d| d.path.display().to_string()),
+        positions: s.gem.positions,
         device: device_name(),
         cache_type_k: s.model.cache_types[0].clone(),
         cache_type_v: s.model.cache_types[1].clone(),
@@ -251,8 +262,15 @@ fn gb(b: Option<u64>) -> String {
 
 fn print_table(r: &BenchReport) {
     println!(
-        "model {} | {} | KV {}/{} | ubatch {}",
-        r.model, r.device, r.cache_type_k, r.cache_type_v, r.n_ubatch
+        "model {}{} | {} | KV {}/{} | ubatch {}",
+        r.model,
+        r.draft
+            .as_ref()
+            .map_or(String::new(), |d| format!(" (selection by draft {d})")),
+        r.device,
+        r.cache_type_k,
+        r.cache_type_v,
+        r.n_ubatch
     );
     println!(
         "{:>8} {:>10} | {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6} {:>6} {:>6}",

@@ -26,7 +26,7 @@ use super::{progress, say};
 use crate::engine::Engine;
 use crate::eval::ruler::Task;
 use crate::generate::{Discard, GenLimits, Sampling};
-use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
+use crate::pipeline::{answer, GemSettings, Job, Models, Outcome, Positions};
 use crate::prompt::Protect;
 use crate::scoring::ScoringSpec;
 use crate::select;
@@ -93,8 +93,17 @@ impl NiahSettings {
             Method::Full => format!("m:full|n{}", self.n_predict),
             Method::Gem | Method::Reference => {
                 let g = self.gem_for(m).unwrap_or_else(|| self.gem.clone());
+                // Draft and original positions only appear when used: older keys stay valid.
+                let draft = g
+                    .draft
+                    .as_ref()
+                    .map_or(String::new(), |d| format!("|d:{}", d.name));
+                let positions = match g.positions {
+                    Positions::Compact => "",
+                    Positions::Original => "|pos:original",
+                };
                 format!(
-                    "m:{}|r{}|k{}|{}|{}|n{}",
+                    "m:{}|r{}|k{}|{}|{}|n{}{draft}{positions}",
                     if m == Method::Gem { "gem" } else { "ref" },
                     g.layer,
                     g.top_k,
@@ -331,6 +340,8 @@ fn record(
         k: gem.map(|g| g.top_k),
         scoring: gem.map(|g| g.spec),
         protect: gem.map(|_| s.protect),
+        draft: gem.and_then(|g| g.draft.as_ref()).map(|d| d.name.clone()),
+        positions: gem.map(|g| g.positions),
         seed: s.seed,
         prompt_tokens: b.asm.tokens.len(),
         needle_tokens: b.targets.iter().map(|t| [t.start, t.end]).collect(),
@@ -616,6 +627,8 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
             k: g.map(|g| g.top_k),
             scoring: g.map(|g| g.spec),
             protect: g.map(|_| s.protect),
+            draft: g.and_then(|g| g.draft.as_ref()).map(|d| d.name.clone()),
+            positions: g.map(|g| g.positions),
             seed: cell.seed,
             prompt_tokens: b.built.asm.tokens.len(),
             needle_tokens: b.built.targets.iter().map(|t| [t.start, t.end]).collect(),

@@ -39,6 +39,12 @@ pub struct CellRecord {
     pub k: Option<usize>,
     pub scoring: Option<ScoringSpec>,
     pub protect: Option<Protect>,
+    /// The draft model that selected (`--gem-draft`), if any.
+    #[serde(default)]
+    pub draft: Option<String>,
+    /// Where the re-run put the selected tokens (gem only).
+    #[serde(default)]
+    pub positions: Option<crate::pipeline::Positions>,
     pub seed: u64,
     pub prompt_tokens: usize,
     /// Token ranges [start, end) of the asked needles.

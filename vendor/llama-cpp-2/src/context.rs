@@ -78,6 +78,13 @@ impl<'model> LlamaContext<'model> {
         unsafe { llama_cpp_sys_2::llama_get_model(self.context.as_ptr()) }
     }
 
+    /// gemfilter patch: allow (or refuse, the default) batches whose positions jump forward
+    /// within a sequence, so a subset of a prompt can be decoded at its original positions.
+    pub fn set_pos_gaps(&mut self, allow: bool) {
+        // SAFETY: the context pointer is valid for the lifetime of `self`.
+        unsafe { llama_cpp_sys_2::llama_set_pos_gaps(self.context.as_mut_ptr(), allow) }
+    }
+
     /// Gets the max number of logical tokens that can be submitted to decode. Must be greater than or equal to [`Self::n_ubatch`].
     #[must_use]
     pub fn n_batch(&self) -> u32 {

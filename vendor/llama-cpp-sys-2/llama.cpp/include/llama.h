@@ -1111,6 +1111,10 @@ extern "C" {
     // Returns whether the context is currently using causal attention
     LLAMA_API bool llama_get_causal_attn(const struct llama_context * ctx);
 
+    // gemfilter patch: allow (true) or refuse (false, the default) batches whose positions jump
+    // forward within a sequence, for a subset of a prompt decoded at its original positions
+    LLAMA_API void llama_set_pos_gaps(struct llama_context * ctx, bool allow);
+
     // Set whether the model is in warmup mode or not
     // If true, all model tensors are activated during llama_decode() to load and cache their weights.
     //

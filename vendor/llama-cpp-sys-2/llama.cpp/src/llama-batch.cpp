@@ -388,7 +388,8 @@ bool llama_batch_allocr::init(
             if (p0 >= 0) {
                 bool ok = true;
 
-                if (seq_pos_min(s) != p0 + 1) {
+                // gemfilter patch: with allow_pos_gaps, Y only has to come after X
+                if (allow_pos_gaps ? seq_pos_min(s) <= p0 : seq_pos_min(s) != p0 + 1) {
                     ok = false;
                 }
 
@@ -404,7 +405,7 @@ bool llama_batch_allocr::init(
                 }
             }
 
-            if (seq_pos_max(s) - seq_pos_min(s) + 1 > (int) seq_pos[s].size()) {
+            if (!allow_pos_gaps && seq_pos_max(s) - seq_pos_min(s) + 1 > (int) seq_pos[s].size()) {
                 LLAMA_LOG_ERROR("%s: sequence %d positions are not continuous\n", __func__, s);
                 return false;
             }

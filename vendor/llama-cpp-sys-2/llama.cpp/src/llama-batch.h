@@ -165,6 +165,10 @@ public:
     llama_pos seq_pos_min(llama_seq_id seq_id) const;
     llama_pos seq_pos_max(llama_seq_id seq_id) const;
 
+    // gemfilter patch: accept positions that jump forward within a sequence (a subset of a
+    // prompt re-run at its original positions); off by default, as upstream
+    bool allow_pos_gaps = false;
+
     // call once before splitting the batch to reset the internal state
     void split_reset();
 

@@ -1251,6 +1251,10 @@ void llama_context::set_nextn_layer_offset(int32_t offset) {
     cparams.nextn_layer_offset = offset;
 }
 
+void llama_context::set_pos_gaps(bool value) {
+    balloc->allow_pos_gaps = value;
+}
+
 void llama_context::set_causal_attn(bool value) {
     LLAMA_LOG_DEBUG("%s: value = %d\n", __func__, value);
 
@@ -3981,6 +3985,10 @@ void llama_set_embeddings(llama_context * ctx, bool embeddings) {
 
 void llama_set_causal_attn(llama_context * ctx, bool causal_attn) {
     ctx->set_causal_attn(causal_attn);
+}
+
+void llama_set_pos_gaps(llama_context * ctx, bool allow) {
+    ctx->set_pos_gaps(allow);
 }
 
 bool llama_get_causal_attn(const llama_context * ctx) {
