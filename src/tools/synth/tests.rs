@@ -630,3 +630,20 @@ fn list_names_every_shape() {
         assert!(l.contains(s.name));
     }
 }
+
+#[test]
+fn draft_and_target_shapes_share_their_vocabulary() {
+    // Draft selection compares token texts id by id; the random-weight pairs of the draft issue
+    // (Llama-3.2-1B for Llama-3.1-8B, Qwen2.5-0.5B for Qwen2.5-7B) must pass that check, a padded
+    // tail included.
+    let texts = |n: u32| shapes::vocab(n).unwrap().0;
+    for (draft, target) in [(128_256, 128_256), (151_936, 152_064)] {
+        let (d, t) = (texts(draft), texts(target));
+        let shared = crate::draft::same_tokenizer(
+            &t.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(),
+            &d.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(shared, draft as usize);
+    }
+}
