@@ -84,6 +84,33 @@ impl LayerCapture {
     pub fn k_rows(&self) -> usize {
         self.k_seen
     }
+
+    /// The keys of the first `rows` tokens (whole rows; fewer if fewer were recorded).
+    #[must_use]
+    pub fn first_keys(&self, rows: usize) -> &[f32] {
+        let row = self.n_head_kv * self.head_dim;
+        &self.k[..(rows * row).min(self.k.len())]
+    }
+
+    /// This capture with `earlier` keys (whole rows of the same shape, from a decode of the
+    /// tokens before these) in front: the queries of this decode against the keys of the whole
+    /// sequence, as a conversation turn scores a kept document.
+    #[must_use]
+    pub fn after(&self, earlier: &[f32]) -> LayerCapture {
+        let row = (self.n_head_kv * self.head_dim).max(1);
+        let mut k = Vec::with_capacity(earlier.len() + self.k.len());
+        k.extend_from_slice(earlier);
+        k.extend_from_slice(&self.k);
+        LayerCapture {
+            n_head: self.n_head,
+            n_head_kv: self.n_head_kv,
+            head_dim: self.head_dim,
+            q: self.q.clone(),
+            k,
+            q_seen: self.q_seen,
+            k_seen: self.k_seen + earlier.len() / row,
+        }
+    }
 }
 
 /// Which of Q and K a graph node is.
@@ -403,6 +430,30 @@ impl CaptureState {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn later_keys_go_after_the_kept_ones() {
+        let turn = LayerCapture {
+            n_head: 1,
+            n_head_kv: 1,
+            head_dim: 2,
+            q: vec![1.0, 0.0],
+            k: vec![5.0, 6.0],
+            q_seen: 1,
+            k_seen: 1,
+        };
+        let doc = LayerCapture {
+            k: vec![1.0, 2.0, 3.0, 4.0, 9.0, 9.0],
+            k_seen: 3,
+            ..turn.clone()
+        };
+        let all = turn.after(doc.first_keys(2));
+        assert_eq!(all.k, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(all.k_rows(), 3);
+        assert_eq!(all.k_view().shape(), &[3, 1, 2]);
+        assert_eq!(all.q, turn.q);
+        assert_eq!(doc.first_keys(10).len(), 6, "never past what was recorded");
+    }
     use super::*;
 
     fn spec(n: usize, w: usize) -> CaptureSpec {

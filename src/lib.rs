@@ -10,6 +10,8 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod conversation;
+pub mod doc_state;
 pub mod draft;
 pub mod engine;
 pub mod eval;

@@ -250,7 +250,10 @@ pub fn select_tokens(
 
 /// Top-k from the captured layers: one layer's scores, or several standardised and summed;
 /// pooled, and with `+sent` spread over whole sentences (`ends`, empty otherwise).
-fn select_from(
+///
+/// # Errors
+/// Bad shapes or masks.
+pub fn select_from(
     layers: &[LayerCapture],
     gem: &GemSettings,
     protected: &[bool],
@@ -334,6 +337,50 @@ fn gen_ctx_size(job: &Job<'_>, n_used: usize) -> Result<u32> {
     Ok((n_used + budget + 1).min(job.ctx_limit.max(n_used + 1)))
 }
 
+/// The re-run and the answer: a fresh context on `engine` gets `tokens` (at 0.., or at
+/// `positions` with generation going on at `n_prompt`), then generation streams into `sink`.
+/// Returns what was generated, the prefill's seconds since `t0`, and device memory at the end.
+///
+/// # Errors
+/// Any llama.cpp failure, or a sink error.
+#[allow(clippy::too_many_arguments)]
+pub fn respond(
+    engine: &Engine,
+    job: &Job<'_>,
+    tokens: &[LlamaToken],
+    positions: Option<&[usize]>,
+    n_prompt: usize,
+    t0: Instant,
+    sink: &mut dyn TokenSink,
+) -> Result<(Generated, f64, Option<u64>)> {
+    let n_ctx = gen_ctx_size(job, tokens.len())?;
+    let mut ctx = engine.session(&job.ctx, n_ctx)?;
+    let label = job.progress.then_some("prefill");
+    if let Some(positions) = positions {
+        ctx.set_pos_gaps(true);
+        prefill_at(&mut ctx, tokens, positions, label)?;
+    } else {
+        prefill(&mut ctx, tokens, 0, label)?;
+    }
+    let rerun_secs = t0.elapsed().as_secs_f64();
+    let mut sampler = job.sampling.sampler(engine.model.n_vocab(), n_ctx);
+    sampler.accept_many(tokens);
+    let generated = generate(
+        &mut ctx,
+        &engine.model,
+        &mut sampler,
+        Start {
+            n_past: tokens.len(),
+            pos_offset: positions.map_or(0, |_| n_prompt - tokens.len()),
+        },
+        &job.limits,
+        job.sampling.is_plain_greedy(),
+        sink,
+    )?;
+    let gen_mem = engine.device_mem_now();
+    Ok((generated, rerun_secs, gen_mem))
+}
+
 /// Answer one prompt.
 ///
 /// # Errors
@@ -379,32 +426,15 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
     let load_before = models.load_secs;
     let draft_load_secs = models.draft_load_secs - draft0;
     let engine = models.full()?;
-    let n_ctx = gen_ctx_size(job, rerun_tokens.len())?;
-    let mut ctx = engine.session(&job.ctx, n_ctx)?;
-    let label = job.progress.then_some("prefill");
-    if let Some(positions) = original {
-        ctx.set_pos_gaps(true);
-        prefill_at(&mut ctx, &rerun_tokens, positions, label)?;
-    } else {
-        prefill(&mut ctx, &rerun_tokens, 0, label)?;
-    }
-    let rerun_secs = t_rerun.elapsed().as_secs_f64();
-    let mut sampler = job.sampling.sampler(engine.model.n_vocab(), n_ctx);
-    sampler.accept_many(&rerun_tokens);
-    let generated = generate(
-        &mut ctx,
-        &engine.model,
-        &mut sampler,
-        Start {
-            n_past: rerun_tokens.len(),
-            pos_offset: original.map_or(0, |_| n - rerun_tokens.len()),
-        },
-        &job.limits,
-        job.sampling.is_plain_greedy(),
+    let (generated, rerun_secs, gen_mem) = respond(
+        engine,
+        job,
+        &rerun_tokens,
+        original.map(Vec::as_slice),
+        n,
+        t_rerun,
         sink,
     )?;
-    let gen_mem = engine.device_mem_now();
-    drop(ctx);
 
     let first_token_s = generated
         .first_token_at

@@ -14,8 +14,18 @@ pub struct PromptInput {
     pub system: Option<String>,
     /// Long context, from `-f`.
     pub context: Option<String>,
-    /// Question or instruction, from `-p`.
+    /// Question or instruction, from `-p` (in a conversation, the current question).
     pub question: Option<String>,
+    /// Earlier turns of a conversation, oldest first: the first question was asked with the
+    /// context, and every one is kept, with its answer, before the current question.
+    pub history: Vec<Exchange>,
+}
+
+/// One answered turn of a conversation.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub question: String,
+    pub answer: String,
 }
 
 /// The one message for a prompt with no text in it.
@@ -108,11 +118,26 @@ pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) ->
     if input.is_empty() {
         bail!(EMPTY_PROMPT);
     }
-    let user = match (context.is_empty(), question.is_empty()) {
-        (false, false) => format!("{SLOT}\n\n{question}"),
+    // The context goes with the first question of the conversation.
+    let first = input
+        .history
+        .first()
+        .map_or(question, |e| e.question.as_str());
+    let user = match (context.is_empty(), first.is_empty()) {
+        (false, false) => format!("{SLOT}\n\n{first}"),
         (false, true) => SLOT.to_owned(),
-        _ => question.to_owned(),
+        _ => first.to_owned(),
     };
+    // Later turns: each earlier answer, then the next question.
+    let mut turns: Vec<(&str, &str)> = Vec::new();
+    for (i, e) in input.history.iter().enumerate() {
+        turns.push(("assistant", e.answer.as_str()));
+        let next = input
+            .history
+            .get(i + 1)
+            .map_or(question, |n| n.question.as_str());
+        turns.push(("user", next));
+    }
     let (rendered, templated) = match template {
         Template::Raw => {
             let sys = input
@@ -120,10 +145,17 @@ pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) ->
                 .as_deref()
                 .map(|s| format!("{s}\n\n"))
                 .unwrap_or_default();
-            (format!("{sys}{user}"), false)
+            let rest: String = turns.iter().flat_map(|(_, t)| ["\n\n", t]).collect();
+            (format!("{sys}{user}{rest}"), false)
         }
         Template::Chat(name) => (
-            render_chat(model, name.as_deref(), input.system.as_deref(), &user)?,
+            render_chat(
+                model,
+                name.as_deref(),
+                input.system.as_deref(),
+                &user,
+                &turns,
+            )?,
             true,
         ),
     };
@@ -157,6 +189,7 @@ fn render_chat(
     name: Option<&str>,
     system: Option<&str>,
     user: &str,
+    turns: &[(&str, &str)],
 ) -> Result<String> {
     let tmpl = match name {
         Some(n) => LlamaChatTemplate::new(n).context("chat template name contains a NUL byte")?,
@@ -175,6 +208,12 @@ fn render_chat(
         LlamaChatMessage::new("user".into(), user.to_owned())
             .context("prompt contains a NUL byte")?,
     );
+    for (role, text) in turns {
+        msgs.push(
+            LlamaChatMessage::new((*role).to_owned(), (*text).to_owned())
+                .context("a conversation turn contains a NUL byte")?,
+        );
+    }
     model.apply_chat_template(&tmpl, &msgs, true).map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the chat template ({e}); try --chat-template chatml or -no-cnv"

@@ -22,6 +22,10 @@ pub struct RunSettings {
     pub input: PromptInput,
     /// Raw completion (`-no-cnv`): no chat template.
     pub no_conversation: bool,
+    /// Conversation mode: many questions about one document (`-cnv`, or a terminal).
+    pub conversation: bool,
+    /// `--prompt-cache`: the document's filter state saved to / loaded from this file.
+    pub prompt_cache: Option<std::path::PathBuf>,
     pub chat_template: Option<String>,
     /// None with `--gem off`.
     pub gem: Option<GemSettings>,
@@ -36,8 +40,8 @@ pub struct RunSettings {
 }
 
 /// Streams text to stdout; a closed pipe ends generation quietly.
-struct Stdout {
-    enabled: bool,
+pub(crate) struct Stdout {
+    pub(crate) enabled: bool,
 }
 
 impl TokenSink for Stdout {
@@ -100,6 +104,9 @@ fn prepare(s: &RunSettings) -> Result<Prepared> {
 /// # Errors
 /// Any bad input or engine failure, as one message.
 pub fn run(s: &RunSettings) -> Result<()> {
+    if s.conversation {
+        return crate::conversation::run(s);
+    }
     let p = prepare(s)?;
     if s.echo_prompt {
         let _ = Stdout { enabled: true }.text(&p.assembled.text)?;

@@ -55,7 +55,10 @@ fn a_05b_draft_selects_the_needle_and_the_15b_answers_it() {
     );
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("48213"), "the draft did not select the needle: {err}");
+    assert!(
+        err.contains("48213"),
+        "the draft did not select the needle: {err}"
+    );
     let rec = json(&o);
     answered(&rec);
     // The record names the draft and its layer; the filter pass ran on the draft's 14-layer
@@ -67,7 +70,10 @@ fn a_05b_draft_selects_the_needle_and_the_15b_answers_it() {
     assert_eq!(rec["filter_max_layer"], 13);
     assert!(rec["draft"]["load_s"].as_f64().unwrap() > 0.0);
     assert!(rec["target_load_s"].as_f64().unwrap() > 0.0);
-    assert_eq!(rec["selected_tokens"], 256, "k counts the protected tokens too");
+    assert_eq!(
+        rec["selected_tokens"], 256,
+        "k counts the protected tokens too"
+    );
     assert_eq!(rec["positions"], "compact");
 }
 
@@ -78,7 +84,12 @@ fn a_draft_with_another_tokenizer_is_refused() {
     let o = ask(
         &d,
         &qwen05(),
-        &["--gem-draft", draft.to_str().unwrap(), "--gem-draft-layer", "18"],
+        &[
+            "--gem-draft",
+            draft.to_str().unwrap(),
+            "--gem-draft-layer",
+            "18",
+        ],
     );
     assert_one_error(&o, "tokenizer differs");
     assert!(stdout(&o).is_empty(), "no answer may be printed");

@@ -8,6 +8,7 @@
 mod util;
 
 mod cli_errors;
+mod conversation;
 mod draft;
 mod end_to_end;
 mod engine;

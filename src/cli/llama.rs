@@ -114,9 +114,18 @@ pub struct PromptArgs {
     #[arg(long = "no-conversation")]
     pub no_conversation: bool,
 
-    /// Conversation mode through the chat template (the default when the model has one).
+    /// Conversation mode (-cnv): after -p (optional), questions about the -f document come one
+    /// per line from standard input until EOF or /exit; the document is filtered once and each
+    /// question selects its own tokens. The default with a chat template when standard input is
+    /// a terminal; -st answers one turn. Keeps the filter model and the full model resident.
     #[arg(long = "conversation", conflicts_with = "no_conversation")]
     pub conversation: bool,
+
+    /// Conversation mode: save the document's filter state (the filter layers' KV and kept
+    /// keys) to FNAME after the first filter pass, and load it instead of filtering when it
+    /// belongs to the same model and document; a mismatch or damage is rebuilt with a notice.
+    #[arg(long = "prompt-cache", value_name = "FNAME")]
+    pub prompt_cache: Option<PathBuf>,
 
     /// Process escapes in the prompt (\n, \t, \", ...); on by default as in llama-cli.
     #[arg(short = 'e', long = "escape", overrides_with = "no_escape")]

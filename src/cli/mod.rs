@@ -44,8 +44,8 @@ pub struct Cli {
     #[command(flatten)]
     pub run: RunArgs,
 
-    /// Accepted for llama-cli compatibility: gemfilter always answers a single turn.
-    #[arg(long = "single-turn", hide = true, global = true)]
+    /// Single turn (-st): answer -p and exit, also on a terminal.
+    #[arg(long = "single-turn", global = true)]
     pub single_turn: bool,
 }
 

@@ -46,7 +46,7 @@ pub enum Mode {
 /// Any invalid flag, an unreadable or malformed model header, a bad prompt file.
 pub fn resolve(cli: Cli) -> Result<Mode> {
     Ok(match cli.command {
-        None => Mode::Run(Box::new(run(&cli.run)?)),
+        None => Mode::Run(Box::new(run(&cli.run, cli.single_turn)?)),
         Some(Command::Bench(a)) => Mode::Bench(Box::new(bench(&a)?)),
         Some(Command::Niah(a)) => Mode::Niah(Box::new(niah(&a)?)),
         Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a)?)),
@@ -420,6 +420,7 @@ fn prompt_input(p: &PromptArgs, model: &ModelSettings) -> Result<PromptInput> {
             .map(|f| read_prompt_file(f, prompt_limit(model)))
             .transpose()?,
         question: p.prompt.as_deref().map(|q| unescape(p, q)),
+        history: Vec::new(),
     };
     if input.is_empty() {
         bail!(prompt::EMPTY_PROMPT);
@@ -427,7 +428,27 @@ fn prompt_input(p: &PromptArgs, model: &ModelSettings) -> Result<PromptInput> {
     Ok(input)
 }
 
-fn run(a: &RunArgs) -> Result<RunSettings> {
+/// llama-cli's rule: `-cnv` forces conversation mode, `-st` and `-no-cnv` rule it out, and
+/// otherwise a model with a chat template talks when standard input is a terminal (here also
+/// only when there is a document to keep and GemFilter runs on the target itself).
+fn conversation(
+    a: &RunArgs,
+    single_turn: bool,
+    model: &ModelSettings,
+    gem: Option<&GemSettings>,
+) -> bool {
+    if a.prompt.conversation {
+        return true;
+    }
+    !single_turn
+        && !a.prompt.no_conversation
+        && model.meta.has_chat_template
+        && a.prompt.file.is_some()
+        && gem.is_some_and(|g| g.draft.is_none())
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+}
+
+fn run(a: &RunArgs, single_turn: bool) -> Result<RunSettings> {
     ensure!(
         a.sampling.n_predict >= -1,
         "-n must be -1 (unlimited) or a count"
@@ -459,6 +480,8 @@ fn run(a: &RunArgs) -> Result<RunSettings> {
         sampling,
         input,
         no_conversation: a.prompt.no_conversation,
+        conversation: conversation(a, single_turn, &model, gem.as_ref()),
+        prompt_cache: a.prompt.prompt_cache.clone(),
         chat_template: a.prompt.chat_template.clone(),
         gem,
         protect: a.gem.gem_protect,

@@ -3,6 +3,7 @@
 
 pub mod ffi;
 pub mod prefix;
+pub mod session;
 
 use std::num::NonZeroU32;
 use std::path::Path;

@@ -333,15 +333,16 @@ fn sample_blocks(start: u64, end: u64) -> Vec<(u64, u64)> {
 /// one multiply per word, ~8x the speed of the byte-wise hash. Each step (xor, then multiply by
 /// an odd constant) is a bijection of the state, so any change confined to one word always
 /// changes the result; wider damage goes unnoticed with a chance of about 2^-64.
-struct Fnv(u64);
+/// Word-wise FNV-1a, the checksum of cached files.
+pub(crate) struct Fnv(u64);
 
 impl Fnv {
     const PRIME: u64 = 0x0100_0000_01b3;
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
-    fn update(&mut self, b: &[u8]) {
+    pub(crate) fn update(&mut self, b: &[u8]) {
         let mut words = b.chunks_exact(8);
         for w in &mut words {
             let x = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
@@ -351,9 +352,33 @@ impl Fnv {
             self.0 = (self.0 ^ u64::from(x)).wrapping_mul(Self::PRIME);
         }
     }
-    fn finish(&self) -> u64 {
+    pub(crate) fn finish(&self) -> u64 {
         self.0
     }
+}
+
+/// Size and FNV checksum of a whole file, read in 1 MiB blocks.
+///
+/// # Errors
+/// A read error.
+pub(crate) fn file_check(path: &Path) -> Result<Check> {
+    let mut f = File::open(path).context("cannot open it")?;
+    let mut h = Fnv::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf).context("cannot read it")?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    h.update(&size.to_le_bytes());
+    Ok(Check {
+        size,
+        hash: h.finish(),
+    })
 }
 
 #[cfg(test)]

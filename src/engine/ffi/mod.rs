@@ -44,6 +44,16 @@ impl CaptureHandle {
         unsafe { params.with_cb_eval(Some(trampoline), self.state.cast::<c_void>()) }
     }
 
+    /// Swap in a fresh state for the next decode of a context that stays alive (a conversation
+    /// turn: `engine::session`), returning what the last decode captured.
+    #[must_use]
+    pub fn replace(&mut self, state: CaptureState) -> CaptureState {
+        // SAFETY: `self.state` is the live box from `new` (only `finish`, which consumes self,
+        // reclaims it). llama.cpp calls back only inside `llama_decode`, on this thread, and no
+        // decode is running while we hold `&mut self` here, so this is the only reference.
+        std::mem::replace(unsafe { &mut *self.state }, state)
+    }
+
     /// Drop the context that used this capture, then return what was captured.
     #[must_use]
     pub fn finish(mut self, ctx: LlamaContext<'_>) -> CaptureState {

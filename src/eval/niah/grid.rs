@@ -342,6 +342,7 @@ fn input(style: Style, context: String, question: String) -> (PromptInput, bool)
             system,
             context: Some(context),
             question: Some(question),
+            history: Vec::new(),
         },
         raw,
     )

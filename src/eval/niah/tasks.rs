@@ -70,6 +70,7 @@ fn input(sample_context: String, question: String) -> PromptInput {
         system: None,
         context: Some(sample_context),
         question: Some(question),
+        history: Vec::new(),
     }
 }
 

@@ -1,0 +1,403 @@
+//! Conversation mode (`-cnv`; llama-cli's default with a chat template on a terminal): many
+//! questions about one document. The filter pass runs over the document once and its context
+//! (the prefix model's layers 0..r holding the document's KV) stays alive. Each later turn
+//! decodes only what follows the document (earlier questions and answers, the new question)
+//! through those layers, scores the document's kept keys with the new question's queries, and
+//! selects a fresh top-k for it; the full model answers from that selection plus the whole
+//! conversation, which is always kept. Both models stay resident.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use llama_cpp_2::token::LlamaToken;
+use serde::Serialize;
+
+use crate::capture::{CaptureSpec, KSource, LayerCapture};
+use crate::doc_state::{self, Identity};
+use crate::engine::session::CaptureSession;
+use crate::engine::{prefix, Engine};
+use crate::generate::TokenSink;
+use crate::notice;
+use crate::pipeline::{respond, select_from, GemSettings, Job};
+use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
+use crate::run::{RunSettings, Stdout};
+use crate::select;
+
+/// The `--json` record of one turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnRecord {
+    pub turn: usize,
+    pub question: String,
+    pub answer: String,
+    pub prompt_tokens: usize,
+    /// Tokens of the document (selectable) and its token range in the prompt.
+    pub context_range: [usize; 2],
+    /// Tokens decoded through the filter layers this turn: the whole prompt on the first turn,
+    /// only what follows the document afterwards.
+    pub filter_tokens_decoded: usize,
+    /// Tokens the full model answered from.
+    pub selected_tokens: usize,
+    /// Selected document positions as inclusive runs.
+    pub selected_ranges: Vec<[usize; 2]>,
+    pub filter_pass_s: f64,
+    pub selection_s: f64,
+    pub rerun_s: f64,
+    pub first_token_s: f64,
+    pub decode_tok_per_s: Option<f64>,
+    pub generated_tokens: usize,
+}
+
+/// Questions: `-p` first (if given), then one per line from standard input until EOF or
+/// `/exit`; on a terminal each is asked for with llama-cli's `> ` prompt.
+struct Questions {
+    first: Option<String>,
+    tty: bool,
+    lines: std::io::Lines<std::io::StdinLock<'static>>,
+}
+
+impl Questions {
+    fn next(&mut self) -> Result<Option<String>> {
+        if let Some(q) = self.first.take() {
+            return Ok(Some(q));
+        }
+        loop {
+            if self.tty {
+                print!("\n> ");
+                std::io::stdout().flush().ok();
+            }
+            let Some(line) = self.lines.next() else {
+                return Ok(None);
+            };
+            let line = line.context("cannot read a question from standard input")?;
+            let q = line.trim();
+            match q {
+                "" => {}
+                "/exit" | "/quit" | "/bye" => return Ok(None),
+                _ => return Ok(Some(q.to_owned())),
+            }
+        }
+    }
+}
+
+/// The document's kept filter state: the live context and every captured layer's keys of the
+/// tokens up to the end of the document.
+struct Kept<'a> {
+    session: CaptureSession<'a>,
+    /// Prompt tokens up to the end of the document: every turn's prompt starts with these.
+    prefix: Vec<LlamaToken>,
+    /// Per captured layer, the keys of `prefix`.
+    keys: Vec<Vec<f32>>,
+}
+
+/// Conversation mode.
+///
+/// # Errors
+/// Bad input or engine failures, as one message; a turn that fails ends the conversation.
+pub fn run(s: &RunSettings) -> Result<()> {
+    let Some(gem) = s.gem.as_ref().filter(|g| g.draft.is_none()) else {
+        bail!("conversation mode needs GemFilter on the target itself (no --gem off, no --gem-draft); use -st for one turn");
+    };
+    if s.input.context.is_none() {
+        bail!("conversation mode needs the document as -f FILE");
+    }
+    let t_load = Instant::now();
+    let full = Engine::load(&s.model.path, &s.model.load)?;
+    let n_layer = s.model.meta.block_count;
+    let filter = if gem.prefix && gem.layer + 1 < n_layer {
+        let path = prefix::prefix_model(&s.model.path, gem.layer + 1, n_layer)?;
+        Some(Engine::load(&path, &s.model.load)?)
+    } else {
+        None
+    };
+    let filter_engine = filter.as_ref().unwrap_or(&full);
+    notice!(
+        "conversation: {} and its {}-layer filter model resident ({:.1} s to load{}); one question per line, /exit to end",
+        s.model.meta.display_name(),
+        gem.layer + 1,
+        t_load.elapsed().as_secs_f64(),
+        full.device_mem_now()
+            .map_or(String::new(), |b| format!(", {:.2} GB of device memory", b as f64 / 1e9))
+    );
+    let template = prompt::choose_template(&full.model, false, s.chat_template.as_deref())?;
+    if matches!(template, Template::Raw) {
+        bail!("conversation mode needs a chat template (the model has none: give --chat-template NAME, or use -st)");
+    }
+    let stdin = std::io::stdin();
+    let mut questions = Questions {
+        first: s.input.question.clone().filter(|q| !q.trim().is_empty()),
+        tty: stdin.is_terminal(),
+        lines: stdin.lock().lines(),
+    };
+    let mut history: Vec<Exchange> = Vec::new();
+    let mut kept: Option<Kept<'_>> = None;
+    while let Some(question) = questions.next()? {
+        let input = PromptInput {
+            question: Some(question.clone()),
+            history: history.clone(),
+            ..s.input.clone()
+        };
+        let asm = prompt::assemble(&full.model, &input, &template)?;
+        let rec = turn(
+            s,
+            gem,
+            &full,
+            filter_engine,
+            &mut kept,
+            &asm,
+            history.len() + 1,
+            &question,
+        )?;
+        history.push(Exchange {
+            question,
+            answer: rec.answer.trim().to_owned(),
+        });
+        if s.json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, &rec)?;
+            writeln!(out)?;
+        } else {
+            println!();
+            notice!(
+                "turn {}: filter layers decoded {} tokens, selected {} of {} (document {} tokens): filter {:.2} s, selection {:.3} s, re-run {:.2} s, first token {:.2} s",
+                rec.turn,
+                rec.filter_tokens_decoded,
+                rec.selected_tokens,
+                rec.prompt_tokens,
+                rec.context_range[1] - rec.context_range[0],
+                rec.filter_pass_s,
+                rec.selection_s,
+                rec.rerun_s,
+                rec.first_token_s
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The document's filter state from `--prompt-cache`, if it is there and belongs to this model
+/// and document; a mismatch or damage is said in one line and the state is rebuilt.
+fn restore<'a>(
+    s: &RunSettings,
+    filter: &'a Engine,
+    path: &std::path::Path,
+    id: &Identity,
+    prefix_tokens: &[LlamaToken],
+    n: usize,
+) -> Result<Option<Kept<'a>>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut session = CaptureSession::new(filter, &s.model.ctx, context_size(s, n))?;
+    match doc_state::load(path, &mut session, id, prefix_tokens) {
+        Ok(Some(keys)) => {
+            notice!(
+                "loaded the document's filter state from {} ({} tokens): no filter pass over the document",
+                crate::sanitize::quote(&path.display().to_string()),
+                prefix_tokens.len()
+            );
+            Ok(Some(Kept {
+                session,
+                prefix: prefix_tokens.to_vec(),
+                keys,
+            }))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => {
+            notice!(
+                "the prompt cache {} {e:#}: rebuilding it",
+                crate::sanitize::quote(&path.display().to_string())
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Room in the filter context: the prompt and as much again for later turns (at least 4096),
+/// within the model's context.
+fn context_size(s: &RunSettings, n: usize) -> u32 {
+    u32::try_from(n + n.max(4096))
+        .unwrap_or(u32::MAX)
+        .min(s.model.ctx_limit())
+}
+
+/// What one turn's pass through the filter layers captured.
+struct Filtered {
+    /// Per captured layer: this turn's queries against the keys of the whole prompt.
+    layers: Vec<LayerCapture>,
+    /// Tokens decoded through the filter layers.
+    decoded: usize,
+    secs: f64,
+}
+
+/// The filter layers' part of a turn: with the document's state kept (from an earlier turn or
+/// `--prompt-cache`), decode only what follows the document; otherwise filter the whole prompt
+/// and keep the document's state (saving it when asked).
+fn filter_turn<'a>(
+    s: &RunSettings,
+    gem: &GemSettings,
+    filter: &'a Engine,
+    kept: &mut Option<Kept<'a>>,
+    asm: &Assembled,
+) -> Result<Filtered> {
+    let n = asm.tokens.len();
+    let doc_end = asm.context.end;
+    let spec = CaptureSpec {
+        layers: gem.spec.capture_layers(gem.layer),
+        n_tokens: 0,
+        q_window: gem.spec.queries_needed(),
+        stop_after_last: true,
+        trace_layers: false,
+        k_source: KSource::Ubatch,
+    };
+    if kept
+        .as_ref()
+        .is_some_and(|k| asm.tokens.get(..doc_end) != Some(k.prefix.as_slice()))
+    {
+        notice!("the template rendered the document differently this turn: filtering it again");
+        *kept = None;
+    }
+    let prefix_tokens = &asm.tokens[..doc_end];
+    let id = match &s.prompt_cache {
+        Some(_) => Some(Identity::of(&s.model.path, &spec.layers, prefix_tokens)?),
+        None => None,
+    };
+    if let (None, Some(path), Some(id)) = (kept.as_ref(), &s.prompt_cache, &id) {
+        *kept = restore(s, filter, path, id, prefix_tokens, n)?;
+    }
+    if let Some(k) = kept {
+        let suffix = &asm.tokens[doc_end..];
+        let d = k.session.decode(
+            suffix,
+            doc_end,
+            CaptureSpec {
+                q_window: spec.q_window.min(suffix.len()),
+                ..spec
+            },
+        )?;
+        k.session.forget_from(doc_end)?;
+        let layers = d
+            .capture
+            .layers
+            .iter()
+            .zip(&k.keys)
+            .map(|(lc, doc)| lc.after(doc))
+            .collect();
+        return Ok(Filtered {
+            layers,
+            decoded: suffix.len(),
+            secs: d.secs,
+        });
+    }
+    let mut session = CaptureSession::new(filter, &s.model.ctx, context_size(s, n))?;
+    let d = session.decode(
+        &asm.tokens,
+        0,
+        CaptureSpec {
+            q_window: spec.q_window.min(n),
+            ..spec
+        },
+    )?;
+    session.forget_from(doc_end)?;
+    let keys: Vec<Vec<f32>> = d
+        .capture
+        .layers
+        .iter()
+        .map(|lc| lc.first_keys(doc_end).to_vec())
+        .collect();
+    if let (Some(path), Some(id)) = (&s.prompt_cache, &id) {
+        match doc_state::save(path, &session, id, prefix_tokens, &keys) {
+            Ok(()) => notice!(
+                "saved the document's filter state to {} ({doc_end} tokens)",
+                crate::sanitize::quote(&path.display().to_string())
+            ),
+            Err(e) => notice!("{e:#}; the conversation goes on without it"),
+        }
+    }
+    *kept = Some(Kept {
+        session,
+        prefix: prefix_tokens.to_vec(),
+        keys,
+    });
+    Ok(Filtered {
+        layers: d.capture.layers,
+        decoded: n,
+        secs: d.secs,
+    })
+}
+
+/// One turn: filter state (first turn: the whole prompt; later: only what follows the
+/// document), selection, answer.
+#[allow(clippy::too_many_arguments)]
+fn turn<'a>(
+    s: &RunSettings,
+    gem: &GemSettings,
+    full: &Engine,
+    filter: &'a Engine,
+    kept: &mut Option<Kept<'a>>,
+    asm: &Assembled,
+    n_turn: usize,
+    question: &str,
+) -> Result<TurnRecord> {
+    let t0 = Instant::now();
+    let n = asm.tokens.len();
+    let protected = asm.protected(s.protect);
+    let Filtered {
+        layers,
+        decoded,
+        secs: filter_s,
+    } = filter_turn(s, gem, filter, kept, asm)?;
+    let t_sel = Instant::now();
+    let ends = if gem.spec.sentences {
+        full.sentence_ends(&asm.tokens)
+    } else {
+        Vec::new()
+    };
+    let indices = if n > gem.top_k {
+        select_from(&layers, gem, &protected, &ends)?
+    } else {
+        (0..n).collect()
+    };
+    let selection_s = t_sel.elapsed().as_secs_f64();
+    let tokens: Vec<LlamaToken> = indices.iter().map(|&i| asm.tokens[i]).collect();
+    let job = Job {
+        tokens: &asm.tokens,
+        protected: &protected,
+        gem: Some(gem.clone()),
+        ctx: s.model.ctx.clone(),
+        ctx_limit: s.model.ctx_limit(),
+        ctx_fixed: s.model.ctx_size > 0,
+        sampling: s.sampling.clone(),
+        limits: s.limits.clone(),
+        progress: false,
+    };
+    let mut sink: Box<dyn TokenSink> = Box::new(Stdout { enabled: !s.json });
+    let t_rerun = Instant::now();
+    let (generated, rerun_s, _) = respond(full, &job, &tokens, None, n, t_rerun, sink.as_mut())?;
+    let first_token_s = generated
+        .first_token_at
+        .map_or(0.0, |t| t.duration_since(t0).as_secs_f64());
+    #[allow(clippy::cast_precision_loss)]
+    let decode_tok_per_s = (generated.n_tokens > 1 && generated.decode_secs > 0.0)
+        .then(|| (generated.n_tokens - 1) as f64 / generated.decode_secs);
+    Ok(TurnRecord {
+        turn: n_turn,
+        question: question.to_owned(),
+        answer: generated.text.clone(),
+        prompt_tokens: n,
+        context_range: [asm.context.start, asm.context.end],
+        filter_tokens_decoded: decoded,
+        selected_tokens: tokens.len(),
+        selected_ranges: select::runs(&indices)
+            .into_iter()
+            .filter(|&(a, _)| asm.context.contains(&a))
+            .map(|(a, b)| [a, b.min(asm.context.end.saturating_sub(1))])
+            .collect(),
+        filter_pass_s: filter_s,
+        selection_s,
+        rerun_s,
+        first_token_s,
+        decode_tok_per_s,
+        generated_tokens: generated.n_tokens,
+    })
+}

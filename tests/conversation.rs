@@ -1,0 +1,213 @@
+//! Conversation mode (`-cnv`): two questions about two facts at opposite ends of one document,
+//! on the real Qwen2.5-Coder-0.5B (CPU). The document is filtered once; the second turn decodes
+//! only what follows it through the filter layers.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::util::*;
+
+/// A ~2.9K-token document with one fact at 15% and another at 85%.
+fn two_fact_doc(dir: &std::path::Path) -> std::path::PathBuf {
+    let text = haystack(9000, "The secret passkey for the vault is 48213.", 0.15);
+    let at = text.len() * 85 / 100;
+    let pos = text[at..].find(". ").map_or(text.len(), |p| at + p + 1);
+    let text = format!(
+        "{} The museum was founded by Eleanor Whitfield.{}",
+        &text[..pos],
+        &text[pos..]
+    );
+    write(dir, "doc.txt", text.as_bytes())
+}
+
+#[test]
+fn two_questions_are_answered_and_the_second_decodes_only_what_follows_the_document() {
+    let d = tmpdir("conversation");
+    let doc = two_fact_doc(&d);
+    let m = qwen05();
+    let mut child = cached(&d)
+        .args([
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            doc.to_str().unwrap(),
+            "-cnv",
+        ])
+        .args([
+            "-p",
+            "What is the secret passkey for the vault? Answer with the number.",
+        ])
+        .args(["-n", "12", "--temp", "0", "-t", "2", "--json"])
+        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
+        .args([
+            "--gem-scoring",
+            "window-softmax:32+pool15",
+            "--gem-topk",
+            "256",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Who founded the museum? Answer with the name.\n/exit\nnever asked\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let turns: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(turns.len(), 2, "two questions, then /exit: {turns:?}");
+    let (t1, t2) = (&turns[0], &turns[1]);
+    assert!(
+        t1["answer"].as_str().unwrap().contains("48213"),
+        "turn 1: {}",
+        t1["answer"]
+    );
+    assert!(
+        t2["answer"].as_str().unwrap().contains("Whitfield"),
+        "turn 2: {}",
+        t2["answer"]
+    );
+    // Turn 1 filtered the whole prompt; turn 2 decoded only the tokens after the document
+    // (question 1, answer 1, question 2 and the template around them) through the filter layers.
+    let n1 = t1["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(t1["filter_tokens_decoded"].as_u64().unwrap(), n1);
+    let doc_end = t2["context_range"][1].as_u64().unwrap();
+    assert_eq!(
+        doc_end,
+        t1["context_range"][1].as_u64().unwrap(),
+        "same document tokens"
+    );
+    let n2 = t2["prompt_tokens"].as_u64().unwrap();
+    let decoded = t2["filter_tokens_decoded"].as_u64().unwrap();
+    assert_eq!(decoded, n2 - doc_end);
+    assert!(
+        decoded < 120 && n1 > 1500,
+        "turn 2 decoded {decoded} of {n2} tokens"
+    );
+    // Each turn selected for its own question: the two selections differ.
+    assert_ne!(t1["selected_ranges"], t2["selected_ranges"]);
+    assert_eq!(t2["turn"], 2);
+}
+
+#[test]
+fn conversation_mode_without_a_document_or_with_gem_off_is_one_error() {
+    let m = qwen05();
+    let off = ["--gem-calibrate", "off", "--gem-layer", "13"];
+    let o = run(&[&["-m", m.to_str().unwrap(), "-p", "hi", "-cnv"], &off[..]].concat());
+    assert_one_error(&o, "-f");
+    let d = tmpdir("conversation-off");
+    let doc = write(&d, "doc.txt", b"Some text.");
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        doc.to_str().unwrap(),
+        "-cnv",
+        "--gem",
+        "off",
+    ]);
+    assert_one_error(&o, "-st");
+}
+
+/// One `-cnv` run of a single question with `--prompt-cache`; returns its turn records.
+fn cached_turns(
+    dir: &std::path::Path,
+    doc: &std::path::Path,
+    cache: &std::path::Path,
+    q: &str,
+) -> (Vec<serde_json::Value>, String) {
+    let o = cached(dir)
+        .args([
+            "-m",
+            qwen05().to_str().unwrap(),
+            "-f",
+            doc.to_str().unwrap(),
+            "-cnv",
+        ])
+        .args(["-p", q, "-n", "12", "--temp", "0", "-t", "2", "--json"])
+        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
+        .args([
+            "--gem-scoring",
+            "window-softmax:32+pool15",
+            "--gem-topk",
+            "256",
+        ])
+        .args(["--prompt-cache", cache.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let turns = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (turns, err)
+}
+
+#[test]
+fn a_saved_document_state_answers_in_a_second_process_without_a_filter_pass() {
+    let d = tmpdir("conversation-cache");
+    let doc = two_fact_doc(&d);
+    let cache = d.join("doc.gfstate");
+    let (t, err) = cached_turns(
+        &d,
+        &doc,
+        &cache,
+        "What is the secret passkey for the vault? Answer with the number.",
+    );
+    assert!(err.contains("saved the document's filter state"), "{err}");
+    assert_eq!(t[0]["filter_tokens_decoded"], t[0]["prompt_tokens"]);
+    // A second process: the document is not filtered again.
+    let (t, err) = cached_turns(
+        &d,
+        &doc,
+        &cache,
+        "Who founded the museum? Answer with the name.",
+    );
+    assert!(err.contains("loaded the document's filter state"), "{err}");
+    let decoded = t[0]["filter_tokens_decoded"].as_u64().unwrap();
+    let suffix =
+        t[0]["prompt_tokens"].as_u64().unwrap() - t[0]["context_range"][1].as_u64().unwrap();
+    assert_eq!(
+        decoded, suffix,
+        "only what follows the document went through the filter layers"
+    );
+    assert!(
+        t[0]["answer"].as_str().unwrap().contains("Whitfield"),
+        "{}",
+        t[0]["answer"]
+    );
+    // Another document's state is refused and rebuilt, never used.
+    let other = write(
+        &d,
+        "other.txt",
+        haystack(6000, "The boat is blue.", 0.5).as_bytes(),
+    );
+    let (t, err) = cached_turns(&d, &other, &cache, "What colour is the boat?");
+    assert!(
+        err.contains("belongs to another document") && err.contains("rebuilding"),
+        "{err}"
+    );
+    assert_eq!(t[0]["filter_tokens_decoded"], t[0]["prompt_tokens"]);
+    // A damaged KV file is refused and rebuilt.
+    let kv = d.join("doc.gfstate.kv");
+    let mut bytes = std::fs::read(&kv).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&kv, bytes).unwrap();
+    let (t, err) = cached_turns(&d, &other, &cache, "What colour is the boat?");
+    assert!(
+        err.contains("damaged") && err.contains("rebuilding"),
+        "{err}"
+    );
+    assert_eq!(t[0]["filter_tokens_decoded"], t[0]["prompt_tokens"]);
+}
