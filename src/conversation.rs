@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::capture::{CaptureSpec, KSource, LayerCapture};
 use crate::doc_state::{self, Identity};
+use crate::engine::ffi::signal;
 use crate::engine::session::CaptureSession;
 use crate::engine::{prefix, Engine};
 use crate::generate::TokenSink;
@@ -23,6 +24,18 @@ use crate::pipeline::{respond, select_from, GemSettings, Job};
 use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
 use crate::run::{RunSettings, Stdout};
 use crate::select;
+
+/// The answer's text to stdout, until Ctrl-C stops it.
+struct TurnSink(Stdout);
+
+impl TokenSink for TurnSink {
+    fn text(&mut self, piece: &str) -> Result<bool> {
+        if signal::interrupted() {
+            return Ok(false);
+        }
+        self.0.text(piece)
+    }
+}
 
 /// The `--json` record of one turn.
 #[derive(Debug, Clone, Serialize)]
@@ -46,6 +59,8 @@ pub struct TurnRecord {
     pub first_token_s: f64,
     pub decode_tok_per_s: Option<f64>,
     pub generated_tokens: usize,
+    /// Ctrl-C stopped this answer.
+    pub interrupted: bool,
 }
 
 /// Questions: `-p` first (if given), then one per line from standard input until EOF or
@@ -90,6 +105,28 @@ struct Kept<'a> {
     keys: Vec<Vec<f32>>,
 }
 
+/// The filter model (the prefix, when the filter layer is not the last) and the full model.
+/// Both stay resident; where the full model does not fit beside the filter model it is left
+/// out (None) and loaded for each answer, while the document's filter state stays.
+fn load_models(s: &RunSettings, gem: &GemSettings) -> Result<(Option<Engine>, Option<Engine>)> {
+    let n_layer = s.model.meta.block_count;
+    let filter = if gem.prefix && gem.layer + 1 < n_layer {
+        let path = prefix::prefix_model(&s.model.path, gem.layer + 1, n_layer)?;
+        Some(Engine::load(&path, &s.model.load)?)
+    } else {
+        None
+    };
+    let full = match Engine::load(&s.model.path, &s.model.load) {
+        Ok(e) => Some(e),
+        Err(e) if filter.is_some() => {
+            notice!("{e:#}: the full model does not fit beside the filter model; loading it for each answer instead (the document's filter state stays)");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((filter, full))
+}
+
 /// Conversation mode.
 ///
 /// # Errors
@@ -102,27 +139,36 @@ pub fn run(s: &RunSettings) -> Result<()> {
         bail!("conversation mode needs the document as -f FILE");
     }
     let t_load = Instant::now();
-    let full = Engine::load(&s.model.path, &s.model.load)?;
-    let n_layer = s.model.meta.block_count;
-    let filter = if gem.prefix && gem.layer + 1 < n_layer {
-        let path = prefix::prefix_model(&s.model.path, gem.layer + 1, n_layer)?;
-        Some(Engine::load(&path, &s.model.load)?)
-    } else {
-        None
-    };
-    let filter_engine = filter.as_ref().unwrap_or(&full);
+    let (filter, full) = load_models(s, gem)?;
+    let filter_engine = filter
+        .as_ref()
+        .or(full.as_ref())
+        .context("no model loaded")?;
     notice!(
-        "conversation: {} and its {}-layer filter model resident ({:.1} s to load{}); one question per line, /exit to end",
+        "conversation: {} {} ({:.1} s to load{}); one question per line, /exit to end",
         s.model.meta.display_name(),
-        gem.layer + 1,
+        if full.is_some() {
+            format!("and its {}-layer filter model resident", gem.layer + 1)
+        } else {
+            format!(
+                "reloaded per answer; its {}-layer filter model resident",
+                gem.layer + 1
+            )
+        },
         t_load.elapsed().as_secs_f64(),
-        full.device_mem_now()
-            .map_or(String::new(), |b| format!(", {:.2} GB of device memory", b as f64 / 1e9))
+        filter_engine
+            .device_mem_now()
+            .map_or(String::new(), |b| format!(
+                ", {:.2} GB of device memory",
+                b as f64 / 1e9
+            ))
     );
-    let template = prompt::choose_template(&full.model, false, s.chat_template.as_deref())?;
+    let template =
+        prompt::choose_template(&filter_engine.model, false, s.chat_template.as_deref())?;
     if matches!(template, Template::Raw) {
         bail!("conversation mode needs a chat template (the model has none: give --chat-template NAME, or use -st)");
     }
+    signal::install();
     let stdin = std::io::stdin();
     let mut questions = Questions {
         first: s.input.question.clone().filter(|q| !q.trim().is_empty()),
@@ -137,11 +183,11 @@ pub fn run(s: &RunSettings) -> Result<()> {
             history: history.clone(),
             ..s.input.clone()
         };
-        let asm = prompt::assemble(&full.model, &input, &template)?;
+        let asm = prompt::assemble(&filter_engine.model, &input, &template)?;
         let rec = turn(
             s,
             gem,
-            &full,
+            full.as_ref(),
             filter_engine,
             &mut kept,
             &asm,
@@ -159,8 +205,9 @@ pub fn run(s: &RunSettings) -> Result<()> {
         } else {
             println!();
             notice!(
-                "turn {}: filter layers decoded {} tokens, selected {} of {} (document {} tokens): filter {:.2} s, selection {:.3} s, re-run {:.2} s, first token {:.2} s",
+                "turn {}{}: filter layers decoded {} tokens, selected {} of {} (document {} tokens): filter {:.2} s, selection {:.3} s, re-run {:.2} s, first token {:.2} s",
                 rec.turn,
+                if rec.interrupted { " (stopped by Ctrl-C)" } else { "" },
                 rec.filter_tokens_decoded,
                 rec.selected_tokens,
                 rec.prompt_tokens,
@@ -332,7 +379,7 @@ fn filter_turn<'a>(
 fn turn<'a>(
     s: &RunSettings,
     gem: &GemSettings,
-    full: &Engine,
+    full: Option<&Engine>,
     filter: &'a Engine,
     kept: &mut Option<Kept<'a>>,
     asm: &Assembled,
@@ -349,7 +396,7 @@ fn turn<'a>(
     } = filter_turn(s, gem, filter, kept, asm)?;
     let t_sel = Instant::now();
     let ends = if gem.spec.sentences {
-        full.sentence_ends(&asm.tokens)
+        filter.sentence_ends(&asm.tokens)
     } else {
         Vec::new()
     };
@@ -371,9 +418,19 @@ fn turn<'a>(
         limits: s.limits.clone(),
         progress: false,
     };
-    let mut sink: Box<dyn TokenSink> = Box::new(Stdout { enabled: !s.json });
+    let mut sink = TurnSink(Stdout { enabled: !s.json });
     let t_rerun = Instant::now();
-    let (generated, rerun_s, _) = respond(full, &job, &tokens, None, n, t_rerun, sink.as_mut())?;
+    let reloaded;
+    let full = if let Some(f) = full {
+        f
+    } else {
+        reloaded = Engine::load(&s.model.path, &s.model.load)?;
+        &reloaded
+    };
+    signal::answering(true);
+    let answered = respond(full, &job, &tokens, None, n, t_rerun, &mut sink);
+    signal::answering(false);
+    let (generated, rerun_s, _) = answered?;
     let first_token_s = generated
         .first_token_at
         .map_or(0.0, |t| t.duration_since(t0).as_secs_f64());
@@ -399,5 +456,6 @@ fn turn<'a>(
         first_token_s,
         decode_tok_per_s,
         generated_tokens: generated.n_tokens,
+        interrupted: signal::interrupted(),
     })
 }

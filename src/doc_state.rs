@@ -164,6 +164,16 @@ pub fn load(
         check.size == header.kv_bytes && check.hash == header.kv_hash,
         "does not match its KV file (damaged)"
     );
+    // The keys must be exactly what is left of the file: a header cannot make us allocate more.
+    let file_len = std::fs::metadata(path).context("cannot read it")?.len();
+    let want = header
+        .key_floats
+        .iter()
+        .try_fold(line.len() as u64, |acc, &n| {
+            acc.checked_add((n as u64).checked_mul(4)?)
+        })
+        .context("is damaged")?;
+    ensure!(want == file_len, "is truncated or damaged");
     let mut keys = Vec::with_capacity(header.key_floats.len());
     for &n in &header.key_floats {
         let mut bytes = vec![0u8; n.checked_mul(4).context("is damaged")?];

@@ -211,3 +211,58 @@ fn a_saved_document_state_answers_in_a_second_process_without_a_filter_pass() {
     );
     assert_eq!(t[0]["filter_tokens_decoded"], t[0]["prompt_tokens"]);
 }
+
+#[test]
+fn ctrl_c_stops_the_answer_and_the_conversation_goes_on() {
+    use std::io::Read;
+    let d = tmpdir("conversation-sigint");
+    let doc = two_fact_doc(&d);
+    let mut child = cached(&d)
+        .args([
+            "-m",
+            qwen05().to_str().unwrap(),
+            "-f",
+            doc.to_str().unwrap(),
+            "-cnv",
+        ])
+        .args(["-p", "Write a long story about the vault and its passkey."])
+        .args(["-n", "400", "--ignore-eos", "--temp", "0", "-t", "2"])
+        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
+        .args([
+            "--gem-scoring",
+            "window-softmax:32+pool15",
+            "--gem-topk",
+            "256",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first streamed byte means turn 1 is generating (400 tokens, EOS ignored): Ctrl-C now.
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap();
+    let kill = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Who founded the museum? Answer with the name.\n")
+        .unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(
+        o.status.success(),
+        "the session went on after Ctrl-C: {err}"
+    );
+    assert!(err.contains("turn 1 (stopped by Ctrl-C)"), "{err}");
+    assert!(err.contains("turn 2:"), "{err}");
+    assert!(rest.contains("Whitfield"), "turn 2 answered: {rest}");
+}

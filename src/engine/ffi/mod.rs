@@ -7,6 +7,7 @@
 
 pub mod abort;
 pub mod gguf;
+pub mod signal;
 
 use std::ffi::{c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
