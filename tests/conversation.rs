@@ -20,31 +20,40 @@ fn two_fact_doc(dir: &std::path::Path) -> std::path::PathBuf {
     write(dir, "doc.txt", text.as_bytes())
 }
 
+const PASSKEY: &str = "What is the secret passkey for the vault? Answer with the number.";
+
+/// `gemfilter -cnv` on the 0.5B at layer 13 about `doc`, first question `first`, `-n n`.
+fn cnv(
+    dir: &std::path::Path,
+    doc: &std::path::Path,
+    first: &str,
+    n: &str,
+) -> std::process::Command {
+    let mut c = cached(dir);
+    c.args([
+        "-m",
+        qwen05().to_str().unwrap(),
+        "-f",
+        doc.to_str().unwrap(),
+        "-cnv",
+    ])
+    .args(["-p", first, "-n", n, "--temp", "0", "-t", "2"])
+    .args(["--gem-calibrate", "off", "--gem-layer", "13"])
+    .args([
+        "--gem-scoring",
+        "window-softmax:32+pool15",
+        "--gem-topk",
+        "256",
+    ]);
+    c
+}
+
 #[test]
 fn two_questions_are_answered_and_the_second_decodes_only_what_follows_the_document() {
     let d = tmpdir("conversation");
     let doc = two_fact_doc(&d);
-    let m = qwen05();
-    let mut child = cached(&d)
-        .args([
-            "-m",
-            m.to_str().unwrap(),
-            "-f",
-            doc.to_str().unwrap(),
-            "-cnv",
-        ])
-        .args([
-            "-p",
-            "What is the secret passkey for the vault? Answer with the number.",
-        ])
-        .args(["-n", "12", "--temp", "0", "-t", "2", "--json"])
-        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
-        .args([
-            "--gem-scoring",
-            "window-softmax:32+pool15",
-            "--gem-topk",
-            "256",
-        ])
+    let mut child = cnv(&d, &doc, PASSKEY, "12")
+        .arg("--json")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,22 +133,8 @@ fn cached_turns(
     cache: &std::path::Path,
     q: &str,
 ) -> (Vec<serde_json::Value>, String) {
-    let o = cached(dir)
-        .args([
-            "-m",
-            qwen05().to_str().unwrap(),
-            "-f",
-            doc.to_str().unwrap(),
-            "-cnv",
-        ])
-        .args(["-p", q, "-n", "12", "--temp", "0", "-t", "2", "--json"])
-        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
-        .args([
-            "--gem-scoring",
-            "window-softmax:32+pool15",
-            "--gem-topk",
-            "256",
-        ])
+    let o = cnv(dir, doc, q, "12")
+        .arg("--json")
         .args(["--prompt-cache", cache.to_str().unwrap()])
         .stdin(Stdio::null())
         .output()
@@ -158,12 +153,7 @@ fn a_saved_document_state_answers_in_a_second_process_without_a_filter_pass() {
     let d = tmpdir("conversation-cache");
     let doc = two_fact_doc(&d);
     let cache = d.join("doc.gfstate");
-    let (t, err) = cached_turns(
-        &d,
-        &doc,
-        &cache,
-        "What is the secret passkey for the vault? Answer with the number.",
-    );
+    let (t, err) = cached_turns(&d, &doc, &cache, PASSKEY);
     assert!(err.contains("saved the document's filter state"), "{err}");
     assert_eq!(t[0]["filter_tokens_decoded"], t[0]["prompt_tokens"]);
     // A second process: the document is not filtered again.
@@ -217,28 +207,18 @@ fn ctrl_c_stops_the_answer_and_the_conversation_goes_on() {
     use std::io::Read;
     let d = tmpdir("conversation-sigint");
     let doc = two_fact_doc(&d);
-    let mut child = cached(&d)
-        .args([
-            "-m",
-            qwen05().to_str().unwrap(),
-            "-f",
-            doc.to_str().unwrap(),
-            "-cnv",
-        ])
-        .args(["-p", "Write a long story about the vault and its passkey."])
-        .args(["-n", "400", "--ignore-eos", "--temp", "0", "-t", "2"])
-        .args(["--gem-calibrate", "off", "--gem-layer", "13"])
-        .args([
-            "--gem-scoring",
-            "window-softmax:32+pool15",
-            "--gem-topk",
-            "256",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = cnv(
+        &d,
+        &doc,
+        "Write a long story about the vault and its passkey.",
+        "400",
+    )
+    .arg("--ignore-eos")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // The first streamed byte means turn 1 is generating (400 tokens, EOS ignored): Ctrl-C now.
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 1];
