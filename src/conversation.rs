@@ -20,7 +20,7 @@ use crate::engine::session::CaptureSession;
 use crate::engine::{prefix, Engine};
 use crate::generate::TokenSink;
 use crate::notice;
-use crate::pipeline::{respond, select_from, GemSettings, Job};
+use crate::pipeline::{respond, select_from, GemSettings, Job, Positions};
 use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
 use crate::run::{RunSettings, Stdout};
 use crate::select;
@@ -428,7 +428,8 @@ fn turn<'a>(
         &reloaded
     };
     signal::answering(true);
-    let answered = respond(full, &job, &tokens, None, n, t_rerun, &mut sink);
+    let positions = (gem.positions == Positions::Original).then_some(indices.as_slice());
+    let answered = respond(full, &job, &tokens, positions, n, t_rerun, &mut sink);
     signal::answering(false);
     let (generated, rerun_s, _) = answered?;
     let first_token_s = generated
