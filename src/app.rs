@@ -12,6 +12,7 @@ use crate::cli::Cli;
 pub fn run(cli: Cli) -> Result<()> {
     crate::messages::set_quiet(cli.quiet());
     match resolve(cli)? {
+        Mode::Run(s) if s.conversation => crate::conversation::run(&s),
         Mode::Run(s) => crate::run::run(&s),
         Mode::Bench(s) => crate::tools::bench::run(&s),
         Mode::Niah(s) => crate::eval::niah::run(&s),

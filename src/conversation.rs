@@ -18,11 +18,11 @@ use crate::doc_state::{self, Identity};
 use crate::engine::ffi::signal;
 use crate::engine::session::CaptureSession;
 use crate::engine::{prefix, Engine};
-use crate::generate::TokenSink;
+use crate::generate::{Stdout, TokenSink};
 use crate::notice;
 use crate::pipeline::{respond, select_from, GemSettings, Job, Positions};
 use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
-use crate::run::{RunSettings, Stdout};
+use crate::run::RunSettings;
 use crate::select;
 
 /// The answer's text to stdout, until Ctrl-C stops it.

@@ -13,7 +13,7 @@ use crate::sanitize::quote;
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub path: PathBuf,
-    /// Its layer count (its filter layer is [`crate::pipeline::GemSettings::layer`]).
+    /// Its layer count (its filter layer is the run's `GemSettings::layer`).
     pub n_layer: usize,
     /// Its file name without the extension, as records name it.
     pub name: String,

@@ -1,6 +1,7 @@
 //! Sampling and the token loop: sample → stream UTF-8 text → decode the token → repeat,
 //! until end-of-generation, `-n`, a reverse prompt, or a full context.
 
+use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -121,6 +122,25 @@ pub struct Discard;
 impl TokenSink for Discard {
     fn text(&mut self, _piece: &str) -> Result<bool> {
         Ok(true)
+    }
+}
+
+/// Streams text to stdout; a closed pipe ends generation quietly.
+pub struct Stdout {
+    pub enabled: bool,
+}
+
+impl TokenSink for Stdout {
+    fn text(&mut self, piece: &str) -> Result<bool> {
+        if !self.enabled {
+            return Ok(true);
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(e) => Err(e).context("cannot write to stdout"),
+        }
     }
 }
 

@@ -15,28 +15,7 @@ use crate::generate::{generate, GenLimits, Generated, Sampling, Start, TokenSink
 use crate::report::Timings;
 use crate::scoring::ScoringSpec;
 use crate::select;
-
-/// Where the selected tokens sit when the target re-runs them.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Positions {
-    /// At 0..k-1, a fresh short prompt (GemFilter's reference code).
-    #[default]
-    Compact,
-    /// Where they stood in the prompt, gaps and all (SpecPrefill); generation goes on after the
-    /// prompt's last position.
-    Original,
-}
+pub use crate::settings::Positions;
 
 /// GemFilter parameters for one run.
 #[derive(Debug, Clone)]

@@ -59,7 +59,7 @@ pub struct RunRecord {
     /// Loading the target for the re-run (s); `timings.load_s` counts every load.
     pub target_load_s: f64,
     /// Where the re-run put the selected tokens; null with --gem off.
-    pub positions: Option<crate::pipeline::Positions>,
+    pub positions: Option<crate::settings::Positions>,
 }
 
 /// The draft of a draft-selected run.

@@ -4,10 +4,10 @@
 use std::io::Write;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::engine::Engine;
-use crate::generate::{GenLimits, Sampling, TokenSink};
+use crate::generate::{GenLimits, Sampling, Stdout, TokenSink};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
 use crate::prompt::{self, Assembled, PromptInput, Protect};
@@ -37,25 +37,6 @@ pub struct RunSettings {
     pub show_selection: bool,
     pub json: bool,
     pub perf: bool,
-}
-
-/// Streams text to stdout; a closed pipe ends generation quietly.
-pub(crate) struct Stdout {
-    pub(crate) enabled: bool,
-}
-
-impl TokenSink for Stdout {
-    fn text(&mut self, piece: &str) -> Result<bool> {
-        if !self.enabled {
-            return Ok(true);
-        }
-        let mut out = std::io::stdout().lock();
-        match out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-            Err(e) => Err(e).context("cannot write to stdout"),
-        }
-    }
 }
 
 /// The prompt, tokenized through the template, with the vocab it was tokenized with.
@@ -104,9 +85,6 @@ fn prepare(s: &RunSettings) -> Result<Prepared> {
 /// # Errors
 /// Any bad input or engine failure, as one message.
 pub fn run(s: &RunSettings) -> Result<()> {
-    if s.conversation {
-        return crate::conversation::run(s);
-    }
     let p = prepare(s)?;
     if s.echo_prompt {
         let _ = Stdout { enabled: true }.text(&p.assembled.text)?;

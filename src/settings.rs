@@ -40,3 +40,25 @@ impl ModelSettings {
             .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned())
     }
 }
+
+/// Where the selected tokens sit when the target re-runs them.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
+    /// At 0..k-1, a fresh short prompt (GemFilter's reference code).
+    #[default]
+    Compact,
+    /// Where they stood in the prompt, gaps and all (SpecPrefill); generation goes on after the
+    /// prompt's last position.
+    Original,
+}

@@ -276,7 +276,7 @@ pub struct GemArgs {
     /// Positions of the selected tokens in the re-run: compact (0..k-1, GemFilter's) or
     /// original (where they stood in the prompt, SpecPrefill's).
     #[arg(long = "gem-positions", value_enum, default_value = "compact")]
-    pub gem_positions: crate::pipeline::Positions,
+    pub gem_positions: crate::settings::Positions,
 
     /// Print the selected text to stderr, runs separated by " [...] ".
     #[arg(long = "gem-show")]

@@ -51,7 +51,7 @@ pub struct BenchReport {
     pub model: String,
     /// The model that selected for GemFilter (`--gem-draft`), if not the target.
     pub draft: Option<String>,
-    pub positions: crate::pipeline::Positions,
+    pub positions: crate::settings::Positions,
     pub device: String,
     pub cache_type_k: String,
     pub cache_type_v: String,

@@ -44,7 +44,7 @@ pub struct CellRecord {
     pub draft: Option<String>,
     /// Where the re-run put the selected tokens (gem only).
     #[serde(default)]
-    pub positions: Option<crate::pipeline::Positions>,
+    pub positions: Option<crate::settings::Positions>,
     pub seed: u64,
     pub prompt_tokens: usize,
     /// Token ranges [start, end) of the asked needles.
