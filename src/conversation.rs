@@ -432,12 +432,8 @@ fn turn<'a>(
     let answered = respond(full, &job, &tokens, positions, n, t_rerun, &mut sink);
     signal::answering(false);
     let (generated, rerun_s, _) = answered?;
-    let first_token_s = generated
-        .first_token_at
-        .map_or(0.0, |t| t.duration_since(t0).as_secs_f64());
-    #[allow(clippy::cast_precision_loss)]
-    let decode_tok_per_s = (generated.n_tokens > 1 && generated.decode_secs > 0.0)
-        .then(|| (generated.n_tokens - 1) as f64 / generated.decode_secs);
+    let first_token_s = generated.first_token_s(t0);
+    let decode_tok_per_s = generated.decode_tok_per_s();
     Ok(TurnRecord {
         turn: n_turn,
         question: question.to_owned(),

@@ -108,6 +108,22 @@ pub struct Generated {
     pub stop: StopReason,
 }
 
+impl Generated {
+    /// Seconds from `t0` to the first sampled token (0 when none was).
+    #[must_use]
+    pub fn first_token_s(&self, t0: Instant) -> f64 {
+        self.first_token_at
+            .map_or(0.0, |t| t.duration_since(t0).as_secs_f64())
+    }
+
+    /// Tokens per second after the first; None with fewer than two.
+    #[must_use]
+    pub fn decode_tok_per_s(&self) -> Option<f64> {
+        (self.n_tokens > 1 && self.decode_secs > 0.0)
+            .then(|| (self.n_tokens - 1) as f64 / self.decode_secs)
+    }
+}
+
 /// Receives text as it is produced; returning `Ok(false)` stops generation (closed output).
 pub trait TokenSink {
     /// # Errors

@@ -254,18 +254,9 @@ pub fn select_from(
         .iter()
         .map(|lc| select::scores(lc.q_view(), lc.k_view(), gem.spec.scoring))
         .collect::<Result<Vec<_>>>()?;
-    let combined = match per_layer.as_slice() {
-        [one] => one.clone(),
-        many => {
-            let views: Vec<_> = many.iter().map(ndarray::ArrayBase::view).collect();
-            select::combine_layers(&views)?
-        }
-    };
-    let mut pooled = select::avg_pool(combined.view(), gem.spec.pool);
-    if gem.spec.sentences {
-        pooled = select::segment_max(pooled.view(), ends, protected);
-    }
-    Ok(select::select_top_k(pooled.view(), gem.top_k, protected))
+    let views: Vec<_> = per_layer.iter().map(ndarray::ArrayBase::view).collect();
+    let ranked = gem.spec.ranked(&views, ends, protected)?;
+    Ok(select::select_top_k(ranked.view(), gem.top_k, protected))
 }
 
 /// Everything [`answer`] needs besides the engine.
@@ -415,11 +406,8 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
         sink,
     )?;
 
-    let first_token_s = generated
-        .first_token_at
-        .map_or(0.0, |t| t.duration_since(t_start).as_secs_f64());
-    let decode_tok_per_s = (generated.n_tokens > 1 && generated.decode_secs > 0.0)
-        .then(|| (generated.n_tokens - 1) as f64 / generated.decode_secs);
+    let first_token_s = generated.first_token_s(t_start);
+    let decode_tok_per_s = generated.decode_tok_per_s();
     let timings = Timings {
         load_s: 0.0,
         filter_pass_s: selected.as_ref().map_or(0.0, |s| s.filter_secs),

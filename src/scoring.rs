@@ -16,7 +16,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::select::{Scoring, DEFAULT_WINDOW, POOL_KERNEL};
+use ndarray::{Array1, ArrayView1};
+
+use crate::select::{self, Scoring, DEFAULT_WINDOW, POOL_KERNEL};
 
 /// A scoring with its window (inside [`Scoring::WindowSoftmax`]) and the pooling kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +80,30 @@ impl ScoringSpec {
     #[must_use]
     pub fn with_layers(self, layers: usize) -> Self {
         Self { layers, ..self }
+    }
+
+    /// The scores top-k ranks, from each captured layer's raw scores (ascending layers): several
+    /// layers standardised and summed, then this spec's pool, then with `+sent` each token
+    /// lifted to its sentence's best (`ends`: which tokens end one; `protected` tokens never lend
+    /// their scores).
+    ///
+    /// # Errors
+    /// No layers, or layers of different lengths.
+    pub fn ranked(
+        self,
+        per_layer: &[ArrayView1<'_, f32>],
+        ends: &[bool],
+        protected: &[bool],
+    ) -> anyhow::Result<Array1<f32>> {
+        let pooled = match per_layer {
+            [one] => select::avg_pool(*one, self.pool),
+            many => select::avg_pool(select::combine_layers(many)?.view(), self.pool),
+        };
+        Ok(if self.sentences {
+            select::segment_max(pooled.view(), ends, protected)
+        } else {
+            pooled
+        })
     }
 
     /// The layers whose Q/K a filter pass at `layer` must capture (ascending).

@@ -4,7 +4,7 @@
 
 use gemfilter::eval::calibrate::merge;
 use gemfilter::eval::curves::{
-    choose, lowest_within, worst_over_lengths, Choice, CurveRecord, LayerRecall,
+    choose, curves_by_length, lowest_within, worst_over_lengths, Choice, CurveRecord, LayerRecall,
 };
 use gemfilter::eval::niah::grid::{Style, Variant};
 use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
@@ -133,7 +133,7 @@ fn calibration_chooses_on_each_layers_worst_length() {
         record(16384, &[(9, 0.3), (13, 1.0)]),
         record(16384, &[(9, 0.5), (13, 0.98)]),
     ];
-    let worst = worst_over_lengths(&recs);
+    let worst = worst_over_lengths(&curves_by_length(&recs));
     assert_eq!(worst.len(), 1);
     let pts = &worst[0].1;
     assert_eq!(pts[0].0, 9);
@@ -141,7 +141,7 @@ fn calibration_chooses_on_each_layers_worst_length() {
     assert_eq!(pts[1].0, 13);
     assert!((pts[1].1 - 0.98).abs() < 1e-12, "{pts:?}");
     assert_eq!(choose(&worst, 0.01).map(|c| c.layer), Some(13));
-    assert!(worst_over_lengths(&[]).is_empty());
+    assert!(worst_over_lengths(&curves_by_length(&[])).is_empty());
 }
 
 #[test]

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::curves::{
-    aggregate_curves, choose, curve_cells, curve_table, worst_over_lengths, Choice, CurveJob,
-    CurvePoint, TOLERANCE,
+    aggregate_curves, choose, curve_cells, curve_table, curves_by_length, worst_over_lengths,
+    Choice, CurveJob, CurvePoint, Curves, TOLERANCE,
 };
 use super::niah::grid::{self, Cell, Style, Variant};
 use super::niah::needles;
@@ -206,9 +206,6 @@ fn cells(lengths: &[usize], depths: &[u32]) -> Result<Vec<Cell>> {
     Ok(cells)
 }
 
-/// Recall curves per scoring.
-pub type Curves = Vec<(ScoringSpec, Vec<CurvePoint>)>;
-
 /// What a calibration found.
 pub struct Calibration {
     pub choice: Choice,
@@ -250,18 +247,10 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
         recs.push(r);
         Ok(())
     })?;
-    let mut lengths: Vec<usize> = recs.iter().map(|r| r.length).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    let by_length: Vec<_> = lengths
-        .iter()
-        .map(|&l| {
-            let at: Vec<_> = recs.iter().filter(|r| r.length == l).cloned().collect();
-            (l, aggregate_curves(&at))
-        })
-        .collect();
+    let by_length = curves_by_length(&recs);
     let curves = by_length.last().map(|c| c.1.clone()).unwrap_or_default();
-    let choice = choose(&worst_over_lengths(&recs), TOLERANCE).context("no recall measured")?;
+    let choice =
+        choose(&worst_over_lengths(&by_length), TOLERANCE).context("no recall measured")?;
     Ok(Calibration {
         choice,
         curves,

@@ -138,13 +138,7 @@ pub fn recall_curve_multi(
             else {
                 continue;
             };
-            let mut pooled = match per_layer.as_slice() {
-                [one] => select::avg_pool(*one, spec.pool),
-                many => select::avg_pool(select::combine_layers(many)?.view(), spec.pool),
-            };
-            if spec.sentences {
-                pooled = select::segment_max(pooled.view(), &ends, protected);
-            }
+            let pooled = spec.ranked(&per_layer, &ends, protected)?;
             out.push(point(layer, spec, &pooled, top_k, protected, targets));
         }
     }
@@ -505,41 +499,50 @@ pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<C
 /// One scoring's (layer, mean recall) points.
 pub type Series = (ScoringSpec, Vec<(usize, f64)>);
 
-/// Per scoring and layer, the lowest mean recall over prompt lengths: a layer must hold up at
-/// every probe length to be chosen (a layer that is good at 8K and lost at 16K is the fragile kind
-/// that is lost again at 32K). Layers missing at some length are dropped.
+/// Curves per scoring, from per-cell records.
+pub type Curves = Vec<(ScoringSpec, Vec<CurvePoint>)>;
+
+/// The records' curves at each prompt length, shortest first.
 #[must_use]
-pub fn worst_over_lengths(recs: &[CurveRecord]) -> Vec<Series> {
+pub fn curves_by_length(recs: &[CurveRecord]) -> Vec<(usize, Curves)> {
     let mut lengths: Vec<usize> = recs.iter().map(|r| r.length).collect();
     lengths.sort_unstable();
     lengths.dedup();
-    let per_length: Vec<Vec<Series>> = lengths
-        .iter()
-        .map(|&l| {
+    lengths
+        .into_iter()
+        .map(|l| {
             let at: Vec<CurveRecord> = recs.iter().filter(|r| r.length == l).cloned().collect();
-            series(&aggregate_curves(&at))
+            (l, aggregate_curves(&at))
         })
-        .collect();
-    let Some(first) = per_length.first() else {
+        .collect()
+}
+
+/// Per scoring and layer, the lowest mean recall over prompt lengths ([`curves_by_length`]): a
+/// layer must hold up at every probe length to be chosen (a layer that is good at 8K and lost at
+/// 16K is the fragile kind that is lost again at 32K). Layers missing at some length are dropped.
+#[must_use]
+pub fn worst_over_lengths(by_length: &[(usize, Curves)]) -> Vec<Series> {
+    let Some((_, first)) = by_length.first() else {
         return Vec::new();
+    };
+    let recall = |curves: &Curves, scoring: ScoringSpec, layer: usize| {
+        curves
+            .iter()
+            .find(|c| c.0 == scoring)
+            .and_then(|c| c.1.iter().find(|p| p.layer == layer))
+            .map(|p| p.mean_recall)
     };
     first
         .iter()
         .map(|(scoring, pts)| {
             let worst = pts
                 .iter()
-                .filter_map(|&(layer, _)| {
-                    per_length
+                .filter_map(|p| {
+                    by_length
                         .iter()
-                        .map(|curves| {
-                            curves
-                                .iter()
-                                .find(|c| c.0 == *scoring)
-                                .and_then(|c| c.1.iter().find(|p| p.0 == layer))
-                                .map(|p| p.1)
-                        })
+                        .map(|(_, curves)| recall(curves, *scoring, p.layer))
                         .try_fold(f64::INFINITY, |m, r| r.map(|r| m.min(r)))
-                        .map(|m| (layer, m))
+                        .map(|m| (p.layer, m))
                 })
                 .collect();
             (*scoring, worst)
