@@ -18,12 +18,13 @@ use crate::doc_state::{self, Identity};
 use crate::engine::ffi::signal;
 use crate::engine::session::CaptureSession;
 use crate::engine::{prefix, Engine};
-use crate::generate::{Stdout, TokenSink};
+use crate::generate::{GenLimits, Sampling, Stdout, TokenSink};
 use crate::notice;
 use crate::pipeline::{respond, select_from, GemSettings, Job, Positions};
-use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
+use crate::prompt::{self, Assembled, Exchange, PromptInput, Protect, Template};
 use crate::run::RunSettings;
 use crate::select;
+use crate::settings::ModelSettings;
 
 /// The answer's text to stdout, until Ctrl-C stops it.
 struct TurnSink(Stdout);
@@ -59,8 +60,81 @@ pub struct TurnRecord {
     pub first_token_s: f64,
     pub decode_tok_per_s: Option<f64>,
     pub generated_tokens: usize,
+    /// Device memory in use while the answer was generated (both models, the document's
+    /// filter state and the answer's context), where the backend reports it.
+    pub device_mem_bytes: Option<u64>,
     /// Ctrl-C stopped this answer.
     pub interrupted: bool,
+    /// The answer's tokens (for callers that continue the conversation in tokens).
+    #[serde(skip)]
+    pub answer_tokens: Vec<LlamaToken>,
+}
+
+/// What a turn needs from the run's (or `bench --turns`') settings.
+pub struct TurnSettings<'s> {
+    pub model: &'s ModelSettings,
+    pub gem: &'s GemSettings,
+    pub protect: Protect,
+    pub sampling: &'s Sampling,
+    pub limits: &'s GenLimits,
+    pub prompt_cache: Option<&'s std::path::Path>,
+}
+
+impl<'s> TurnSettings<'s> {
+    fn of(s: &'s RunSettings, gem: &'s GemSettings) -> Self {
+        TurnSettings {
+            model: &s.model,
+            gem,
+            protect: s.protect,
+            sampling: &s.sampling,
+            limits: &s.limits,
+            prompt_cache: s.prompt_cache.as_deref(),
+        }
+    }
+}
+
+/// One document's conversation: the models and the document's kept filter state.
+pub struct Conversation<'e> {
+    filter: &'e Engine,
+    full: Option<&'e Engine>,
+    kept: Option<Kept<'e>>,
+}
+
+impl<'e> Conversation<'e> {
+    /// `full` None: the full model is loaded for each answer.
+    #[must_use]
+    pub fn new(filter: &'e Engine, full: Option<&'e Engine>) -> Self {
+        Conversation {
+            filter,
+            full,
+            kept: None,
+        }
+    }
+
+    /// One turn: filter state (first turn: the whole prompt; later: only what follows the
+    /// document), selection, answer into `sink`.
+    ///
+    /// # Errors
+    /// Engine failures or sink errors.
+    pub fn turn(
+        &mut self,
+        s: &TurnSettings<'_>,
+        asm: &Assembled,
+        n_turn: usize,
+        question: &str,
+        sink: &mut dyn TokenSink,
+    ) -> Result<TurnRecord> {
+        turn(
+            s,
+            self.full,
+            self.filter,
+            &mut self.kept,
+            asm,
+            n_turn,
+            question,
+            sink,
+        )
+    }
 }
 
 /// Questions: `-p` first (if given), then one per line from standard input until EOF or
@@ -108,15 +182,21 @@ struct Kept<'a> {
 /// The filter model (the prefix, when the filter layer is not the last) and the full model.
 /// Both stay resident; where the full model does not fit beside the filter model it is left
 /// out (None) and loaded for each answer, while the document's filter state stays.
-fn load_models(s: &RunSettings, gem: &GemSettings) -> Result<(Option<Engine>, Option<Engine>)> {
-    let n_layer = s.model.meta.block_count;
+///
+/// # Errors
+/// A model that cannot be loaded (the full one only when there is no separate filter model).
+pub fn load_models(
+    model: &ModelSettings,
+    gem: &GemSettings,
+) -> Result<(Option<Engine>, Option<Engine>)> {
+    let n_layer = model.meta.block_count;
     let filter = if gem.prefix && gem.layer + 1 < n_layer {
-        let path = prefix::prefix_model(&s.model.path, gem.layer + 1, n_layer)?;
-        Some(Engine::load(&path, &s.model.load)?)
+        let path = prefix::prefix_model(&model.path, gem.layer + 1, n_layer)?;
+        Some(Engine::load(&path, &model.load)?)
     } else {
         None
     };
-    let full = match Engine::load(&s.model.path, &s.model.load) {
+    let full = match Engine::load(&model.path, &model.load) {
         Ok(e) => Some(e),
         Err(e) if filter.is_some() => {
             notice!("{e:#}: the full model does not fit beside the filter model; loading it for each answer instead (the document's filter state stays)");
@@ -139,7 +219,7 @@ pub fn run(s: &RunSettings) -> Result<()> {
         bail!("conversation mode needs the document as -f FILE");
     }
     let t_load = Instant::now();
-    let (filter, full) = load_models(s, gem)?;
+    let (filter, full) = load_models(&s.model, gem)?;
     let filter_engine = filter
         .as_ref()
         .or(full.as_ref())
@@ -176,7 +256,8 @@ pub fn run(s: &RunSettings) -> Result<()> {
         lines: stdin.lock().lines(),
     };
     let mut history: Vec<Exchange> = Vec::new();
-    let mut kept: Option<Kept<'_>> = None;
+    let mut conversation = Conversation::new(filter_engine, full.as_ref());
+    let settings = TurnSettings::of(s, gem);
     while let Some(question) = questions.next()? {
         let input = PromptInput {
             question: Some(question.clone()),
@@ -184,16 +265,8 @@ pub fn run(s: &RunSettings) -> Result<()> {
             ..s.input.clone()
         };
         let asm = prompt::assemble(&filter_engine.model, &input, &template)?;
-        let rec = turn(
-            s,
-            gem,
-            full.as_ref(),
-            filter_engine,
-            &mut kept,
-            &asm,
-            history.len() + 1,
-            &question,
-        )?;
+        let mut sink = TurnSink(Stdout { enabled: !s.json });
+        let rec = conversation.turn(&settings, &asm, history.len() + 1, &question, &mut sink)?;
         history.push(Exchange {
             question,
             answer: rec.answer.trim().to_owned(),
@@ -225,7 +298,7 @@ pub fn run(s: &RunSettings) -> Result<()> {
 /// The document's filter state from `--prompt-cache`, if it is there and belongs to this model
 /// and document; a mismatch or damage is said in one line and the state is rebuilt.
 fn restore<'a>(
-    s: &RunSettings,
+    s: &TurnSettings<'_>,
     filter: &'a Engine,
     path: &std::path::Path,
     id: &Identity,
@@ -262,7 +335,7 @@ fn restore<'a>(
 
 /// Room in the filter context: the prompt and as much again for later turns (at least 4096),
 /// within the model's context.
-fn context_size(s: &RunSettings, n: usize) -> u32 {
+fn context_size(s: &TurnSettings<'_>, n: usize) -> u32 {
     u32::try_from(n + n.max(4096))
         .unwrap_or(u32::MAX)
         .min(s.model.ctx_limit())
@@ -281,12 +354,12 @@ struct Filtered {
 /// `--prompt-cache`), decode only what follows the document; otherwise filter the whole prompt
 /// and keep the document's state (saving it when asked).
 fn filter_turn<'a>(
-    s: &RunSettings,
-    gem: &GemSettings,
+    s: &TurnSettings<'_>,
     filter: &'a Engine,
     kept: &mut Option<Kept<'a>>,
     asm: &Assembled,
 ) -> Result<Filtered> {
+    let gem = s.gem;
     let n = asm.tokens.len();
     let doc_end = asm.context.end;
     let spec = CaptureSpec {
@@ -305,11 +378,11 @@ fn filter_turn<'a>(
         *kept = None;
     }
     let prefix_tokens = &asm.tokens[..doc_end];
-    let id = match &s.prompt_cache {
+    let id = match s.prompt_cache {
         Some(_) => Some(Identity::of(&s.model.path, &spec.layers, prefix_tokens)?),
         None => None,
     };
-    if let (None, Some(path), Some(id)) = (kept.as_ref(), &s.prompt_cache, &id) {
+    if let (None, Some(path), Some(id)) = (kept.as_ref(), s.prompt_cache, &id) {
         *kept = restore(s, filter, path, id, prefix_tokens, n)?;
     }
     if let Some(k) = kept {
@@ -352,7 +425,7 @@ fn filter_turn<'a>(
         .iter()
         .map(|lc| lc.first_keys(doc_end).to_vec())
         .collect();
-    if let (Some(path), Some(id)) = (&s.prompt_cache, &id) {
+    if let (Some(path), Some(id)) = (s.prompt_cache, &id) {
         match doc_state::save(path, &session, id, prefix_tokens, &keys) {
             Ok(()) => notice!(
                 "saved the document's filter state to {} ({doc_end} tokens)",
@@ -373,19 +446,18 @@ fn filter_turn<'a>(
     })
 }
 
-/// One turn: filter state (first turn: the whole prompt; later: only what follows the
-/// document), selection, answer.
 #[allow(clippy::too_many_arguments)]
 fn turn<'a>(
-    s: &RunSettings,
-    gem: &GemSettings,
+    s: &TurnSettings<'_>,
     full: Option<&Engine>,
     filter: &'a Engine,
     kept: &mut Option<Kept<'a>>,
     asm: &Assembled,
     n_turn: usize,
     question: &str,
+    sink: &mut dyn TokenSink,
 ) -> Result<TurnRecord> {
+    let gem = s.gem;
     let t0 = Instant::now();
     let n = asm.tokens.len();
     let protected = asm.protected(s.protect);
@@ -393,7 +465,7 @@ fn turn<'a>(
         layers,
         decoded,
         secs: filter_s,
-    } = filter_turn(s, gem, filter, kept, asm)?;
+    } = filter_turn(s, filter, kept, asm)?;
     let t_sel = Instant::now();
     let ends = if gem.spec.sentences {
         filter.sentence_ends(&asm.tokens)
@@ -418,7 +490,6 @@ fn turn<'a>(
         limits: s.limits.clone(),
         progress: false,
     };
-    let mut sink = TurnSink(Stdout { enabled: !s.json });
     let t_rerun = Instant::now();
     let reloaded;
     let full = if let Some(f) = full {
@@ -429,9 +500,9 @@ fn turn<'a>(
     };
     signal::answering(true);
     let positions = (gem.positions == Positions::Original).then_some(indices.as_slice());
-    let answered = respond(full, &job, &tokens, positions, n, t_rerun, &mut sink);
+    let answered = respond(full, &job, &tokens, positions, n, t_rerun, sink);
     signal::answering(false);
-    let (generated, rerun_s, _) = answered?;
+    let (generated, rerun_s, device_mem_bytes) = answered?;
     let first_token_s = generated.first_token_s(t0);
     let decode_tok_per_s = generated.decode_tok_per_s();
     Ok(TurnRecord {
@@ -453,6 +524,8 @@ fn turn<'a>(
         first_token_s,
         decode_tok_per_s,
         generated_tokens: generated.n_tokens,
+        device_mem_bytes,
         interrupted: signal::interrupted(),
+        answer_tokens: generated.tokens,
     })
 }

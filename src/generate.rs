@@ -101,6 +101,9 @@ pub enum StopReason {
 pub struct Generated {
     pub text: String,
     pub n_tokens: usize,
+    /// The sampled tokens, in order (all decoded into the context, unless generation stopped
+    /// at the context's end).
+    pub tokens: Vec<LlamaToken>,
     /// When the first token was sampled.
     pub first_token_at: Option<Instant>,
     /// Seconds from the first to the last sampled token.
@@ -189,6 +192,7 @@ pub fn generate(
     let mut out = Generated {
         text: String::new(),
         n_tokens: 0,
+        tokens: Vec::new(),
         first_token_at: None,
         decode_secs: 0.0,
         stop: StopReason::MaxTokens,
@@ -220,6 +224,7 @@ pub fn generate(
             break;
         }
         out.n_tokens += 1;
+        out.tokens.push(tok);
         pending.extend(vocab.token_to_piece(tok, false, None));
         let piece = take_utf8(&mut pending);
         out.text.push_str(&piece);

@@ -515,9 +515,15 @@ fn bench(a: &BenchArgs) -> Result<BenchSettings> {
     let n_decode = usize::try_from(a.n_decode).unwrap_or(0);
     fit_lengths(&lengths, &model, n_decode + 1, "--lengths")?;
     let gem = gem(&a.gem, &model)?;
+    ensure!(a.turns <= 64, "--turns must be at most 64");
+    ensure!(
+        a.turns == 0 || gem.draft.is_none(),
+        "--turns measures conversation mode, which selects with the target itself: drop --gem-draft"
+    );
     Ok(BenchSettings {
         lengths,
         n_decode: a.n_decode,
+        turns: a.turns,
         haystack: a.haystack.clone(),
         output: a.output.clone(),
         standard: !a.no_standard,

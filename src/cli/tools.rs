@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Skip the standard llama.cpp run (e.g. when it cannot fit in memory).
     #[arg(long = "no-standard")]
     pub no_standard: bool,
+    /// A conversation of N questions per length instead of one prompt: GemFilter's conversation
+    /// mode (document filtered once, re-selected per question) beside standard llama.cpp
+    /// keeping its whole KV cache. Each length is the whole conversation, answers included.
+    #[arg(long = "turns", value_name = "N", default_value_t = 0)]
+    pub turns: usize,
 }
 
 /// Write a random-weight GGUF with the exact tensor shapes of a real model.

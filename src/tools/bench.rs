@@ -57,6 +57,9 @@ pub struct BenchReport {
     pub cache_type_v: String,
     pub n_ubatch: u32,
     pub results: Vec<LengthResult>,
+    /// `--turns`: one conversation per length instead of single prompts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conversations: Vec<super::turns::ConversationResult>,
 }
 
 /// What `gemfilter bench` runs, resolved from its flags.
@@ -71,6 +74,8 @@ pub struct BenchSettings {
     pub output: Option<PathBuf>,
     /// Also run standard llama.cpp on the whole prompt.
     pub standard: bool,
+    /// `--turns N`: a conversation of N questions per length (0: single prompts).
+    pub turns: usize,
     pub json: bool,
 }
 
@@ -97,7 +102,7 @@ fn mode(out: &Outcome) -> ModeResult {
 }
 
 /// Text the prompts are cut from, tokenized once (with BOS first when the model has one).
-fn source_tokens(s: &BenchSettings) -> Result<(Vec<LlamaToken>, Option<LlamaToken>)> {
+fn source_tokens(s: &BenchSettings) -> Result<(Vec<LlamaToken>, Option<LlamaToken>, Engine)> {
     let text = match &s.haystack {
         Some(p) => std::fs::read_to_string(p).with_context(|| {
             format!(
@@ -113,7 +118,8 @@ fn source_tokens(s: &BenchSettings) -> Result<(Vec<LlamaToken>, Option<LlamaToke
     if source.is_empty() {
         bail!("the haystack tokenizes to nothing");
     }
-    Ok((source, Some(v.bos())))
+    let bos = Some(v.bos());
+    Ok((source, bos, vocab))
 }
 
 /// One length: GemFilter, then standard llama.cpp on the same tokens.
@@ -172,7 +178,7 @@ pub fn run(s: &BenchSettings) -> Result<()> {
             )
         })?;
     }
-    let (source, bos) = source_tokens(s)?;
+    let (source, bos, vocab) = source_tokens(s)?;
     let meta = &s.model.meta;
     // The model that selects: the target, or the draft.
     let (sel_path, sel_layers) = s
@@ -200,10 +206,29 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         cache_type_v: s.model.cache_types[1].clone(),
         n_ubatch: s.model.ctx.n_ubatch,
         results: Vec::new(),
+        conversations: Vec::new(),
     };
+    if s.turns > 0 {
+        // Conversations load their own models (filter and full resident, then standard's):
+        // the warmed-up full model is freed first.
+        models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
+    }
     for &n in &s.lengths {
-        let tokens = prompt_tokens(&source, bos, n);
-        report.results.push(measure(s, &mut models, &tokens)?);
+        if s.turns > 0 {
+            let t = super::turns::TurnsBench {
+                model: &s.model,
+                gem: &s.gem,
+                turns: s.turns,
+                n_decode: s.n_decode,
+                standard: s.standard,
+            };
+            report
+                .conversations
+                .push(super::turns::measure(&t, &vocab, &source, bos, n)?);
+        } else {
+            let tokens = prompt_tokens(&source, bos, n);
+            report.results.push(measure(s, &mut models, &tokens)?);
+        }
         if let Some(o) = &s.output {
             std::fs::write(o, serde_json::to_vec_pretty(&report)?).with_context(|| {
                 format!(
@@ -217,6 +242,9 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         let mut out = std::io::stdout().lock();
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
+    } else if s.turns > 0 {
+        print_header(&report);
+        report.conversations.iter().for_each(super::turns::print);
     } else {
         print_table(&report);
     }
@@ -260,7 +288,7 @@ fn gb(b: Option<u64>) -> String {
     b.map_or("n/a".into(), |b| format!("{:.2} GB", b as f64 / 1e9))
 }
 
-fn print_table(r: &BenchReport) {
+fn print_header(r: &BenchReport) {
     println!(
         "model {}{} | {} | KV {}/{} | ubatch {}",
         r.model,
@@ -272,6 +300,10 @@ fn print_table(r: &BenchReport) {
         r.cache_type_v,
         r.n_ubatch
     );
+}
+
+fn print_table(r: &BenchReport) {
+    print_header(r);
     println!(
         "{:>8} {:>10} | {:>8} {:>8} {:>8} {:>7} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6} {:>6} {:>6}",
         "tokens", "mode", "filter", "select", "prefill", "load", "1st tok", "decode", "peak mem", "std 1st", "std dec", "std mem", "ttft×", "mem×", "dec×"

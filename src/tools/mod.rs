@@ -1,3 +1,4 @@
 //! Tools beside the default mode: end-to-end benchmarks and random-weight models.
 pub mod bench;
 pub mod synth;
+pub mod turns;
