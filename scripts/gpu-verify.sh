@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# On the GPU machine: one session's measurements for the trust, draft and conversation issues,
+# as background steps that outlive a device call (the machine stays warm while calls poll).
+# Models: /tmp/models/q05.gguf and q15.gguf from scripts/gpu-model.sh; synthetic shapes here.
+# Results under /tmp/v; `status` prints progress, `pack DIR` tars everything small into DIR.
+# usage: scripts/gpu-verify.sh libs|synth|calib|benches|suites|status|pack [DIR]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+v=/tmp/v
+mkdir -p "$v"
+bg() { # name command... : run detached, log in $v/NAME.log, done-marker $v/NAME.done
+  local name=$1; shift
+  (setsid nohup bash -c "$* ; echo \$? > $v/$name.done" >"$v/$name.log" 2>&1 </dev/null &)
+}
+libs() { # the libraries from the background build (never a second build beside it)
+  if [ -f "$v/libs.log" ] && [ ! -f "$v/libs.done" ]; then echo "libraries still building"; exit 1; fi
+  LD_LIBRARY_PATH=$(scripts/gpu-libs.sh) || exit 1; export LD_LIBRARY_PATH
+}
+export GEMFILTER_CACHE=/tmp/gemfilter-cache
+gf=.gpu/bin/gemfilter
+common=(-ngl 99 -fa on)
+runs=bench/runs/2026-12-02-h200-trust
+
+case $1 in
+libs) bg libs scripts/gpu-libs.sh ;;
+synth)
+  libs
+  cmd=""
+  for s in llama-3.2-1b llama-3.1-8b mistral-nemo-12b; do
+    cmd+="[ -f /tmp/$s.gguf ] || $gf synth --shape $s --type q4_0 -o /tmp/$s.gguf; "
+  done
+  bg synth "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH; $cmd" ;;
+calib)
+  # A user's first run on each model: self-calibration, alone on the GPU, timed.
+  libs
+  for m in q15 q05; do
+    mkdir -p /tmp/trust/$m
+    [ -s /tmp/trust/$m/presets.toml ] && continue
+    s0=$(date +%s.%N)
+    GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml $gf niah -m /tmp/models/$m.gguf "${common[@]}" \
+      --style chat --tasks niah_single_1 --samples 1 --lengths 4k --methods gem \
+      -o /tmp/trust/$m/first >/tmp/trust/$m/calibrate.log 2>&1
+    echo "first run with calibration: $(echo "$(date +%s.%N) - $s0" | bc) s" >>/tmp/trust/$m/calibrate.log
+    grep -h "calibrat\|first run" /tmp/trust/$m/calibrate.log
+    cat /tmp/trust/$m/presets.toml
+  done ;;
+benches)
+  # Timing runs, one at a time with the GPU otherwise idle.
+  libs
+  d="--gem-draft /tmp/llama-3.2-1b.gguf --gem-draft-layer 6"
+  cmd="export LD_LIBRARY_PATH=$LD_LIBRARY_PATH;"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --lengths 128k -fa on -o $v/bench-8b-draft.json > $v/bench-8b-draft.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf --turns 3 --lengths 128k -fa on -o $v/bench-8b-turns.json > $v/bench-8b-turns.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/mistral-nemo-12b.gguf $d --lengths 128k -fa on -o $v/bench-12b-draft.json > $v/bench-12b-draft.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --gem-positions original --lengths 128k --no-standard -fa on -o $v/bench-8b-draft-orig.json > $v/bench-8b-draft-orig.txt 2>&1"
+  bg benches "$cmd" ;;
+suites)
+  # Accuracy runs in parallel (small models leave the H200 mostly idle). Earlier full-prompt
+  # and reference cells of the same seeds are reused (niah skips keys it already holds).
+  libs
+  samples=${2:-10}
+  for m in q05 q15; do
+    for L in 8k 16k 31k; do
+      o=/tmp/trust/$m/suite-$L; mkdir -p "$o"
+      [ -f "$o/cells.jsonl" ] || cat $runs/$m-suite-$L.jsonl $runs/var-$m-*-$L.jsonl 2>/dev/null |
+        grep -v '"method":"gem"' >"$o/cells.jsonl"
+      bg suite-$m-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml;" \
+        "$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --samples $samples --lengths $L --methods full,gem,reference -o $o"
+    done
+  done
+  for pos in compact original; do
+    for L in 8k 16k 31k; do
+      o=/tmp/draft/$pos-$L; mkdir -p "$o"
+      [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $runs/q15-suite-$L.jsonl >"$o/cells.jsonl"
+      bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
+        "$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --samples $samples --lengths $L --methods full,gem -o $o"
+    done
+  done ;;
+status)
+  ls /tmp/models 2>/dev/null | tr '\n' ' '; echo
+  for f in "$v"/*.done; do [ -f "$f" ] && echo "$(basename "$f" .done): rc $(cat "$f")"; done
+  for f in /tmp/trust/*/suite-*/cells.jsonl /tmp/draft/*/cells.jsonl; do
+    [ -f "$f" ] && echo "$f $(grep -c '"method":"gem"' "$f") gem, $(wc -l <"$f") lines"
+  done
+  tail -2 "$v"/benches.log 2>/dev/null
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null ;;
+pack)
+  out=${2:?}
+  tar -C /tmp -cJf "$out/v.tar.xz" v trust draft --exclude='*.gguf' 2>/dev/null
+  ls -la "$out" ;;
+esac
