@@ -246,3 +246,54 @@ fn ctrl_c_stops_the_answer_and_the_conversation_goes_on() {
     assert!(err.contains("turn 2:"), "{err}");
     assert!(rest.contains("Whitfield"), "turn 2 answered: {rest}");
 }
+
+/// `bench --turns`: GemFilter's later turns decode only what follows the document (the earlier
+/// question, its answer, the new question) through the filter layers, while standard llama.cpp
+/// keeps its whole cache and prefills only the new question; each length is the whole
+/// conversation. SmolLM2 keeps it quick on two cores.
+#[test]
+fn bench_turns_decode_only_what_follows_the_document() {
+    let d = tmpdir("bench-turns");
+    let o = cached(&d)
+        .args(["bench", "-m", smollm2().to_str().unwrap()])
+        .args([
+            "--lengths",
+            "1500",
+            "--turns",
+            "2",
+            "--n-decode",
+            "6",
+            "-t",
+            "2",
+        ])
+        .args(["--gem-topk", "256", "--json"])
+        .output()
+        .unwrap();
+    let v = json(&o);
+    let c = &v["conversations"][0];
+    let doc = c["document_tokens"].as_u64().unwrap();
+    let turns = c["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2);
+    let (t1, t2) = (&turns[0], &turns[1]);
+    let n1 = t1["prompt_tokens"].as_u64().unwrap();
+    let n2 = t2["prompt_tokens"].as_u64().unwrap();
+    // Turn 1 filters everything; turn 2 only the tail after the document.
+    assert_eq!(t1["filter_tokens_decoded"].as_u64(), Some(n1));
+    assert_eq!(t2["filter_tokens_decoded"].as_u64(), Some(n2 - doc));
+    let question = n1 - doc;
+    assert_eq!(
+        n2,
+        n1 + 6 + question,
+        "turn 2 = turn 1 + answer + a question"
+    );
+    assert_eq!(t1["std_tokens_prefilled"].as_u64(), Some(n1));
+    assert_eq!(t2["std_tokens_prefilled"].as_u64(), Some(question));
+    // The whole conversation is the length asked for.
+    assert_eq!(n2 + 6, 1500);
+    for t in turns {
+        assert!(t["selected_tokens"].as_u64().unwrap() >= 256);
+        assert!(t["selected_tokens"].as_u64().unwrap() < n1);
+        assert!(t["gem_first_token_s"].as_f64().unwrap() > 0.0);
+        assert!(t["std_first_token_s"].as_f64().unwrap() > 0.0);
+    }
+}
