@@ -64,16 +64,19 @@ suites)
       o=/tmp/trust/$m/suite-$L; mkdir -p "$o"
       [ -f "$o/cells.jsonl" ] || cat $runs/$m-suite-$L.jsonl $runs/var-$m-*-$L.jsonl 2>/dev/null |
         grep -v '"method":"gem"' >"$o/cells.jsonl"
+      # 5 samples of every task first, then the rest: a run cut short still covers every task.
+      n="$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
       bg suite-$m-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml;" \
-        "$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --samples $samples --lengths $L --methods full,gem,reference -o $o"
+        "$n 5; $n $samples"
     done
   done
-  for pos in compact original; do
+  for pos in ${POSITIONS:-compact original}; do
     for L in 8k 16k 31k; do
       o=/tmp/draft/$pos-$L; mkdir -p "$o"
       [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $runs/q15-suite-$L.jsonl >"$o/cells.jsonl"
+      n="$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
       bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
-        "$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --samples $samples --lengths $L --methods full,gem -o $o"
+        "$n 5; $n $samples"
     done
   done ;;
 status)
