@@ -22,25 +22,27 @@ common=(-ngl 99 -fa on)
 runs=bench/runs/2026-12-02-h200-trust
 
 case $1 in
-libs) bg libs scripts/gpu-libs.sh ;;
+libs) # from a copy of the source: each device call re-syncs the tree under a running build
+  rm -rf /tmp/llsrc && cp -r vendor/llama-cpp-sys-2/llama.cpp /tmp/llsrc && ln -sfn /tmp/llbuild .gpu/build
+  bg libs LLAMA_SRC=/tmp/llsrc scripts/gpu-libs.sh ;;
 synth)
   libs
   cmd=""
   for s in llama-3.2-1b llama-3.1-8b mistral-nemo-12b; do
-    cmd+="[ -f /tmp/$s.gguf ] || $gf synth --shape $s --type q4_0 -o /tmp/$s.gguf; "
+    cmd+="[ -f /tmp/$s.gguf ] || $gf synth --shape $s --type q4_0 -o /tmp/$s.gguf;"
   done
-  bg synth "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH; $cmd" ;;
+  bg synth "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH; $cmd true" ;;
 calib)
   # A user's first run on each model: self-calibration, alone on the GPU, timed.
   libs
   for m in q15 q05; do
     mkdir -p /tmp/trust/$m
     [ -s /tmp/trust/$m/presets.toml ] && continue
-    s0=$(date +%s.%N)
+    s0=$(date +%s%N)
     GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml $gf niah -m /tmp/models/$m.gguf "${common[@]}" \
       --style chat --tasks niah_single_1 --samples 1 --lengths 4k --methods gem \
       -o /tmp/trust/$m/first >/tmp/trust/$m/calibrate.log 2>&1
-    echo "first run with calibration: $(echo "$(date +%s.%N) - $s0" | bc) s" >>/tmp/trust/$m/calibrate.log
+    echo "first run with calibration: $((($(date +%s%N) - s0) / 1000000)) ms" >>/tmp/trust/$m/calibrate.log
     grep -h "calibrat\|first run" /tmp/trust/$m/calibrate.log
     cat /tmp/trust/$m/presets.toml
   done ;;
