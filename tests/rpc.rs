@@ -97,12 +97,12 @@ fn doc(dir: &Path, chars: usize) -> PathBuf {
     write(dir, "doc.txt", haystack(chars, NEEDLE, 0.5).as_bytes())
 }
 
-/// A greedy raw-prompt GemFilter run over `f` with `extra` flags, keeping 256 tokens.
+/// A greedy single-turn GemFilter run over `f` with `extra` flags, keeping 256 tokens.
 fn needle_run(dir: &Path, f: &Path, extra: &[&str]) -> Output {
     cached(dir)
         .args(["-m", smollm2().to_str().unwrap(), "-f", f.to_str().unwrap()])
-        .args(["-p", QUESTION, "-n", "12", "--temp", "0", "-t", "2"])
-        .args(["-no-cnv", "--json", "--gem-topk", "256"])
+        .args(["-p", QUESTION, "-n", "16", "--temp", "0", "-t", "2"])
+        .args(["-st", "--json", "--gem-topk", "256"])
         .args(extra)
         .stdin(Stdio::null())
         .output()
@@ -211,7 +211,7 @@ fn rpc_server_that_dies_mid_run_is_one_line_and_no_hang() {
     let mut c = cached(&d);
     c.args(["-m", smollm2().to_str().unwrap(), "-f", f.to_str().unwrap()])
         .args(["-p", QUESTION, "-n", "12", "--temp", "0", "-t", "2"])
-        .args(["-no-cnv", "--json", "--rpc", &w.endpoint]);
+        .args(["-no-cnv", "--json", "--log-disable", "--rpc", &w.endpoint]);
     let mut w = w;
     let killer = std::thread::spawn(move || {
         assert!(

@@ -167,6 +167,7 @@ pub fn model(m: &ModelArgs) -> Result<ModelSettings> {
         "no model given: gemfilter -m MODEL.gguf -f CONTEXT.txt -p QUESTION (see --help)",
     )?;
     let meta = gguf_info::read(&path)?;
+    crate::engine::check_placement(&load)?;
     Ok(ModelSettings {
         path,
         meta,
@@ -226,6 +227,11 @@ fn gem_device(model: &mut ModelSettings, g: &GemArgs) -> Result<()> {
         g.gem_device.is_none() || g.gem == OnOff::On,
         "--gem-device places the filter pass, which --gem off does not run"
     );
+    if g.gem_device.is_some() {
+        crate::engine::check_placement(&model.load.for_filter()).map_err(|e| {
+            anyhow::anyhow!("{}", format!("{e:#}").replacen("-dev:", "--gem-device:", 1))
+        })?;
+    }
     Ok(())
 }
 

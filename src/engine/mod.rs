@@ -112,7 +112,7 @@ impl Placement {
     /// # Errors
     /// An unknown device name, or a split or main device the chosen devices cannot hold.
     fn apply(&self, mut params: LlamaModelParams) -> Result<LlamaModelParams> {
-        let all = ffi::rpc::devices();
+        let all = ffi::rpc::devices(false);
         let offload: Vec<&ffi::rpc::Device> = all
             .iter()
             .filter(|d| d.kind != ffi::rpc::DeviceKind::Cpu)
@@ -187,13 +187,26 @@ pub fn add_rpc_servers(opts: &LoadOptions) -> Result<()> {
     ffi::rpc::add_servers(&opts.placement.rpc)
 }
 
+/// Check a placement before anything runs: the `--rpc` servers answer (and are registered),
+/// the `-dev` names exist, `-mg`/`-ts` fit the devices used.
+///
+/// # Errors
+/// The first problem, as one line.
+pub fn check_placement(opts: &LoadOptions) -> Result<()> {
+    if opts.placement.is_default() {
+        return Ok(());
+    }
+    add_rpc_servers(opts)?;
+    opts.placement.apply(LlamaModelParams::default()).map(drop)
+}
+
 /// Every device llama.cpp can use, one line each (`--list-devices`), with the `--rpc` servers.
 ///
 /// # Errors
 /// As [`add_rpc_servers`].
 pub fn device_lines(opts: &LoadOptions) -> Result<Vec<String>> {
     add_rpc_servers(opts)?;
-    Ok(ffi::rpc::devices()
+    Ok(ffi::rpc::devices(true)
         .iter()
         .map(|d| {
             format!(

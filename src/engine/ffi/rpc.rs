@@ -187,9 +187,10 @@ pub enum DeviceKind {
     Other,
 }
 
-/// Every device in ggml's registry (remote ones once [`add_servers`] ran).
+/// Every device in ggml's registry (remote ones once [`add_servers`] ran); with `memory`, their
+/// free and total memory (a round trip to each RPC server), else zeros.
 #[must_use]
-pub fn devices() -> Vec<Device> {
+pub fn devices(memory: bool) -> Vec<Device> {
     let text = |p: *const c_char| {
         if p.is_null() {
             String::new()
@@ -219,7 +220,9 @@ pub fn devices() -> Vec<Device> {
                 _ => DeviceKind::Other,
             };
             let (mut free, mut total) = (0usize, 0usize);
-            sys::ggml_backend_dev_memory(dev, &raw mut free, &raw mut total);
+            if memory {
+                sys::ggml_backend_dev_memory(dev, &raw mut free, &raw mut total);
+            }
             out.push(Device {
                 index: i,
                 name: text(sys::ggml_backend_dev_name(dev)),
@@ -244,7 +247,7 @@ pub fn serve(endpoint: &str, cache_dir: Option<&std::path::Path>, threads: usize
     // SAFETY: as in `add_servers`: the exported symbol has `StartServerFn`'s signature.
     let start: StartServerFn =
         unsafe { std::mem::transmute::<*mut std::ffi::c_void, StartServerFn>(start) };
-    let all = devices();
+    let all = devices(false);
     let gpus: Vec<usize> = all
         .iter()
         .filter(|d| d.kind == DeviceKind::Gpu)
