@@ -102,6 +102,7 @@ mod tests {
 }
 
 /// `gemfilter rpc-server`: llama.cpp's rpc-server flags.
+#[allow(clippy::doc_markdown)] // the field docs are --help text, not Markdown
 #[derive(Debug, Clone, clap::Args)]
 pub struct RpcServerArgs {
     /// Address to listen on. Anything but a loopback address exposes this machine's devices to

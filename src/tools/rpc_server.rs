@@ -23,7 +23,7 @@ pub const NO_AUTH_WARNING: &str = "the RPC protocol has no authentication and no
     anyone who can reach this port can use this machine's devices and read or write their memory; \
     listen on 127.0.0.1 (the default) unless the network is trusted";
 
-/// `host` names this machine only (127.0.0.0/8, ::1, localhost).
+/// `host` names this machine only (127.0.0.0/8, `::1`, localhost).
 #[must_use]
 pub fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
