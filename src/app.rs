@@ -19,5 +19,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Mode::Layers(s) => crate::eval::layers::run(&s),
         Mode::Calibrate(s) => crate::eval::calibrate::run(&s),
         Mode::Synth(a) => crate::tools::synth::run(&a),
+        Mode::ListDevices(load) => crate::tools::rpc_server::list_devices(&load),
+        Mode::RpcServer(s) => crate::tools::rpc_server::run(&s),
     }
 }

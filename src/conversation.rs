@@ -192,7 +192,7 @@ pub fn load_models(
     let n_layer = model.meta.block_count;
     let filter = if gem.prefix && gem.layer + 1 < n_layer {
         let path = prefix::prefix_model(&model.path, gem.layer + 1, n_layer)?;
-        Some(Engine::load(&path, &model.load)?)
+        Some(Engine::load(&path, &model.load.for_filter())?)
     } else {
         None
     };

@@ -145,12 +145,18 @@ impl Models {
             None
         };
         if prefix_path.is_none() && gem.draft.is_none() {
+            if self.opts.placement.filter_devices.is_some() {
+                crate::notice!("--gem-device: the filter pass runs on the full model here (no prefix model), placed as the full model");
+            }
             let engine = self.full()?;
             return select_tokens(engine, tokens, protected, gem, ctx, progress);
         }
         self.release_full();
         let t0 = Instant::now();
-        let engine = Engine::load(prefix_path.as_deref().unwrap_or(&path), &self.opts)?;
+        let engine = Engine::load(
+            prefix_path.as_deref().unwrap_or(&path),
+            &self.opts.for_filter(),
+        )?;
         let secs = t0.elapsed().as_secs_f64();
         self.load_secs += secs;
         if gem.draft.is_some() {

@@ -15,6 +15,7 @@ fn engine() -> Engine {
             n_gpu_layers: 0,
             use_mmap: true,
             verbose: false,
+            placement: gemfilter::engine::Placement::default(),
         },
     )
     .unwrap()

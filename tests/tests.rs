@@ -15,4 +15,5 @@ mod engine;
 mod gguf_fuzz;
 mod hostile;
 mod niah;
+mod rpc;
 mod trust;

@@ -23,7 +23,12 @@ pub enum OnOffAuto {
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Model path (GGUF).
-    #[arg(short = 'm', long = "model", value_name = "FNAME", required = true)]
+    #[arg(
+        short = 'm',
+        long = "model",
+        value_name = "FNAME",
+        required_unless_present = "list_devices"
+    )]
     pub model: Option<PathBuf>,
 
     /// Context size; 0 = what the prompt and -n need, up to the model's training context.
@@ -81,6 +86,35 @@ pub struct ModelArgs {
     /// Physical maximum batch size.
     #[arg(long = "ubatch-size", default_value_t = 512, value_name = "N")]
     pub ubatch_size: u32,
+
+    /// How to split the model over several devices (-sm): none (one device, -mg), layer
+    /// (layers and their KV cache; llama.cpp's default) or row (also matrix rows, CUDA).
+    #[arg(long = "split-mode", value_enum, value_name = "none|layer|row")]
+    pub split_mode: Option<crate::engine::SplitMode>,
+
+    /// Share of the model per device (-ts), comma-separated, e.g. 3,1 (in the order of the
+    /// devices used: --rpc servers first, then local GPUs, or as -dev lists them).
+    #[arg(long = "tensor-split", value_name = "N0,N1,...")]
+    pub tensor_split: Option<String>,
+
+    /// The device that holds the whole model with -sm none (-mg), counted from 0.
+    #[arg(long = "main-gpu", value_name = "INDEX", allow_negative_numbers = true)]
+    pub main_gpu: Option<i32>,
+
+    /// Devices to offload to (-dev), comma-separated names as --list-devices prints them
+    /// (CUDA0, RPC0, ...); "none" keeps everything on the CPU. Default: every GPU and RPC device.
+    #[arg(long = "device", value_name = "LIST")]
+    pub device: Option<String>,
+
+    /// Print the devices llama.cpp can use (with --rpc, the remote ones too) and exit.
+    #[arg(long = "list-devices")]
+    pub list_devices: bool,
+
+    /// RPC servers to offload layers to, comma-separated HOST:PORT (each running
+    /// `gemfilter rpc-server` or llama.cpp's rpc-server). Their devices come first in the
+    /// device list. The protocol has no authentication: use trusted networks only.
+    #[arg(long = "rpc", value_name = "SERVERS")]
+    pub rpc: Option<String>,
 
     /// Print llama.cpp's own log to stderr.
     #[arg(short = 'v', long = "verbose", visible_alias = "log-verbose")]
@@ -277,6 +311,12 @@ pub struct GemArgs {
     /// original (where they stood in the prompt, SpecPrefill's).
     #[arg(long = "gem-positions", value_enum, default_value = "compact")]
     pub gem_positions: crate::settings::Positions,
+
+    /// Devices for the filter pass (the prefix or draft model), as -dev takes them, when they
+    /// should differ from the full model's: e.g. the small prefix model on one card (or "none":
+    /// on the CPU) while the full model is split over several. Default: the same as -dev.
+    #[arg(long = "gem-device", value_name = "LIST")]
+    pub gem_device: Option<String>,
 
     /// Print the selected text to stderr, runs separated by " [...] ".
     #[arg(long = "gem-show")]

@@ -23,6 +23,10 @@ const SINGLE_DASH: &[(&str, &str)] = &[
     ("-no-cnv", "--no-conversation"),
     ("-cnv", "--conversation"),
     ("-st", "--single-turn"),
+    ("-sm", "--split-mode"),
+    ("-ts", "--tensor-split"),
+    ("-mg", "--main-gpu"),
+    ("-dev", "--device"),
 ];
 
 #[derive(Debug, Parser)]
@@ -61,6 +65,8 @@ pub enum Command {
     Niah(eval::NiahArgs),
     /// Find the filter layer for a model: selection recall per layer on built-in needles.
     Calibrate(eval::CalibrateArgs),
+    /// Serve this machine's devices to `gemfilter --rpc` clients (llama.cpp's rpc-server).
+    RpcServer(tools::RpcServerArgs),
 }
 
 impl Cli {
@@ -73,7 +79,20 @@ impl Cli {
             Some(Command::Bench(a)) => a.model.log_disable,
             Some(Command::Niah(a)) => a.model.log_disable,
             Some(Command::Calibrate(a)) => a.model.log_disable,
-            Some(Command::Synth(_)) => false,
+            Some(Command::Synth(_) | Command::RpcServer(_)) => false,
+        }
+    }
+
+    /// The model flags of whichever mode was asked for (none for synth and rpc-server).
+    #[must_use]
+    pub fn model_args(&self) -> Option<&llama::ModelArgs> {
+        match &self.command {
+            None => Some(&self.run.model),
+            Some(Command::Layers(a)) => Some(&a.run.model),
+            Some(Command::Bench(a)) => Some(&a.model),
+            Some(Command::Niah(a)) => Some(&a.model),
+            Some(Command::Calibrate(a)) => Some(&a.model),
+            Some(Command::Synth(_) | Command::RpcServer(_)) => None,
         }
     }
 }

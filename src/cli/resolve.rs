@@ -16,7 +16,7 @@ use super::tools::{BenchArgs, SynthArgs};
 use super::values;
 use super::{Cli, Command};
 use crate::capture::KSource;
-use crate::engine::{ContextOptions, LoadOptions};
+use crate::engine::{ContextOptions, LoadOptions, Placement};
 use crate::eval::calibrate::CalibrateSettings;
 use crate::eval::layers::LayersSettings;
 use crate::eval::niah::{needles, NiahSettings};
@@ -38,6 +38,9 @@ pub enum Mode {
     Layers(Box<LayersSettings>),
     Calibrate(Box<CalibrateSettings>),
     Synth(crate::tools::synth::SynthJob),
+    /// `--list-devices`, with the `--rpc` servers to ask.
+    ListDevices(LoadOptions),
+    RpcServer(crate::tools::rpc_server::RpcServerSettings),
 }
 
 /// Resolve the command line.
@@ -45,6 +48,9 @@ pub enum Mode {
 /// # Errors
 /// Any invalid flag, an unreadable or malformed model header, a bad prompt file.
 pub fn resolve(cli: Cli) -> Result<Mode> {
+    if let Some(m) = cli.model_args().filter(|m| m.list_devices) {
+        return Ok(Mode::ListDevices(load_options(m)?));
+    }
     Ok(match cli.command {
         None => Mode::Run(Box::new(run(&cli.run, cli.single_turn)?)),
         Some(Command::Bench(a)) => Mode::Bench(Box::new(bench(&a)?)),
@@ -52,6 +58,7 @@ pub fn resolve(cli: Cli) -> Result<Mode> {
         Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a)?)),
         Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a)?)),
         Some(Command::Synth(a)) => Mode::Synth(synth(&a)?),
+        Some(Command::RpcServer(a)) => Mode::RpcServer(rpc_server(&a)?),
     })
 }
 
@@ -155,15 +162,12 @@ fn context_options(m: &ModelArgs) -> Result<ContextOptions> {
 /// Bad flags, or a missing, unreadable or malformed model file.
 pub fn model(m: &ModelArgs) -> Result<ModelSettings> {
     let ctx = context_options(m)?;
-    let load = LoadOptions {
-        n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
-        use_mmap: !m.no_mmap,
-        verbose: m.verbose,
-    };
+    let load = load_options(m)?;
     let path = m.model.clone().context(
         "no model given: gemfilter -m MODEL.gguf -f CONTEXT.txt -p QUESTION (see --help)",
     )?;
     let meta = gguf_info::read(&path)?;
+    crate::engine::check_placement(&load)?;
     Ok(ModelSettings {
         path,
         meta,
@@ -171,6 +175,87 @@ pub fn model(m: &ModelArgs) -> Result<ModelSettings> {
         ctx,
         ctx_size: m.ctx_size,
         cache_types: [m.cache_type_k.clone(), m.cache_type_v.clone()],
+    })
+}
+
+/// `-ngl`, `--no-mmap`, `-v` and the placement flags (`-sm`, `-ts`, `-mg`, `-dev`, `--rpc`).
+fn load_options(m: &ModelArgs) -> Result<LoadOptions> {
+    let placement = Placement {
+        split_mode: m.split_mode,
+        tensor_split: m
+            .tensor_split
+            .as_deref()
+            .map(values::parse_tensor_split)
+            .transpose()?
+            .unwrap_or_default(),
+        main_gpu: m.main_gpu,
+        devices: m
+            .device
+            .as_deref()
+            .map(|d| values::parse_devices("-dev", d))
+            .transpose()?,
+        filter_devices: None,
+        rpc: m
+            .rpc
+            .as_deref()
+            .map(values::parse_endpoints)
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    if let Some(mg) = placement.main_gpu {
+        ensure!(
+            mg >= -1,
+            "-mg must be a device index (0, 1, ...) or -1, got {mg}"
+        );
+    }
+    Ok(LoadOptions {
+        n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
+        use_mmap: !m.no_mmap,
+        verbose: m.verbose,
+        placement,
+    })
+}
+
+/// `--gem-device`: where the filter pass's model goes, when not where `-dev` puts the full one.
+fn gem_device(model: &mut ModelSettings, g: &GemArgs) -> Result<()> {
+    model.load.placement.filter_devices = g
+        .gem_device
+        .as_deref()
+        .map(|d| values::parse_devices("--gem-device", d))
+        .transpose()?;
+    ensure!(
+        g.gem_device.is_none() || g.gem == OnOff::On,
+        "--gem-device places the filter pass, which --gem off does not run"
+    );
+    if g.gem_device.is_some() {
+        crate::engine::check_placement(&model.load.for_filter()).map_err(|e| {
+            anyhow::anyhow!("{}", format!("{e:#}").replacen("-dev:", "--gem-device:", 1))
+        })?;
+    }
+    Ok(())
+}
+
+/// `gemfilter rpc-server`.
+fn rpc_server(
+    a: &super::tools::RpcServerArgs,
+) -> Result<crate::tools::rpc_server::RpcServerSettings> {
+    ensure!(
+        !a.host.is_empty() && !a.host.contains(char::is_whitespace),
+        "-H: bad host {}",
+        crate::sanitize::quote(&a.host)
+    );
+    ensure!(a.port > 0, "-p: port must be between 1 and 65535");
+    let threads = match a.threads {
+        Some(t) => {
+            usize::try_from(threads("-t", i32::try_from(t).unwrap_or(i32::MAX))?).unwrap_or(1)
+        }
+        None => cores(),
+    };
+    Ok(crate::tools::rpc_server::RpcServerSettings {
+        host: a.host.clone(),
+        port: a.port,
+        cache: a.cache,
+        threads,
     })
 }
 
@@ -454,7 +539,8 @@ fn run(a: &RunArgs, single_turn: bool) -> Result<RunSettings> {
         "-n must be -1 (unlimited) or a count"
     );
     let sampling = sampling(&a.sampling)?;
-    let model = model(&a.model)?;
+    let mut model = model(&a.model)?;
+    gem_device(&mut model, &a.gem)?;
     let input = prompt_input(&a.prompt, &model)?;
     let gem = match a.gem.gem {
         OnOff::On => {
@@ -511,7 +597,8 @@ fn bench(a: &BenchArgs) -> Result<BenchSettings> {
         (0..=1 << 20).contains(&a.n_decode),
         "--n-decode must be between 0 and 1048576"
     );
-    let model = model(&a.model)?;
+    let mut model = model(&a.model)?;
+    gem_device(&mut model, &a.gem)?;
     let n_decode = usize::try_from(a.n_decode).unwrap_or(0);
     fit_lengths(&lengths, &model, n_decode + 1, "--lengths")?;
     let gem = gem(&a.gem, &model)?;
@@ -594,7 +681,8 @@ fn niah(a: &NiahArgs) -> Result<NiahSettings> {
             crate::sanitize::quote(&h.display().to_string())
         );
     }
-    let model = model(&a.model)?;
+    let mut model = model(&a.model)?;
+    gem_device(&mut model, &a.gem)?;
     fit_lengths(
         &lengths,
         &model,

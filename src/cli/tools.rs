@@ -100,3 +100,33 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "--shape", "a", "-o", "b", "--type", "q5_0"]).is_err());
     }
 }
+
+/// `gemfilter rpc-server`: llama.cpp's rpc-server flags.
+#[allow(clippy::doc_markdown)] // the field docs are --help text, not Markdown
+#[derive(Debug, Clone, clap::Args)]
+pub struct RpcServerArgs {
+    /// Address to listen on. Anything but a loopback address exposes this machine's devices to
+    /// the network: the RPC protocol has no authentication.
+    #[arg(
+        short = 'H',
+        long = "host",
+        default_value = "127.0.0.1",
+        value_name = "HOST"
+    )]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(
+        short = 'p',
+        long = "port",
+        default_value_t = 50052,
+        value_name = "PORT"
+    )]
+    pub port: u16,
+    /// Keep received tensors in a local file cache ($LLAMA_CACHE, else ~/.cache/llama.cpp,
+    /// under rpc/), so a client that sends the same weights again is served from disk.
+    #[arg(short = 'c', long = "cache")]
+    pub cache: bool,
+    /// CPU threads for the computation (default: all cores).
+    #[arg(short = 't', long = "threads", value_name = "N")]
+    pub threads: Option<usize>,
+}

@@ -123,6 +123,95 @@ pub fn parse_pools(s: &str) -> Result<Vec<usize>> {
     Ok(v)
 }
 
+/// Most devices llama.cpp places a model on (`LLAMA_MAX_DEVICES`, and `GGML_RPC_MAX_SERVERS`).
+pub const MAX_DEVICES: usize = 16;
+
+/// `-ts`: device shares, comma- or slash-separated (llama-cli accepts both), non-negative and
+/// not all zero.
+///
+/// # Errors
+/// Malformed, negative or non-finite entries, too many, or all zero.
+pub fn parse_tensor_split(s: &str) -> Result<Vec<f32>> {
+    let mut v = Vec::new();
+    for part in s.split([',', '/']).map(str::trim) {
+        let x: f32 = part.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "-ts: bad share {} (numbers like 3,1)",
+                crate::sanitize::quote(part)
+            )
+        })?;
+        ensure!(
+            x.is_finite() && x >= 0.0,
+            "-ts: shares must be non-negative numbers, got {part}"
+        );
+        v.push(x);
+    }
+    ensure!(
+        v.len() <= MAX_DEVICES,
+        "-ts: at most {MAX_DEVICES} devices, got {}",
+        v.len()
+    );
+    ensure!(v.iter().any(|&x| x > 0.0), "-ts: every share is zero");
+    Ok(v)
+}
+
+/// `--rpc`: `HOST:PORT` endpoints, comma-separated, deduplicated in order.
+///
+/// # Errors
+/// An entry without a port, a bad port, an empty host, or more than [`MAX_DEVICES`] servers.
+pub fn parse_endpoints(s: &str) -> Result<Vec<String>> {
+    let mut v: Vec<String> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let shown = crate::sanitize::quote(part);
+        let (host, port) = part.rsplit_once(':').with_context(|| {
+            format!("--rpc: {shown} has no port (HOST:PORT, e.g. 127.0.0.1:50052)")
+        })?;
+        ensure!(
+            !host.is_empty() && !host.contains(char::is_whitespace),
+            "--rpc: {shown} has no host (HOST:PORT)"
+        );
+        ensure!(
+            port.parse::<u16>().is_ok_and(|p| p > 0),
+            "--rpc: {shown} has a bad port (1 to 65535)"
+        );
+        if !v.iter().any(|e| e == part) {
+            v.push(part.to_owned());
+        }
+    }
+    ensure!(!v.is_empty(), "--rpc lists no server (HOST:PORT,...)");
+    ensure!(
+        v.len() <= MAX_DEVICES,
+        "--rpc: at most {MAX_DEVICES} servers, got {}",
+        v.len()
+    );
+    Ok(v)
+}
+
+/// `-dev`/`--gem-device`: device names, comma-separated; "none" = no device (the CPU only).
+///
+/// # Errors
+/// An empty list or empty name, "none" beside names, or too many devices.
+pub fn parse_devices(flag: &str, s: &str) -> Result<Vec<String>> {
+    let names: Vec<String> = s.split(',').map(|p| p.trim().to_owned()).collect();
+    ensure!(
+        names.iter().all(|n| !n.is_empty()),
+        "{flag}: empty device name in {} (names as --list-devices prints them, or none)",
+        crate::sanitize::quote(s)
+    );
+    if names.iter().any(|n| n.eq_ignore_ascii_case("none")) {
+        ensure!(
+            names.len() == 1,
+            "{flag}: none cannot be listed with devices"
+        );
+        return Ok(Vec::new());
+    }
+    ensure!(
+        names.len() <= MAX_DEVICES,
+        "{flag}: at most {MAX_DEVICES} devices"
+    );
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +264,29 @@ mod tests {
         assert!(parse_pools("4").is_err());
         assert!(parse_pools("").is_err());
         assert!(parse_pools("99999999999").is_err());
+    }
+
+    #[test]
+    fn placement_lists() {
+        assert_eq!(parse_tensor_split("3,1").unwrap(), vec![3.0, 1.0]);
+        assert_eq!(parse_tensor_split("1/0/2").unwrap(), vec![1.0, 0.0, 2.0]);
+        for bad in ["", "a", "-1,2", "0,0", "inf", "1,,2"] {
+            assert!(parse_tensor_split(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_endpoints("127.0.0.1:50052, host:1,127.0.0.1:50052").unwrap(),
+            vec!["127.0.0.1:50052", "host:1"]
+        );
+        for bad in ["", "host", ":50052", "h:0", "h:70000", "h:x", "a b:1"] {
+            assert!(parse_endpoints(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_devices("-dev", "CUDA0,RPC0").unwrap(),
+            ["CUDA0", "RPC0"]
+        );
+        assert!(parse_devices("-dev", "none").unwrap().is_empty());
+        for bad in ["", "CUDA0,", "none,CUDA0"] {
+            assert!(parse_devices("-dev", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -16,7 +16,7 @@ use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::params::{LlamaModelParams, LlamaSplitMode};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
@@ -41,14 +41,180 @@ pub struct LoadOptions {
     pub n_gpu_layers: u32,
     pub use_mmap: bool,
     pub verbose: bool,
+    /// Devices and how layers are split over them.
+    pub placement: Placement,
 }
 
 impl LoadOptions {
-    /// Layers will run on a GPU: some are offloaded and a GPU backend is present.
+    /// Layers will run on a local GPU: some are offloaded and a GPU backend is present (RPC
+    /// devices do not count: see [`ffi::gpu_names`]).
     #[must_use]
     pub fn offloads_to_gpu(&self) -> bool {
-        self.n_gpu_layers > 0 && ffi::gpu_names().is_some()
+        self.n_gpu_layers > 0
+            && ffi::gpu_names().is_some()
+            && self
+                .placement
+                .devices
+                .as_ref()
+                .is_none_or(|d| !d.is_empty())
     }
+
+    /// The options the filter pass loads its model with: `--gem-device` in place of `-dev`
+    /// (and no `-ts`, written for the full model's devices) when given.
+    #[must_use]
+    pub fn for_filter(&self) -> Self {
+        let mut o = self.clone();
+        if let Some(devs) = &self.placement.filter_devices {
+            o.placement.devices = Some(devs.clone());
+            o.placement.tensor_split.clear();
+        }
+        o
+    }
+}
+
+/// llama.cpp's `llama_split_mode` (`-sm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitMode {
+    /// One device (`-mg`) holds the whole offloaded model.
+    None,
+    /// Layers (and their KV cache) split over the devices, in `-ts` proportions.
+    Layer,
+    /// As layer, with matrix rows split too where the backend supports it (CUDA).
+    Row,
+}
+
+/// Where the layers go (llama-cli's `-sm`, `-ts`, `-mg`, `-dev`, `--rpc`); empty = llama.cpp's
+/// defaults (every GPU and RPC device, layer split, main GPU 0).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Placement {
+    pub split_mode: Option<SplitMode>,
+    /// Share of the model per device, in the order of the devices used.
+    pub tensor_split: Vec<f32>,
+    pub main_gpu: Option<i32>,
+    /// `-dev` names ("CUDA0", "RPC0"); `Some(empty)` = none: everything on the CPU.
+    pub devices: Option<Vec<String>>,
+    /// `--gem-device`: the filter pass's devices, when they differ from `-dev`.
+    pub filter_devices: Option<Vec<String>>,
+    /// `--rpc` servers (`host:port`), registered before the first load.
+    pub rpc: Vec<String>,
+}
+
+impl Placement {
+    /// Nothing asked beyond llama.cpp's defaults.
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Model parameters with this placement applied; device names are looked up in ggml's
+    /// registry (RPC servers already added).
+    ///
+    /// # Errors
+    /// An unknown device name, or a split or main device the chosen devices cannot hold.
+    fn apply(&self, mut params: LlamaModelParams) -> Result<LlamaModelParams> {
+        let all = ffi::rpc::devices(false);
+        let offload: Vec<&ffi::rpc::Device> = all
+            .iter()
+            .filter(|d| d.kind != ffi::rpc::DeviceKind::Cpu)
+            .collect();
+        let names = || {
+            let n: Vec<&str> = offload.iter().map(|d| d.name.as_str()).collect();
+            if n.is_empty() {
+                "none besides the CPU".to_owned()
+            } else {
+                n.join(", ")
+            }
+        };
+        let n_used = if let Some(list) = &self.devices {
+            let mut idx = Vec::with_capacity(list.len());
+            for name in list {
+                let d = offload
+                    .iter()
+                    .find(|d| d.name.eq_ignore_ascii_case(name))
+                    .with_context(|| {
+                        format!(
+                            "-dev: no device {} (available: {})",
+                            crate::sanitize::quote(name),
+                            names()
+                        )
+                    })?;
+                idx.push(d.index);
+            }
+            params = params
+                .with_devices(&idx)
+                .map_err(|e| anyhow::anyhow!("-dev: {e}"))?;
+            list.len()
+        } else {
+            offload.len()
+        };
+        let mode = self.split_mode.unwrap_or(SplitMode::Layer);
+        if let Some(mg) = self.main_gpu {
+            ensure!(
+                mode != SplitMode::None || usize::try_from(mg).map_or(mg == -1, |m| m < n_used),
+                "-mg {mg}: the model uses {n_used} device(s) ({}), numbered from 0",
+                names()
+            );
+            params = params.with_main_gpu(mg);
+        }
+        if !self.tensor_split.is_empty() {
+            ensure!(
+                self.tensor_split.len() <= n_used.max(1),
+                "-ts lists {} shares for {n_used} device(s) ({})",
+                self.tensor_split.len(),
+                names()
+            );
+            params = params
+                .with_tensor_split(&self.tensor_split)
+                .map_err(|e| anyhow::anyhow!("-ts: {e}"))?;
+        }
+        if let Some(m) = self.split_mode {
+            params = params.with_split_mode(match m {
+                SplitMode::None => LlamaSplitMode::None,
+                SplitMode::Layer => LlamaSplitMode::Layer,
+                SplitMode::Row => LlamaSplitMode::Row,
+            });
+        }
+        Ok(params)
+    }
+}
+
+/// Register the `--rpc` servers (each checked first) once llama.cpp's backend is up.
+///
+/// # Errors
+/// An unreachable or incompatible server, or a build without the RPC backend.
+pub fn add_rpc_servers(opts: &LoadOptions) -> Result<()> {
+    backend(opts.verbose)?;
+    ffi::rpc::add_servers(&opts.placement.rpc)
+}
+
+/// Check a placement before anything runs: the `--rpc` servers answer (and are registered),
+/// the `-dev` names exist, `-mg`/`-ts` fit the devices used.
+///
+/// # Errors
+/// The first problem, as one line.
+pub fn check_placement(opts: &LoadOptions) -> Result<()> {
+    if opts.placement.is_default() {
+        return Ok(());
+    }
+    add_rpc_servers(opts)?;
+    opts.placement.apply(LlamaModelParams::default()).map(drop)
+}
+
+/// Every device llama.cpp can use, one line each (`--list-devices`), with the `--rpc` servers.
+///
+/// # Errors
+/// As [`add_rpc_servers`].
+pub fn device_lines(opts: &LoadOptions) -> Result<Vec<String>> {
+    add_rpc_servers(opts)?;
+    Ok(ffi::rpc::devices(true)
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} ({} MiB, {} MiB free)",
+                d.name, d.description, d.total_mib, d.free_mib
+            )
+        })
+        .collect())
 }
 
 /// llama.cpp's backend can be initialised once per process; every engine shares it.
@@ -119,15 +285,25 @@ impl Engine {
 
     fn load_with(path: &Path, opts: &LoadOptions, vocab_only: bool) -> Result<Self> {
         let backend = backend(opts.verbose)?;
-        let params = LlamaModelParams::default()
+        let mut params = LlamaModelParams::default()
             .with_n_gpu_layers(opts.n_gpu_layers)
             .with_use_mmap(opts.use_mmap)
             .with_vocab_only(vocab_only);
+        if !vocab_only {
+            ffi::rpc::add_servers(&opts.placement.rpc)?;
+            params = opts.placement.apply(params)?;
+        }
+        let placed = !opts.placement.is_default();
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(
                 "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
-                 architecture, or too large for memory (run with -v for llama.cpp's log)",
-                path.display()
+                 architecture, or too large for memory{} (run with -v for llama.cpp's log)",
+                path.display(),
+                if placed {
+                    " or for the devices given by -dev/-sm/-ts/-mg/--rpc"
+                } else {
+                    ""
+                }
             )
         })?;
         Ok(Self {

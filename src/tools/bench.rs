@@ -201,7 +201,7 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         model: s.model.path.display().to_string(),
         draft: s.gem.draft.as_ref().map(|d| d.path.display().to_string()),
         positions: s.gem.positions,
-        device: device_name(),
+        device: device_name(&s.model.load.placement.rpc),
         cache_type_k: s.model.cache_types[0].clone(),
         cache_type_v: s.model.cache_types[1].clone(),
         n_ubatch: s.model.ctx.n_ubatch,
@@ -274,13 +274,19 @@ fn job<'a>(
     }
 }
 
-fn device_name() -> String {
-    crate::engine::ffi::gpu_names().unwrap_or_else(|| {
+/// Local GPUs or the CPU, and the `--rpc` workers (whose devices come first in the split).
+fn device_name(rpc: &[String]) -> String {
+    let local = crate::engine::ffi::gpu_names().unwrap_or_else(|| {
         format!(
             "CPU ({} threads)",
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
         )
-    })
+    });
+    if rpc.is_empty() {
+        local
+    } else {
+        format!("RPC {} + {local}", rpc.join(", "))
+    }
 }
 
 fn gb(b: Option<u64>) -> String {

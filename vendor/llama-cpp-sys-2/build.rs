@@ -768,6 +768,10 @@ fn main() {
         },
     );
     config.define("LLAMA_CURL", "OFF");
+    // gemfilter: the RPC backend (client and `gemfilter rpc-server`), TCP only. RDMA would need
+    // libibverbs at link time, which a static build does not get.
+    config.define("GGML_RPC", "ON");
+    config.define("GGML_RPC_RDMA", "OFF");
 
     // Pass CMAKE_ environment variables down to CMake
     for (key, value) in env::vars() {

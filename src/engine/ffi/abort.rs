@@ -71,7 +71,9 @@ pub fn abort_line(msg: &str) -> String {
         None => msg.to_owned(),
     };
     let lower = detail.to_ascii_lowercase();
-    let what = if lower.contains("out of memory")
+    let what = if lower.contains("rpc") || lower.contains("failed to connect") {
+        "lost the RPC server (it stopped, or the network failed)"
+    } else if lower.contains("out of memory")
         || lower.contains("cuda error")
         || lower.contains("failed to allocate")
     {
@@ -124,6 +126,13 @@ mod tests {
         assert!(
             l.contains("malformed")
                 && l.contains("'ops.cpp:3456: GGML_ASSERT(eps >= 0.0f) failed'"),
+            "{l}"
+        );
+        let l = abort_line(
+            "/x/ggml-rpc/ggml-rpc.cpp:566: Remote RPC server crashed or returned malformed response",
+        );
+        assert!(
+            l.starts_with("error: lost the RPC server") && l.contains("'ggml-rpc.cpp:566:"),
             "{l}"
         );
         let l = abort_line("ggml-cuda.cu:88: CUDA error: out of memory");

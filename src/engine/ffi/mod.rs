@@ -7,6 +7,7 @@
 
 pub mod abort;
 pub mod gguf;
+pub mod rpc;
 pub mod signal;
 
 use std::ffi::{c_void, CStr};
@@ -376,7 +377,8 @@ unsafe fn tensor_get(t: &sys::ggml_tensor, dst: *mut c_void, offset: usize, size
     unsafe { sys::ggml_backend_tensor_get(std::ptr::from_ref(t).cast_mut(), dst, offset, size) }
 }
 
-/// Calls `f` on every GPU device llama.cpp has registered.
+/// Calls `f` on every local GPU device llama.cpp has registered. RPC devices, which ggml also
+/// types as GPUs, are left out: their memory is another machine's, and asking costs a round trip.
 fn for_each_gpu(mut f: impl FnMut(sys::ggml_backend_dev_t)) {
     // SAFETY: read-only enumeration of registered devices; indices are below
     // ggml_backend_dev_count and null devices are skipped.
@@ -385,10 +387,27 @@ fn for_each_gpu(mut f: impl FnMut(sys::ggml_backend_dev_t)) {
             let dev = sys::ggml_backend_dev_get(i);
             if !dev.is_null()
                 && sys::ggml_backend_dev_type(dev) == sys::GGML_BACKEND_DEVICE_TYPE_GPU
+                && !is_rpc(dev)
             {
                 f(dev);
             }
         }
+    }
+}
+
+/// The device belongs to ggml's RPC backend (a registry named "RPC[host:port]").
+///
+/// # Safety
+/// `dev` is a registered, non-null device.
+unsafe fn is_rpc(dev: sys::ggml_backend_dev_t) -> bool {
+    // SAFETY: per the contract; registry names are NUL-terminated and owned by ggml.
+    unsafe {
+        let reg = sys::ggml_backend_dev_backend_reg(dev);
+        if reg.is_null() {
+            return false;
+        }
+        let name = sys::ggml_backend_reg_name(reg);
+        !name.is_null() && CStr::from_ptr(name).to_bytes().starts_with(b"RPC")
     }
 }
 

@@ -383,6 +383,7 @@ fn generate_finite(path: &Path, n: usize) -> usize {
         n_gpu_layers: 0,
         use_mmap: true,
         verbose: false,
+        placement: crate::engine::Placement::default(),
     };
     let e = Engine::load(path, &load).unwrap();
     let opts = ContextOptions {

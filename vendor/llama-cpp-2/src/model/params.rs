@@ -560,6 +560,30 @@ impl LlamaModelParams {
         self
     }
 
+    /// sets `tensor_split`: the share of the model each device gets (`-ts 3,1`), in the order
+    /// of the model's devices; missing entries are 0.
+    ///
+    /// gemfilter patch: upstream only sets it through `fit_params`.
+    ///
+    /// # Errors
+    /// Returns `LlamaCppError::MaxDevicesExceeded` with more entries than llama.cpp's devices.
+    pub fn with_tensor_split(mut self, split: &[f32]) -> Result<Self, LlamaCppError> {
+        let max_devices = unsafe { llama_cpp_sys_2::llama_max_devices() };
+        if split.len() > max_devices {
+            return Err(LlamaCppError::MaxDevicesExceeded(max_devices));
+        }
+        if split.is_empty() {
+            self.tensor_split.clear();
+            self.params.tensor_split = null::<f32>();
+            return Ok(self);
+        }
+        self.tensor_split.clear();
+        self.tensor_split.resize(max_devices, 0.0);
+        self.tensor_split[..split.len()].copy_from_slice(split);
+        self.params.tensor_split = self.tensor_split.as_ptr();
+        Ok(self)
+    }
+
     /// sets `devices`
     ///
     /// The devices are specified as indices that correspond to the ggml backend device indices.
