@@ -772,6 +772,13 @@ fn main() {
     // libibverbs at link time, which a static build does not get.
     config.define("GGML_RPC", "ON");
     config.define("GGML_RPC_RDMA", "OFF");
+    // gemfilter: the build below never re-configures an existing build directory
+    // (`always_configure(false)`), so one configured before the RPC backend was switched on
+    // would silently stay without it: drop that cache and configure again (objects are reused).
+    let cache = out_dir.join("build").join("CMakeCache.txt");
+    if std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("GGML_RPC:BOOL=OFF")) {
+        let _ = std::fs::remove_file(&cache);
+    }
 
     // Pass CMAKE_ environment variables down to CMake
     for (key, value) in env::vars() {
