@@ -523,7 +523,7 @@ fn turn<'a>(
         rerun_s,
         first_token_s,
         decode_tok_per_s,
-        generated_tokens: generated.n_tokens,
+        generated_tokens: generated.n_tokens(),
         device_mem_bytes,
         interrupted: signal::interrupted(),
         answer_tokens: generated.tokens,

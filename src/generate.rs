@@ -100,7 +100,6 @@ pub enum StopReason {
 #[derive(Debug, Clone)]
 pub struct Generated {
     pub text: String,
-    pub n_tokens: usize,
     /// The sampled tokens, in order (all decoded into the context, unless generation stopped
     /// at the context's end).
     pub tokens: Vec<LlamaToken>,
@@ -112,6 +111,12 @@ pub struct Generated {
 }
 
 impl Generated {
+    /// Tokens sampled (each counted in `-n`).
+    #[must_use]
+    pub fn n_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// Seconds from `t0` to the first sampled token (0 when none was).
     #[must_use]
     pub fn first_token_s(&self, t0: Instant) -> f64 {
@@ -122,8 +127,8 @@ impl Generated {
     /// Tokens per second after the first; None with fewer than two.
     #[must_use]
     pub fn decode_tok_per_s(&self) -> Option<f64> {
-        (self.n_tokens > 1 && self.decode_secs > 0.0)
-            .then(|| (self.n_tokens - 1) as f64 / self.decode_secs)
+        let n = self.n_tokens();
+        (n > 1 && self.decode_secs > 0.0).then(|| (n - 1) as f64 / self.decode_secs)
     }
 }
 
@@ -191,7 +196,6 @@ pub fn generate(
     let n_ctx = ctx.n_ctx() as usize;
     let mut out = Generated {
         text: String::new(),
-        n_tokens: 0,
         tokens: Vec::new(),
         first_token_at: None,
         decode_secs: 0.0,
@@ -205,7 +209,7 @@ pub fn generate(
     let max = usize::try_from(limits.n_predict).ok();
 
     loop {
-        if max.is_some_and(|m| out.n_tokens >= m) {
+        if max.is_some_and(|m| out.tokens.len() >= m) {
             out.stop = StopReason::MaxTokens;
             break;
         }
@@ -223,7 +227,6 @@ pub fn generate(
             out.stop = StopReason::EndOfGeneration;
             break;
         }
-        out.n_tokens += 1;
         out.tokens.push(tok);
         pending.extend(vocab.token_to_piece(tok, false, None));
         let piece = take_utf8(&mut pending);

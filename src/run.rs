@@ -175,7 +175,7 @@ fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> RunRecord {
             .unwrap_or_default(),
         filter_skipped: out.skipped.clone(),
         filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
-        generated_tokens: out.generated.n_tokens,
+        generated_tokens: out.generated.n_tokens(),
         stop_reason: out.generated.stop,
         timings: out.timings.clone(),
         peak_device_mem_bytes: out.peak_device_mem,

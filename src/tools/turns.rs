@@ -247,7 +247,7 @@ fn std_turns(
             &mut Discard,
         )?;
         // Every sampled token but a context-full stop's was decoded into the cache.
-        n_past += g.n_tokens;
+        n_past += g.n_tokens();
         rows.push((
             new.len(),
             g.first_token_s(t0),
