@@ -70,3 +70,19 @@ pub struct DraftRecord {
     /// Loading the draft (or its prefix model) (s).
     pub load_s: f64,
 }
+
+/// `a / b` where both are known and `b` is positive: the benches' GemFilter/standard ratios.
+#[must_use]
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+/// Bytes as "1.23 GB", or "n/a" where the backend reports no device memory.
+#[must_use]
+pub fn gb(b: Option<u64>) -> String {
+    #[allow(clippy::cast_precision_loss)]
+    b.map_or("n/a".into(), |b| format!("{:.2} GB", b as f64 / 1e9))
+}

@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::generate::{Discard, GenLimits, Sampling};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
+use crate::report::{gb, ratio};
 use crate::settings::ModelSettings;
 
 /// One mode at one length.
@@ -146,10 +147,6 @@ fn measure(s: &BenchSettings, models: &mut Models, tokens: &[LlamaToken]) -> Res
         None
     };
     let (gm, sm) = (mode(&g), standard.as_ref().map(mode));
-    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-        _ => None,
-    };
     #[allow(clippy::cast_precision_loss)]
     let mem = |m: &ModeResult| m.peak_device_mem_bytes.map(|b| b as f64);
     Ok(LengthResult {
@@ -211,7 +208,7 @@ pub fn run(s: &BenchSettings) -> Result<()> {
     if s.turns > 0 {
         // Conversations load their own models (filter and full resident, then standard's):
         // the warmed-up full model is freed first.
-        models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
+        models.release_full();
     }
     for &n in &s.lengths {
         if s.turns > 0 {
@@ -287,11 +284,6 @@ fn device_name(rpc: &[String]) -> String {
     } else {
         format!("RPC {} + {local}", rpc.join(", "))
     }
-}
-
-fn gb(b: Option<u64>) -> String {
-    #[allow(clippy::cast_precision_loss)]
-    b.map_or("n/a".into(), |b| format!("{:.2} GB", b as f64 / 1e9))
 }
 
 fn print_header(r: &BenchReport) {

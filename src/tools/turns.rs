@@ -16,6 +16,7 @@ use crate::generate::{generate, Discard, GenLimits, Sampling, Start};
 use crate::notice;
 use crate::pipeline::GemSettings;
 use crate::prompt::{Assembled, Protect};
+use crate::report::{gb, ratio};
 use crate::settings::ModelSettings;
 
 /// What `bench --turns` measures, from the bench's settings.
@@ -103,28 +104,21 @@ pub fn measure(
         reverse_prompts: Vec::new(),
     };
     let sampling = Sampling::greedy();
-    let mut rows = gem_turns(s, &doc, &questions, &limits, &sampling)?;
-    let gem_load_s = rows.1;
+    let (mut rows, gem_load_s) = gem_turns(s, &doc, &questions, &limits, &sampling)?;
     let mut std_load_s = None;
     if s.standard {
         let (std, load_s) = std_turns(s, &doc, &questions, &limits, length)?;
         std_load_s = Some(load_s);
-        for (row, (n, ft, dec, mem)) in rows.0.iter_mut().zip(std) {
+        #[allow(clippy::cast_precision_loss)]
+        let bytes = |b: Option<u64>| b.map(|b| b as f64);
+        for (row, (n, ft, dec, mem)) in rows.iter_mut().zip(std) {
             row.std_tokens_prefilled = Some(n);
             row.std_first_token_s = Some(ft);
             row.std_decode_tok_per_s = dec;
             row.std_device_mem_bytes = mem;
-            row.ratio_first_token = (ft > 0.0).then(|| row.gem_first_token_s / ft);
-            #[allow(clippy::cast_precision_loss)]
-            let mem_ratio = match (row.gem_device_mem_bytes, mem) {
-                (Some(g), Some(m)) if m > 0 => Some(g as f64 / m as f64),
-                _ => None,
-            };
-            row.ratio_mem = mem_ratio;
-            row.ratio_decode = match (row.gem_decode_tok_per_s, dec) {
-                (Some(g), Some(d)) if d > 0.0 => Some(g / d),
-                _ => None,
-            };
+            row.ratio_first_token = ratio(Some(row.gem_first_token_s), Some(ft));
+            row.ratio_mem = ratio(bytes(row.gem_device_mem_bytes), bytes(mem));
+            row.ratio_decode = ratio(row.gem_decode_tok_per_s, dec);
         }
     }
     Ok(ConversationResult {
@@ -133,7 +127,7 @@ pub fn measure(
         k: s.gem.top_k,
         gem_load_s,
         std_load_s,
-        turns: rows.0,
+        turns: rows,
     })
 }
 
@@ -260,10 +254,6 @@ fn std_turns(
 
 /// The turns table, after the per-length one.
 pub fn print(c: &ConversationResult) {
-    let gb = |b: Option<u64>| {
-        #[allow(clippy::cast_precision_loss)]
-        b.map_or("n/a".into(), |b| format!("{:.2} GB", b as f64 / 1e9))
-    };
     let opt = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
     println!(
         "conversation: document {} tokens, r{} k{}; loads outside the turns: GemFilter {:.2} s (filter + full model), standard {}",
