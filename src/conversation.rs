@@ -124,16 +124,77 @@ impl<'e> Conversation<'e> {
         question: &str,
         sink: &mut dyn TokenSink,
     ) -> Result<TurnRecord> {
-        turn(
-            s,
-            self.full,
-            self.filter,
-            &mut self.kept,
-            asm,
-            n_turn,
-            question,
-            sink,
-        )
+        let gem = s.gem;
+        let t0 = Instant::now();
+        let n = asm.tokens.len();
+        let protected = asm.protected(s.protect);
+        let Filtered {
+            layers,
+            decoded,
+            secs: filter_s,
+        } = filter_turn(s, self.filter, &mut self.kept, asm)?;
+        let t_sel = Instant::now();
+        let ends = if gem.spec.sentences {
+            self.filter.sentence_ends(&asm.tokens)
+        } else {
+            Vec::new()
+        };
+        let indices = if n > gem.top_k {
+            select_from(&layers, gem, &protected, &ends)?
+        } else {
+            (0..n).collect()
+        };
+        let selection_s = t_sel.elapsed().as_secs_f64();
+        let tokens: Vec<LlamaToken> = indices.iter().map(|&i| asm.tokens[i]).collect();
+        let job = Job {
+            tokens: &asm.tokens,
+            protected: &protected,
+            gem: Some(gem.clone()),
+            ctx: s.model.ctx.clone(),
+            ctx_limit: s.model.ctx_limit(),
+            ctx_fixed: s.model.ctx_size > 0,
+            sampling: s.sampling.clone(),
+            limits: s.limits.clone(),
+            progress: false,
+        };
+        let t_rerun = Instant::now();
+        let reloaded;
+        let full = if let Some(f) = self.full {
+            f
+        } else {
+            reloaded = Engine::load(&s.model.path, &s.model.load)?;
+            &reloaded
+        };
+        signal::answering(true);
+        let positions = (gem.positions == Positions::Original).then_some(indices.as_slice());
+        let answered = respond(full, &job, &tokens, positions, n, t_rerun, sink);
+        signal::answering(false);
+        let (generated, rerun_s, device_mem_bytes) = answered?;
+        let first_token_s = generated.first_token_s(t0);
+        let decode_tok_per_s = generated.decode_tok_per_s();
+        Ok(TurnRecord {
+            turn: n_turn,
+            question: question.to_owned(),
+            answer: generated.text.clone(),
+            prompt_tokens: n,
+            context_range: [asm.context.start, asm.context.end],
+            filter_tokens_decoded: decoded,
+            selected_tokens: tokens.len(),
+            selected_ranges: select::runs(&indices)
+                .into_iter()
+                .filter(|&(a, _)| asm.context.contains(&a))
+                .map(|(a, b)| [a, b.min(asm.context.end.saturating_sub(1))])
+                .collect(),
+            filter_pass_s: filter_s,
+            selection_s,
+            rerun_s,
+            first_token_s,
+            decode_tok_per_s,
+            generated_tokens: generated.n_tokens(),
+            device_mem_bytes,
+            interrupted: signal::interrupted(),
+            answer_tokens: generated.tokens,
+        })
     }
 }
 
@@ -443,89 +504,5 @@ fn filter_turn<'a>(
         layers: d.capture.layers,
         decoded: n,
         secs: d.secs,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn turn<'a>(
-    s: &TurnSettings<'_>,
-    full: Option<&Engine>,
-    filter: &'a Engine,
-    kept: &mut Option<Kept<'a>>,
-    asm: &Assembled,
-    n_turn: usize,
-    question: &str,
-    sink: &mut dyn TokenSink,
-) -> Result<TurnRecord> {
-    let gem = s.gem;
-    let t0 = Instant::now();
-    let n = asm.tokens.len();
-    let protected = asm.protected(s.protect);
-    let Filtered {
-        layers,
-        decoded,
-        secs: filter_s,
-    } = filter_turn(s, filter, kept, asm)?;
-    let t_sel = Instant::now();
-    let ends = if gem.spec.sentences {
-        filter.sentence_ends(&asm.tokens)
-    } else {
-        Vec::new()
-    };
-    let indices = if n > gem.top_k {
-        select_from(&layers, gem, &protected, &ends)?
-    } else {
-        (0..n).collect()
-    };
-    let selection_s = t_sel.elapsed().as_secs_f64();
-    let tokens: Vec<LlamaToken> = indices.iter().map(|&i| asm.tokens[i]).collect();
-    let job = Job {
-        tokens: &asm.tokens,
-        protected: &protected,
-        gem: Some(gem.clone()),
-        ctx: s.model.ctx.clone(),
-        ctx_limit: s.model.ctx_limit(),
-        ctx_fixed: s.model.ctx_size > 0,
-        sampling: s.sampling.clone(),
-        limits: s.limits.clone(),
-        progress: false,
-    };
-    let t_rerun = Instant::now();
-    let reloaded;
-    let full = if let Some(f) = full {
-        f
-    } else {
-        reloaded = Engine::load(&s.model.path, &s.model.load)?;
-        &reloaded
-    };
-    signal::answering(true);
-    let positions = (gem.positions == Positions::Original).then_some(indices.as_slice());
-    let answered = respond(full, &job, &tokens, positions, n, t_rerun, sink);
-    signal::answering(false);
-    let (generated, rerun_s, device_mem_bytes) = answered?;
-    let first_token_s = generated.first_token_s(t0);
-    let decode_tok_per_s = generated.decode_tok_per_s();
-    Ok(TurnRecord {
-        turn: n_turn,
-        question: question.to_owned(),
-        answer: generated.text.clone(),
-        prompt_tokens: n,
-        context_range: [asm.context.start, asm.context.end],
-        filter_tokens_decoded: decoded,
-        selected_tokens: tokens.len(),
-        selected_ranges: select::runs(&indices)
-            .into_iter()
-            .filter(|&(a, _)| asm.context.contains(&a))
-            .map(|(a, b)| [a, b.min(asm.context.end.saturating_sub(1))])
-            .collect(),
-        filter_pass_s: filter_s,
-        selection_s,
-        rerun_s,
-        first_token_s,
-        decode_tok_per_s,
-        generated_tokens: generated.n_tokens(),
-        device_mem_bytes,
-        interrupted: signal::interrupted(),
-        answer_tokens: generated.tokens,
     })
 }
