@@ -17,12 +17,7 @@ LD_LIBRARY_PATH=$(scripts/gpu-libs.sh) || { echo "library build failed"; exit 1;
 export LD_LIBRARY_PATH GEMFILTER_CACHE=/tmp/gemfilter-cache GEMFILTER_PRESETS=$out/presets.toml
 bin=.gpu/bin/gemfilter
 common=(-m /tmp/models/"$name".gguf -ngl 99 -fa on)
-if [ ! -s "$out/presets.toml" ]; then
-  s0=$(date +%s.%N)
-  $bin niah "${common[@]}" --style chat --tasks niah_single_1 --samples 1 --lengths 4k \
-    --methods gem -o "$out/first" >"$out/calibrate.log" 2>&1
-  echo "first run with calibration: $(echo "$(date +%s.%N) - $s0" | bc) s" >>"$out/calibrate.log"
-fi
+scripts/gpu-verify.sh calib "$name"    # the first run calibrates, timed, into $out/presets.toml
 scorings=reference,reference+pool15,reference+pool31,reference+layers3,reference+pool15+layers3,reference+pool31+layers3
 scorings=$scorings,${scorings//reference/window-softmax:32}
 if [ ! -s "$out/curves.json" ]; then

@@ -3,7 +3,7 @@
 # as background steps that outlive a device call (the machine stays warm while calls poll).
 # Models: /tmp/models/q05.gguf and q15.gguf from scripts/gpu-model.sh; synthetic shapes here.
 # Results under /tmp/v; `status` prints progress, `pack DIR` tars everything small into DIR.
-# usage: scripts/gpu-verify.sh libs|synth|calib|benches|suites|status|pack [DIR]
+# usage: scripts/gpu-verify.sh libs|synth|calib [NAMES]|benches|suites|status|pack [DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 v=/tmp/v
@@ -35,7 +35,7 @@ synth)
 calib)
   # A user's first run on each model: self-calibration, alone on the GPU, timed.
   libs
-  for m in q15 q05; do
+  for m in ${2:-q15 q05}; do
     mkdir -p /tmp/trust/$m
     [ -s /tmp/trust/$m/presets.toml ] && continue
     s0=$(date +%s%N)
