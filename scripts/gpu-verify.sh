@@ -23,7 +23,8 @@ runs=bench/runs/2026-12-02-h200-trust
 
 case $1 in
 libs) # from a copy of the source: each device call re-syncs the tree under a running build
-  rm -rf /tmp/llsrc && cp -r vendor/llama-cpp-sys-2/llama.cpp /tmp/llsrc && ln -sfn /tmp/llbuild .gpu/build
+  rm -rf /tmp/llsrc && cp -r vendor/llama-cpp-sys-2/llama.cpp /tmp/llsrc && mkdir -p /tmp/llbuild && ln -sfn /tmp/llbuild .gpu/build
+  rm -f "$v/libs.done"
   bg libs LLAMA_SRC=/tmp/llsrc scripts/gpu-libs.sh ;;
 synth)
   libs
@@ -51,10 +52,10 @@ benches)
   libs
   d="--gem-draft /tmp/llama-3.2-1b.gguf --gem-draft-layer 6"
   cmd="export LD_LIBRARY_PATH=$LD_LIBRARY_PATH;"
-  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --lengths 128k -fa on -o $v/bench-8b-draft.json > $v/bench-8b-draft.txt 2>&1;"
-  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf --turns 3 --lengths 128k -fa on -o $v/bench-8b-turns.json > $v/bench-8b-turns.txt 2>&1;"
-  cmd+="$gf bench -m /tmp/mistral-nemo-12b.gguf $d --lengths 128k -fa on -o $v/bench-12b-draft.json > $v/bench-12b-draft.txt 2>&1;"
-  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --gem-positions original --lengths 128k --no-standard -fa on -o $v/bench-8b-draft-orig.json > $v/bench-8b-draft-orig.txt 2>&1"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --lengths 127k -fa on -o $v/bench-8b-draft.json > $v/bench-8b-draft.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf --turns 3 --lengths 127k -fa on -o $v/bench-8b-turns.json > $v/bench-8b-turns.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/mistral-nemo-12b.gguf $d --lengths 127k -fa on -o $v/bench-12b-draft.json > $v/bench-12b-draft.txt 2>&1;"
+  cmd+="$gf bench -m /tmp/llama-3.1-8b.gguf $d --gem-positions original --lengths 127k --no-standard -fa on -o $v/bench-8b-draft-orig.json > $v/bench-8b-draft-orig.txt 2>&1"
   bg benches "$cmd" ;;
 suites)
   # Accuracy runs in parallel (small models leave the H200 mostly idle). Earlier full-prompt
@@ -81,11 +82,36 @@ suites)
         "$n 5; $n $samples"
     done
   done ;;
+trust2)
+  # Reference scoring at the self-calibrated layers and the 1.5B's unfinished 31K cells: seeds
+  # session 9's presets and cells (niah skips keys it holds), then the draft suite (POSITIONS).
+  libs
+  s9=bench/runs/2026-12-02-h200-session9
+  samples=${2:-10}
+  for m in q05 q15; do
+    mkdir -p /tmp/trust/$m && cp $s9/$m-presets.toml /tmp/trust/$m/presets.toml
+    for L in 8k 16k 31k; do
+      o=/tmp/trust/$m/suite-$L; mkdir -p "$o"
+      [ -f "$o/cells.jsonl" ] || cp $s9/$m-suite-$L.jsonl "$o/cells.jsonl"
+      n="$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --lengths $L --methods full,gem,reference -o $o --samples"
+      bg suite-$m-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml;" \
+        "$n 5; $n $samples"
+    done
+  done
+  for pos in ${POSITIONS:-original}; do
+    for L in 8k 16k 31k; do
+      o=/tmp/draft/$pos-$L; mkdir -p "$o"
+      [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $s9/q15-suite-$L.jsonl >"$o/cells.jsonl"
+      n="$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
+      bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
+        "$n 5; $n $samples"
+    done
+  done ;;
 status)
   ls /tmp/models 2>/dev/null | tr '\n' ' '; echo
   for f in "$v"/*.done; do [ -f "$f" ] && echo "$(basename "$f" .done): rc $(cat "$f")"; done
   for f in /tmp/trust/*/suite-*/cells.jsonl /tmp/draft/*/cells.jsonl; do
-    [ -f "$f" ] && echo "$f $(grep -c '"method":"gem"' "$f") gem, $(wc -l <"$f") lines"
+    [ -f "$f" ] && echo "$f $(grep -c '"method":"gem"' "$f") gem, $(grep -c '"method":"reference"' "$f") ref, $(wc -l <"$f") lines"
   done
   tail -2 "$v"/benches.log 2>/dev/null
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null ;;
