@@ -2,8 +2,8 @@
 # On the GPU machine: append the model pieces that travelled with this call (.pieces/NAME/partNN,
 # an ignored folder named in the call's carry) to /tmp/models/NAME.gguf, each piece once, and say
 # whether the model is complete (its sha256 prefix matches). A real model (hundreds of MB) reaches
-# the GPU machine in pieces of 46 MB, one or two per call, while the machine stays warm.
-# Here:  split -b 46000000 -d -a 2 models/X.gguf .pieces/NAME/part
+# the GPU machine in pieces of 42 MB, one or two per call, while the machine stays warm.
+# Here:  split -b 42000000 -d -a 2 models/X.gguf .pieces/NAME/part
 # usage: scripts/gpu-model.sh NAME SHA256_PREFIX
 set -euo pipefail
 cd "$(dirname "$0")/.."
