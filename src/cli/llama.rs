@@ -151,7 +151,9 @@ pub struct PromptArgs {
     /// Conversation mode (-cnv): after -p (optional), questions about the -f document come one
     /// per line from standard input until EOF or /exit; the document is filtered once and each
     /// question selects its own tokens. The default with a chat template when standard input is
-    /// a terminal; -st answers one turn. Keeps the filter model and the full model resident.
+    /// a terminal; -st answers one turn. Keeps the filter model (with the document's KV for layers
+    /// 0..r) and the full model resident: 14.8 GB vs 21.8 GB for llama.cpp keeping the whole KV
+    /// cache, 8B Q4_0 at 128K on an H200; a follow-up's first token 0.55 s.
     #[arg(long = "conversation", conflicts_with = "no_conversation")]
     pub conversation: bool,
 
