@@ -115,6 +115,24 @@ pub fn save(
         })
 }
 
+/// A state saved for `saved` may be used for `id` only when both are the same model, filter
+/// layers and document; the error names what differs.
+fn same_owner(saved: &Identity, id: &Identity) -> Result<()> {
+    if saved == id {
+        return Ok(());
+    }
+    bail!(
+        "belongs to another {}",
+        if saved.model != id.model || saved.model_bytes != id.model_bytes {
+            "model"
+        } else if saved.layers != id.layers {
+            "filter layer"
+        } else {
+            "document"
+        }
+    )
+}
+
 /// Load a saved state into `session` (an empty filter context) if it belongs to `id`;
 /// `Ok(None)` when there is no file. The keys come back per layer.
 ///
@@ -139,18 +157,7 @@ pub fn load(
     let header: Header = serde_json::from_slice(&line)
         .map_err(|_| anyhow::anyhow!("is not a gemfilter prompt cache"))?;
     ensure!(header.format == FORMAT, "was written by another version");
-    if header.identity != *id {
-        bail!(
-            "belongs to another {}",
-            if header.identity.model != id.model || header.identity.model_bytes != id.model_bytes {
-                "model"
-            } else if header.identity.layers != id.layers {
-                "filter layer"
-            } else {
-                "document"
-            }
-        );
-    }
+    same_owner(&header.identity, id)?;
     ensure!(
         header.key_floats.len() == id.layers.len(),
         "holds keys for {} layers, not {}",
@@ -209,5 +216,37 @@ mod tests {
             kv_path(Path::new("/x/doc.cache")),
             Path::new("/x/doc.cache.kv")
         );
+    }
+    #[test]
+    fn a_state_is_refused_for_another_model_layer_or_document() {
+        let dir = std::env::temp_dir().join(format!("gf-docstate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (m1, m2) = (dir.join("a.gguf"), dir.join("b.gguf"));
+        std::fs::write(&m1, b"12345").unwrap();
+        std::fs::write(&m2, b"123456").unwrap();
+        let t = |v: &[i32]| v.iter().map(|&x| LlamaToken(x)).collect::<Vec<_>>();
+        let saved = Identity::of(&m1, &[13], &t(&[1, 2, 3])).unwrap();
+        let err = |id: Identity| same_owner(&saved, &id).unwrap_err().to_string();
+        assert!(same_owner(&saved, &saved.clone()).is_ok());
+        assert_eq!(
+            err(Identity::of(&m2, &[13], &t(&[1, 2, 3])).unwrap()),
+            "belongs to another model"
+        );
+        // Same file name, other size: another model too (a re-quantized file under the old name).
+        std::fs::write(&m1, b"1234").unwrap();
+        assert_eq!(
+            err(Identity::of(&m1, &[13], &t(&[1, 2, 3])).unwrap()),
+            "belongs to another model"
+        );
+        std::fs::write(&m1, b"12345").unwrap();
+        assert_eq!(
+            err(Identity::of(&m1, &[12], &t(&[1, 2, 3])).unwrap()),
+            "belongs to another filter layer"
+        );
+        assert_eq!(
+            err(Identity::of(&m1, &[13], &t(&[1, 2, 4])).unwrap()),
+            "belongs to another document"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
