@@ -3,7 +3,7 @@
 # as background steps that outlive a device call (the machine stays warm while calls poll).
 # Models: /tmp/models/q05.gguf and q15.gguf from scripts/gpu-model.sh; synthetic shapes here.
 # Results under /tmp/v; `status` prints progress, `pack DIR` tars everything small into DIR.
-# usage: scripts/gpu-verify.sh libs|synth|calib [NAMES]|benches|suites|status|pack [DIR]
+# usage: scripts/gpu-verify.sh libs|synth|calib [NAMES]|benches|suites [SAMPLES]|trust2 [SAMPLES]|status|pack DIR
 set -uo pipefail
 cd "$(dirname "$0")/.."
 v=/tmp/v
@@ -20,6 +20,25 @@ export GEMFILTER_CACHE=/tmp/gemfilter-cache
 gf=.gpu/bin/gemfilter
 common=(-ngl 99 -fa on)
 runs=bench/runs/2026-12-02-h200-trust
+
+trust_suite() { # MODEL LENGTH METHODS SAMPLES: the suite on one model and length, in the background
+  local o=/tmp/trust/$1/suite-$2
+  # 5 samples of every task first, then the rest: a run cut short still covers every task.
+  local n="$gf niah -m /tmp/models/$1.gguf ${common[*]} --style chat --tasks all --lengths $2 --methods $3 -o $o --samples"
+  bg suite-$1-$2 "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$1/presets.toml;" "$n 5; $n $4"
+}
+draft_suites() { # SEED_DIR SAMPLES POSITIONS...: q05 selects for q15; full cells from SEED_DIR
+  local seeds=$1 samples=$2 pos L o n; shift 2
+  for pos in "$@"; do
+    for L in 8k 16k 31k; do
+      o=/tmp/draft/$pos-$L; mkdir -p "$o"
+      [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $seeds/q15-suite-$L.jsonl >"$o/cells.jsonl"
+      n="$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
+      bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
+        "$n 5; $n $samples"
+    done
+  done
+}
 
 case $1 in
 libs) # from a copy of the source: each device call re-syncs the tree under a running build
@@ -61,52 +80,29 @@ suites)
   # Accuracy runs in parallel (small models leave the H200 mostly idle). Earlier full-prompt
   # and reference cells of the same seeds are reused (niah skips keys it already holds).
   libs
-  samples=${2:-10}
   for m in q05 q15; do
     for L in 8k 16k 31k; do
       o=/tmp/trust/$m/suite-$L; mkdir -p "$o"
       [ -f "$o/cells.jsonl" ] || cat $runs/$m-suite-$L.jsonl $runs/var-$m-*-$L.jsonl 2>/dev/null |
         grep -v '"method":"gem"' >"$o/cells.jsonl"
-      # 5 samples of every task first, then the rest: a run cut short still covers every task.
-      n="$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
-      bg suite-$m-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml;" \
-        "$n 5; $n $samples"
+      trust_suite $m $L full,gem "${2:-10}"
     done
   done
-  for pos in ${POSITIONS:-compact original}; do
-    for L in 8k 16k 31k; do
-      o=/tmp/draft/$pos-$L; mkdir -p "$o"
-      [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $runs/q15-suite-$L.jsonl >"$o/cells.jsonl"
-      n="$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
-      bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
-        "$n 5; $n $samples"
-    done
-  done ;;
+  draft_suites $runs "${2:-10}" ${POSITIONS:-compact original} ;;
 trust2)
   # Reference scoring at the self-calibrated layers and the 1.5B's unfinished 31K cells: seeds
   # session 9's presets and cells (niah skips keys it holds), then the draft suite (POSITIONS).
   libs
   s9=bench/runs/2026-12-02-h200-session9
-  samples=${2:-10}
   for m in q05 q15; do
     mkdir -p /tmp/trust/$m && cp $s9/$m-presets.toml /tmp/trust/$m/presets.toml
     for L in 8k 16k 31k; do
       o=/tmp/trust/$m/suite-$L; mkdir -p "$o"
       [ -f "$o/cells.jsonl" ] || cp $s9/$m-suite-$L.jsonl "$o/cells.jsonl"
-      n="$gf niah -m /tmp/models/$m.gguf ${common[*]} --style chat --tasks all --lengths $L --methods full,gem,reference -o $o --samples"
-      bg suite-$m-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/$m/presets.toml;" \
-        "$n 5; $n $samples"
+      trust_suite $m $L full,gem,reference "${2:-10}"
     done
   done
-  for pos in ${POSITIONS:-original}; do
-    for L in 8k 16k 31k; do
-      o=/tmp/draft/$pos-$L; mkdir -p "$o"
-      [ -f "$o/cells.jsonl" ] || grep -h '"method":"full"' $s9/q15-suite-$L.jsonl >"$o/cells.jsonl"
-      n="$gf niah -m /tmp/models/q15.gguf --gem-draft /tmp/models/q05.gguf --gem-positions $pos ${common[*]} --style chat --tasks all --lengths $L --methods full,gem -o $o --samples"
-      bg draft-$pos-$L "export LD_LIBRARY_PATH=$LD_LIBRARY_PATH GEMFILTER_PRESETS=/tmp/trust/q05/presets.toml;" \
-        "$n 5; $n $samples"
-    done
-  done ;;
+  draft_suites $s9 "${2:-10}" ${POSITIONS:-original} ;;
 status)
   ls /tmp/models 2>/dev/null | tr '\n' ' '; echo
   for f in "$v"/*.done; do [ -f "$f" ] && echo "$(basename "$f" .done): rc $(cat "$f")"; done
