@@ -153,7 +153,7 @@ pub struct PromptArgs {
     /// question selects its own tokens. The default with a chat template when standard input is
     /// a terminal; -st answers one turn. Keeps the filter model (with the document's KV for layers
     /// 0..r) and the full model resident: 14.8 GB vs 21.8 GB for llama.cpp keeping the whole KV
-    /// cache, 8B Q4_0 at 128K on an H200; a follow-up's first token 0.55 s.
+    /// cache, a 4-bit 8B model at 128K on an H200; a follow-up's first token 0.55 s.
     #[arg(long = "conversation", conflicts_with = "no_conversation")]
     pub conversation: bool,
 
