@@ -13,3 +13,7 @@ done
 G=models/gemma-3-270m-q4_k_m.gguf
 GEMFILTER_PRESETS=/dev/null target/release/gemfilter niah -m $G -t 2 --tasks all --samples 2 --lengths 8k --methods gem -o $D/gemma-models-toml > $D/gemma-models-toml.log 2>&1
 GEMFILTER_PRESETS=$D/gemma-3-270m-q4_k_m-presets.toml target/release/gemfilter niah -m $G -t 2 --tasks all --samples 2 --lengths 8k --methods gem -o $D/gemma-calibrated > $D/gemma-calibrated.log 2>&1
+# The calibration curves behind Gemma-3's choice: the CPU's probes (3K, k 96), then the GPU's (8K/16K, k 512).
+S=reference,reference+layers3,window-softmax:32,window-softmax:32+layers3
+target/release/gemfilter calibrate -m $G -t 2 --lengths 3072 --depths 25,50,75 --gem-topk 96 --scorings $S > $D/gemma-curves-3k.txt 2> $D/gemma-curves-3k.log
+target/release/gemfilter calibrate -m $G -t 2 --lengths 8192,16384 --depths 10,30,50,70,90 --gem-topk 512 --scorings $S > $D/gemma-curves-16k.txt 2> $D/gemma-curves-16k.log
