@@ -80,9 +80,34 @@ pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// [`ratio`] of two byte counts (device memory).
+#[must_use]
+pub fn bytes_ratio(a: Option<u64>, b: Option<u64>) -> Option<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    let f = |b: Option<u64>| b.map(|b| b as f64);
+    ratio(f(a), f(b))
+}
+
 /// Bytes as "1.23 GB", or "n/a" where the backend reports no device memory.
 #[must_use]
 pub fn gb(b: Option<u64>) -> String {
     #[allow(clippy::cast_precision_loss)]
     b.map_or("n/a".into(), |b| format!("{:.2} GB", b as f64 / 1e9))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_need_both_sides_and_a_positive_divisor() {
+        assert_eq!(ratio(Some(1.0), Some(4.0)), Some(0.25));
+        assert_eq!(ratio(None, Some(4.0)), None);
+        assert_eq!(ratio(Some(1.0), Some(0.0)), None);
+        assert_eq!(bytes_ratio(Some(3), Some(4)), Some(0.75));
+        assert_eq!(bytes_ratio(Some(3), None), None);
+        assert_eq!(bytes_ratio(Some(3), Some(0)), None);
+        assert_eq!(gb(Some(4_780_000_000)), "4.78 GB");
+        assert_eq!(gb(None), "n/a");
+    }
 }

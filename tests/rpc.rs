@@ -84,9 +84,7 @@ impl Worker {
         }
         false
     }
-}
 
-impl Worker {
     /// Client connections the worker accepted so far, not counting the one `start` made to see
     /// it listening: 0 means no run used this worker.
     fn served(&self) -> usize {

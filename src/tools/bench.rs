@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::generate::{Discard, GenLimits, Sampling};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
-use crate::report::{gb, ratio};
+use crate::report::{bytes_ratio, gb, ratio};
 use crate::settings::ModelSettings;
 
 /// One mode at one length.
@@ -147,14 +147,15 @@ fn measure(s: &BenchSettings, models: &mut Models, tokens: &[LlamaToken]) -> Res
         None
     };
     let (gm, sm) = (mode(&g), standard.as_ref().map(mode));
-    #[allow(clippy::cast_precision_loss)]
-    let mem = |m: &ModeResult| m.peak_device_mem_bytes.map(|b| b as f64);
     Ok(LengthResult {
         prompt_tokens: n,
         layer: s.gem.layer,
         k: s.gem.top_k,
         ratio_first_token: ratio(Some(gm.first_token_s), sm.as_ref().map(|s| s.first_token_s)),
-        ratio_peak_mem: ratio(mem(&gm), sm.as_ref().and_then(mem)),
+        ratio_peak_mem: bytes_ratio(
+            gm.peak_device_mem_bytes,
+            sm.as_ref().and_then(|s| s.peak_device_mem_bytes),
+        ),
         ratio_decode: ratio(
             gm.decode_tok_per_s,
             sm.as_ref().and_then(|s| s.decode_tok_per_s),

@@ -16,7 +16,7 @@ use crate::generate::{generate, Discard, GenLimits, Sampling, Start};
 use crate::notice;
 use crate::pipeline::GemSettings;
 use crate::prompt::{Assembled, Protect};
-use crate::report::{gb, ratio};
+use crate::report::{bytes_ratio, gb, ratio};
 use crate::settings::ModelSettings;
 
 /// What `bench --turns` measures, from the bench's settings.
@@ -109,15 +109,13 @@ pub fn measure(
     if s.standard {
         let (std, load_s) = std_turns(s, &doc, &questions, &limits, length)?;
         std_load_s = Some(load_s);
-        #[allow(clippy::cast_precision_loss)]
-        let bytes = |b: Option<u64>| b.map(|b| b as f64);
         for (row, (n, ft, dec, mem)) in rows.iter_mut().zip(std) {
             row.std_tokens_prefilled = Some(n);
             row.std_first_token_s = Some(ft);
             row.std_decode_tok_per_s = dec;
             row.std_device_mem_bytes = mem;
             row.ratio_first_token = ratio(Some(row.gem_first_token_s), Some(ft));
-            row.ratio_mem = ratio(bytes(row.gem_device_mem_bytes), bytes(mem));
+            row.ratio_mem = bytes_ratio(row.gem_device_mem_bytes, mem);
             row.ratio_decode = ratio(row.gem_decode_tok_per_s, dec);
         }
     }
