@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Per task, the RULER-style suite's exact-match score of every method found in niah cells.jsonl
-files (full prompt, GemFilter, reference, draft selection), with the mean over tasks and needle
-recall. A method is named by its key's method part (method, layer, scoring, draft, positions).
-usage: scripts/suite-tables.py TITLE=FILE[,FILE...] ..."""
-import collections, json, sys
+files, plain or gzip-compressed as bench/runs keeps them (full prompt, GemFilter, reference,
+draft selection), with the mean over tasks and needle recall. A method is named by its key's
+method part (method, layer, scoring, draft, positions).
+usage: scripts/suite-tables.py TITLE=FILE[,FILE...] ...
+  e.g. scripts/suite-tables.py "q05 8k=bench/runs/2026-12-02-h200-draft-turns-suite/q05-suite-8k.jsonl.gz"
+"""
+import collections, gzip, json, sys
 
 
 def load(paths):
     out = {}
     for p in paths:
-        for line in open(p):
+        opener = gzip.open if p.endswith(".gz") else open
+        for line in opener(p, "rt", encoding="utf-8"):
             line = line.strip()
             if line:
                 r = json.loads(line)

@@ -1,4 +1,4 @@
-# 2-core Xeon, CPU only, 2 threads, quiet machine (session 8, 2026-12-02); from the repository root.
+# 2-core Xeon, CPU only, 2 threads, quiet machine (2026-12-02); from the repository root.
 # doc.txt: the bundled haystack (9,000 chars) with two facts, at 15% and 85%.
 M=models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 D=bench/runs/2026-12-02-cpu-conversation

@@ -1,4 +1,4 @@
-# 2-core Xeon, CPU only, 2 threads, quiet machine (session 8, 2026-12-02); from the repository root.
+# 2-core Xeon, CPU only, 2 threads, quiet machine (2026-12-02); from the repository root.
 # Draft selection: Qwen2.5-Coder-0.5B (layer 13) selects for the 1.5B, beside standard llama.cpp
 # on the 1.5B, in one process; then the 1.5B's own GemFilter (layer 16) on the same prompt.
 set -e

@@ -1,4 +1,4 @@
-# 2-core Xeon, CPU, 2 threads, 2026-12-02 session 10: self-calibration (the rule a user's first run applies,
+# 2-core Xeon, CPU, 2 threads, 2026-12-02: self-calibration (the rule a user's first run applies,
 # forced on models that have a models.toml entry) for the two CI models, each into an empty presets file.
 D=bench/runs/2026-12-02-cpu-presets
 head -c 3000 ../shared/data/pg-essays/$(ls ../shared/data/pg-essays | head -1) > /tmp/doc.txt

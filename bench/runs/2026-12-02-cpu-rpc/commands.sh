@@ -1,4 +1,4 @@
-# 2-core machine, CPU only, 2 threads; from the repository root (branch rpc, 2026-12-02).
+# 2-core machine, CPU only, 2 threads; from the repository root (2026-12-02).
 # The same bench (standard llama.cpp vs GemFilter, one process) locally and with every layer on a
 # `gemfilter rpc-server` worker on localhost (the worker computes; the client only drives it).
 set -e

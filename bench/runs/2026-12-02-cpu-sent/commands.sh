@@ -1,4 +1,4 @@
-# 2-core Xeon, 2 threads, CPU only; run from the repository root (session 8, 2026-12-02)
+# 2-core Xeon, 2 threads, CPU only; run from the repository root (2026-12-02)
 export GEMFILTER_PRESETS=/tmp/cpu/presets.toml   # written by the self-calibration in selfcalibration-q05-cpu.log: layer 13, window-softmax:32+pool31
 M=models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 T=niah_single_3,niah_multikey_3
