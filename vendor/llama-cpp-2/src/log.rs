@@ -72,6 +72,7 @@ pub(super) enum Module {
     GGML,
     LlamaCpp,
     /// Multimodal
+    #[cfg_attr(not(feature = "mtmd"), allow(dead_code))]
     Mtmd,
 }
 
