@@ -7,6 +7,7 @@
 
 mod util;
 
+mod architecture;
 mod cli_errors;
 mod conversation;
 mod draft;
