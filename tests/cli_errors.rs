@@ -126,10 +126,7 @@ fn unknown_scoring_and_cache_type() {
 
 #[test]
 fn sliding_window_layer_is_refused() {
-    let Some(g) = gemma3() else {
-        eprintln!("skipped: Gemma-3-270M not fetched");
-        return;
-    };
+    let g = gemma3();
     let o = run(&["-m", g.to_str().unwrap(), "-p", "hi", "--gem-layer", "4"]);
     assert_one_error(&o, "layer 4 of");
     assert!(

@@ -263,10 +263,7 @@ fn qwen2_graph_exposes_qk_and_gemfilter_runs_on_it() {
 
 #[test]
 fn gemma3_filters_at_a_global_layer() {
-    let Some(g) = gemma3() else {
-        eprintln!("skipped: Gemma-3-270M not fetched");
-        return;
-    };
+    let g = gemma3();
     let d = tmpdir("gemma");
     let f = write(&d, "doc.txt", haystack(12_000, NEEDLE, 0.5).as_bytes());
     let mut answers = Vec::new();

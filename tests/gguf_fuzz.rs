@@ -520,7 +520,7 @@ fn gguf_fuzz_header_mutations() {
     assert!(total < Duration::from_secs(20), "fuzzing took {total:?}");
 }
 
-/// The targeted edits of issue 9, in-process: each refused with a message that names it.
+/// The targeted hostile edits, in-process: each refused with a message that names it.
 #[test]
 fn gguf_fuzz_targeted_edits_are_refused_by_name() {
     let full = smollm2_layout();
@@ -572,7 +572,7 @@ pub fn add_kv(base: &Layout, key: &str, ty: u32, value: &[u8]) -> Mutant {
     m
 }
 
-/// The targeted hostile edits of issue 9, with a word the refusal must contain.
+/// The targeted hostile edits, with a word the refusal must contain.
 pub fn targeted(base: &Layout) -> Vec<(Mutant, &'static str)> {
     let mut out = Vec::new();
     let set = |key: &str, v: &[u8], what: &str| {
@@ -715,9 +715,7 @@ pub fn targeted(base: &Layout) -> Vec<(Mutant, &'static str)> {
 /// The bounded parser reads the real models as the independent gguf-rs reader does.
 #[test]
 fn header_matches_an_independent_reader() {
-    let mut models = vec![smollm2()];
-    models.extend(crate::util::gemma3());
-    for m in models {
+    for m in [smollm2(), crate::util::gemma3()] {
         let ours = gemfilter::gguf_info::read(&m).unwrap();
         let theirs = gguf_rs::get_gguf_container_array_size(m.to_str().unwrap(), 4)
             .and_then(|mut c| c.decode())

@@ -18,10 +18,15 @@ pub fn smollm2() -> PathBuf {
     p
 }
 
-/// Gemma-3-270M, when fetched (`scripts/fetch-models.sh gemma3`).
-pub fn gemma3() -> Option<PathBuf> {
+/// Gemma-3-270M (`scripts/fetch-models.sh gemma3`, part of `make test`).
+pub fn gemma3() -> PathBuf {
     let p = root().join("models/gemma-3-270m-q4_k_m.gguf");
-    p.exists().then_some(p)
+    assert!(
+        p.exists(),
+        "{} is missing: run `scripts/fetch-models.sh gemma3`",
+        p.display()
+    );
+    p
 }
 
 /// The binary, with user presets in a file of this test process (never the user's own): a
