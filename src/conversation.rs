@@ -252,7 +252,7 @@ pub fn load_models(
 ) -> Result<(Option<Engine>, Option<Engine>)> {
     let n_layer = model.meta.block_count;
     let filter = if gem.prefix && gem.layer + 1 < n_layer {
-        let path = prefix::prefix_model(&model.path, gem.layer + 1, n_layer)?;
+        let path = prefix::prefix_model(&model.path, gem.layer + 1, n_layer, model.load.verbose)?;
         Some(Engine::load(&path, &model.load.for_filter())?)
     } else {
         None
@@ -366,7 +366,7 @@ fn restore<'a>(
     prefix_tokens: &[LlamaToken],
     n: usize,
 ) -> Result<Option<Kept<'a>>> {
-    if !path.exists() {
+    if !doc_state::present(path)? {
         return Ok(None);
     }
     let mut session = CaptureSession::new(filter, &s.model.ctx, context_size(s, n))?;
@@ -384,6 +384,7 @@ fn restore<'a>(
             }))
         }
         Ok(None) => Ok(None),
+        Err(e) if doc_state::is_refusal(&e) => Err(e),
         Err(e) => {
             notice!(
                 "the prompt cache {} {e:#}: rebuilding it",

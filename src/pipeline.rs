@@ -138,7 +138,7 @@ impl Models {
         };
         let prefix_path = if gem.prefix && gem.layer + 1 < n_layer {
             // A cache that cannot be written costs memory, not the answer: fall back.
-            prefix::prefix_model(&path, gem.layer + 1, n_layer)
+            prefix::prefix_model(&path, gem.layer + 1, n_layer, self.opts.verbose)
                 .map_err(|e| crate::notice!("{e:#}; running the filter pass on the full model"))
                 .ok()
         } else {

@@ -15,6 +15,7 @@ mod end_to_end;
 mod engine;
 mod gguf_fuzz;
 mod hostile;
+mod hostile_files;
 mod niah;
 mod rpc;
 mod trust;

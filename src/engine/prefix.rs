@@ -16,14 +16,14 @@
 //! partial one; temp files whose writer is gone (or idle for an hour) are removed.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
 use super::ffi;
+use crate::fsutil::{self, TempFile};
 use crate::{gguf_info, notice, sanitize};
 
 /// Sampled blocks of the tensor data in the checksum, and their size.
@@ -38,28 +38,30 @@ const ORPHAN_IDLE: Duration = Duration::from_secs(10);
 const STALE_IDLE: Duration = Duration::from_hours(1);
 
 /// Where prefix models are kept: `$GEMFILTER_CACHE`, else `$XDG_CACHE_HOME/gemfilter`, else
-/// `~/.cache/gemfilter`.
+/// `~/.cache/gemfilter`. An empty variable counts as unset (never the current directory).
 #[must_use]
 pub fn cache_dir() -> PathBuf {
-    if let Some(p) = std::env::var_os("GEMFILTER_CACHE") {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(p) = var("GEMFILTER_CACHE") {
         return PathBuf::from(p);
     }
-    std::env::var_os("XDG_CACHE_HOME")
+    var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("gemfilter")
 }
 
 /// The cached prefix of `model` with `keep` layers, written on first use and rebuilt when the
-/// cached file is incomplete or damaged.
+/// cached file is incomplete or damaged; llama.cpp's logs of the writing only with `verbose`.
 ///
 /// The file name carries the source's size and modification time, so a changed model gets a
 /// fresh prefix.
 ///
 /// # Errors
-/// Unreadable model, unwritable cache, or llama.cpp failing to write the prefix.
-pub fn prefix_model(model: &Path, keep: usize, n_layer: usize) -> Result<PathBuf> {
+/// Unreadable model, unwritable cache (a full disk is said so), or llama.cpp failing to write
+/// the prefix.
+pub fn prefix_model(model: &Path, keep: usize, n_layer: usize, verbose: bool) -> Result<PathBuf> {
     let md = std::fs::metadata(model)
         .with_context(|| format!("cannot read {}", sanitize::path(model)))?;
     let mtime = md
@@ -93,49 +95,39 @@ pub fn prefix_model(model: &Path, keep: usize, n_layer: usize) -> Result<PathBuf
     }
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create cache directory {}", sanitize::path(&dir)))?;
+    // The backend sets llama.cpp's logging: silent unless verbose, before the writer logs.
+    super::backend(verbose)?;
     write(model, &out, keep, n_layer)?;
     Ok(out)
 }
 
-/// Write the prefix and its check file, each through a temp file renamed into place.
+/// Write the prefix and its check file, each through an exclusively created temp file
+/// (`<name>.tmp.<pid>.<random>`) renamed into place.
 fn write(model: &Path, out: &Path, keep: usize, n_layer: usize) -> Result<()> {
-    let tmp = temp_path(out);
-    let guard = RemoveOnDrop(tmp.clone());
-    ffi::write_prefix_model(model, &tmp, keep, n_layer).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot write the prefix model to {}: {}",
-            sanitize::path(&tmp),
-            sanitize::quote(&e)
-        )
+    let mut tmp = TempFile::beside(out)?;
+    tmp.close();
+    ffi::write_prefix_model(model, tmp.path(), keep, n_layer).map_err(|e| {
+        let dir = out.parent().unwrap_or(Path::new("."));
+        if fsutil::disk_full(dir) {
+            anyhow::anyhow!(
+                "cannot write the prefix model to {}: the disk is full",
+                sanitize::path(tmp.path())
+            )
+        } else {
+            anyhow::anyhow!(
+                "cannot write the prefix model to {}: writing failed ({})",
+                sanitize::path(tmp.path()),
+                sanitize::quote(&e)
+            )
+        }
     })?;
-    let check = Check::of(&tmp)
+    let check = Check::of(tmp.path())
         .map_err(|e| anyhow::anyhow!("the prefix model just written is unusable: {e}"))?;
     let check_path = check_path(out);
-    let check_tmp = temp_path(&check_path);
-    let check_guard = RemoveOnDrop(check_tmp.clone());
-    {
-        let mut f = File::create(&check_tmp)
-            .with_context(|| format!("cannot write {}", sanitize::path(&check_tmp)))?;
-        f.write_all(check.render().as_bytes())
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("cannot write {}", sanitize::path(&check_tmp)))?;
-    }
-    std::fs::rename(&tmp, out)
-        .with_context(|| format!("cannot move the prefix model into {}", sanitize::path(out)))?;
-    std::mem::forget(guard);
-    std::fs::rename(&check_tmp, &check_path)
-        .with_context(|| format!("cannot move {} into place", sanitize::path(&check_path)))?;
-    std::mem::forget(check_guard);
-    Ok(())
-}
-
-/// Deletes a temp file on an early return.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
+    let mut check_tmp = TempFile::beside(&check_path)?;
+    check_tmp.write_all(check.render().as_bytes())?;
+    tmp.commit(out)?;
+    check_tmp.commit(&check_path)
 }
 
 /// `X.gguf.check` next to `X.gguf`.
@@ -143,18 +135,6 @@ impl Drop for RemoveOnDrop {
 pub fn check_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".check");
-    PathBuf::from(s)
-}
-
-/// `<name>.tmp.<pid>.<seq>`: unique per writer (process and call), and says whose it is.
-fn temp_path(out: &Path) -> PathBuf {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let mut s = out.as_os_str().to_owned();
-    s.push(format!(
-        ".tmp.{}.{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
     PathBuf::from(s)
 }
 
@@ -357,12 +337,11 @@ impl Fnv {
     }
 }
 
-/// Size and FNV checksum of a whole file, read in 1 MiB blocks.
+/// Size and FNV checksum of everything `f` reads, in 1 MiB blocks.
 ///
 /// # Errors
 /// A read error.
-pub(crate) fn file_check(path: &Path) -> Result<Check> {
-    let mut f = File::open(path).context("cannot open it")?;
+pub(crate) fn reader_check(mut f: impl Read) -> Result<Check> {
     let mut h = Fnv::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -387,9 +366,13 @@ mod tests {
 
     #[test]
     fn temp_names_identify_their_writer() {
-        let t = temp_path(Path::new("/c/m.123-4.first5of30.gguf"));
-        let name = t.file_name().unwrap().to_str().unwrap();
+        let d = std::env::temp_dir().join(format!("gf-prefix-names-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let t = TempFile::beside(&d.join("m.123-4.first5of30.gguf")).unwrap();
+        let name = t.path().file_name().unwrap().to_str().unwrap();
         assert_eq!(temp_writer(name), Some(std::process::id()));
+        drop(t);
+        std::fs::remove_dir_all(&d).unwrap();
         assert_eq!(temp_writer("m.first5of30.tmp4242"), Some(4242));
         assert_eq!(temp_writer("m.first5of30.gguf.check.tmp.77.0"), Some(77));
         assert_eq!(temp_writer("m.first5of30.gguf"), None);

@@ -51,9 +51,9 @@ const CALIBRATION_NEEDLES: &[&str] = &[
     "secret-ingredient",
 ];
 
-/// The presets entry for `meta` with the chosen settings.
+/// The presets entry for `meta` with the chosen settings (`top_k` None: the fallback's k).
 #[must_use]
-pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: usize) -> Entry {
+pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: Option<usize>) -> Entry {
     Entry {
         label: format!("{} (calibrated)", meta.display_name()),
         architecture: Some(meta.architecture.clone()),
@@ -61,7 +61,7 @@ pub fn entry_for(meta: &ModelMeta, choice: &Choice, top_k: usize) -> Entry {
         size_label: meta.size_label.clone(),
         name: meta.basename.clone().or_else(|| meta.name.clone()),
         filter_layer: choice.layer,
-        top_k: Some(top_k),
+        top_k,
         scoring: Some(choice.scoring),
         window: None,
         pool: None,
@@ -83,26 +83,15 @@ pub fn merge(file: &mut PresetFile, entry: Entry) {
     }
 }
 
-fn write_preset(meta: &ModelMeta, choice: &Choice, top_k: usize, note: &str) -> Result<PathBuf> {
+fn write_preset(
+    meta: &ModelMeta,
+    choice: &Choice,
+    top_k: Option<usize>,
+    note: &str,
+) -> Result<PathBuf> {
     let path =
         presets::user_presets_path().context("no presets path: set GEMFILTER_PRESETS or HOME")?;
-    let mut file = if path.exists() {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        presets::parse(&text, &path.display().to_string())?
-    } else {
-        PresetFile {
-            fallback: None,
-            models: Vec::new(),
-        }
-    };
-    merge(&mut file, entry_for(meta, choice, top_k));
-    let body = toml::to_string(&file).context("cannot serialise the presets")?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let text = format!("# gemfilter user presets (override models.toml); written by gemfilter's calibration.\n# Last: {note}\n\n{body}");
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    presets::store(&path, &entry_for(meta, choice, top_k), note)?;
     Ok(path)
 }
 
@@ -310,9 +299,17 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         c.cells,
         s.lengths
     );
-    let path = write_preset(&model.meta, &c.choice, top_k, &line)?;
+    // A calibration that recalls nothing chose nothing: never stored as the model's preset.
+    anyhow::ensure!(
+        c.choice.recall > 0.0,
+        "calibrating {} failed (needle recall {:.2} at every layer); nothing stored: give --gem-layer, or --gem-calibrate off",
+        model.meta.display_name(),
+        c.choice.recall
+    );
+    // The run's k (maybe a one-off --gem-topk) is not stored as the model's default.
+    let path = write_preset(&model.meta, &c.choice, None, &line)?;
     crate::notice!("{line}; stored in {}", path.display());
-    Ok(entry_for(&model.meta, &c.choice, top_k))
+    Ok(entry_for(&model.meta, &c.choice, Some(top_k)))
 }
 
 /// `gemfilter calibrate`.
@@ -368,7 +365,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         }))?
     );
     if s.write {
-        let p = write_preset(meta, &answer_choice(choice.clone()), s.top_k, &line)?;
+        let p = write_preset(meta, &answer_choice(choice.clone()), Some(s.top_k), &line)?;
         crate::notice!("preset written to {}", p.display());
     }
     Ok(())

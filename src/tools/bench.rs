@@ -186,7 +186,12 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         .map_or((&s.model.path, meta.block_count), |d| (&d.path, d.n_layer));
     if s.gem.prefix && s.gem.layer + 1 < sel_layers {
         // Written once per model and layer; not part of any measured run.
-        crate::engine::prefix::prefix_model(sel_path, s.gem.layer + 1, sel_layers)?;
+        crate::engine::prefix::prefix_model(
+            sel_path,
+            s.gem.layer + 1,
+            sel_layers,
+            s.model.load.verbose,
+        )?;
     }
     let mut models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
     // Warm-up: first use of a device pays one-time initialisation; keep it out of the numbers.

@@ -18,11 +18,17 @@ pub const BUNDLED: &str = include_str!("../../../data/haystack.txt");
 /// The system prompt of the reference harness's chat prompt.
 const CHAT_SYSTEM: &str = "You are a helpful AI bot that answers questions for a user. Keep your response short and direct";
 
+/// The most haystack text read: far more than the longest prompt needs (128K tokens are
+/// ~600 KB of text); a larger file or directory is refused before it is read whole.
+pub const MAX_HAYSTACK_BYTES: u64 = 64 << 20;
+
 /// Read `--haystack`: a directory (its `*.txt` files in name order, concatenated, as the reference
-/// harness does), a file, or the bundled text.
+/// harness does), a file, or the bundled text. Only regular files are read (a FIFO or device
+/// is refused, never blocked on), [`MAX_HAYSTACK_BYTES`] at most.
 ///
 /// # Errors
-/// Unreadable paths, a directory without `.txt` files, non-UTF-8 or empty text.
+/// Unreadable paths, a directory without `.txt` files, special or oversized files, non-UTF-8 or
+/// empty text.
 pub fn load_haystack(path: Option<&Path>) -> Result<String> {
     let Some(p) = path else {
         return Ok(BUNDLED.to_owned());
@@ -41,11 +47,18 @@ pub fn load_haystack(path: Option<&Path>) -> Result<String> {
         );
         let mut all = String::new();
         for f in files {
-            all.push_str(&read_text(&f)?);
+            let left = MAX_HAYSTACK_BYTES.saturating_sub(all.len() as u64);
+            let text = read_text(&f, left).map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#} (haystack directory '{shown}' is read up to {} MiB in all)",
+                    MAX_HAYSTACK_BYTES >> 20
+                )
+            })?;
+            all.push_str(&text);
         }
         all
     } else {
-        read_text(p)?
+        read_text(p, MAX_HAYSTACK_BYTES)?
     };
     ensure!(
         text.trim().len() > 100,
@@ -54,9 +67,8 @@ pub fn load_haystack(path: Option<&Path>) -> Result<String> {
     Ok(text)
 }
 
-fn read_text(p: &Path) -> Result<String> {
-    let bytes =
-        std::fs::read(p).with_context(|| format!("cannot read haystack '{}'", p.display()))?;
+fn read_text(p: &Path, limit: u64) -> Result<String> {
+    let bytes = crate::fsutil::read_bounded(p, limit, "haystack")?;
     String::from_utf8(bytes)
         .map_err(|_| anyhow::anyhow!("haystack '{}' is not valid UTF-8", p.display()))
 }

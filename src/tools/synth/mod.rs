@@ -11,7 +11,6 @@ pub mod shapes;
 mod tests;
 
 use std::fmt::Write as _;
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -318,11 +317,14 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-/// One clear error before any work if the file cannot be created there.
+/// One clear error before any work if the file cannot be created there. Only a regular file
+/// is ever replaced: a device, FIFO, socket or symlink at the path is refused, not written
+/// through, blocked on or unlinked.
 fn check_output(path: &Path) -> Result<()> {
-    if path.is_dir() {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         bail!("output {} is a directory; give a file path", path.display());
     }
+    crate::fsutil::regular_or_absent(path, "output")?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             bail!(
@@ -385,7 +387,9 @@ pub struct Summary {
 /// Write the GGUF for `cfg` to `path`; `quiet` turns off the stderr notices and progress.
 ///
 /// # Errors
-/// An output path that cannot be written, or a write failure (the partial file is removed).
+/// An output path that cannot be written, or a write failure. The model is written to a temp
+/// file beside `path` and renamed over it at the end: on failure only that temp file is
+/// removed, and whatever was at `path` before stays.
 pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<Summary> {
     check_output(path)?;
     let p = plan(cfg)?;
@@ -395,8 +399,9 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
         }
     }
     let file_len = p.gguf.file_len();
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut tmp = crate::fsutil::TempFile::beside(path)?;
     let result = (|| -> Result<()> {
+        let file = tmp.file().context("the temp file is closed")?;
         let mut out = p.gguf.write_meta(BufWriter::with_capacity(8 << 20, file))?;
         let bar = if quiet || file_len < (256 << 20) {
             indicatif::ProgressBar::hidden()
@@ -416,16 +421,12 @@ pub fn synthesize(cfg: &Config, seed: u64, path: &Path, quiet: bool) -> Result<S
         out.finish()?
             .into_inner()
             .map_err(std::io::IntoInnerError::into_error)
-            .and_then(|f| f.sync_all())
-            .context("flushing to disk")
+            .map(drop)
+            .map_err(|e| crate::fsutil::write_error(path, &e))
     })();
-    if let Err(e) = result {
-        // A half-written model would fail later with a far less clear message.
-        let _ = std::fs::remove_file(path);
-        return Err(e.context(format!(
-            "writing {} failed (partial file removed)",
-            path.display()
-        )));
+    if let Err(e) = result.and_then(|()| tmp.commit(path)) {
+        // The temp file is gone with `tmp`; a half-written model is never left at `path`.
+        return Err(e.context(format!("writing {} failed", path.display())));
     }
     Ok(Summary {
         n_tensors: p.tensors.len(),
