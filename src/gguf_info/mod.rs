@@ -38,6 +38,7 @@ pub const LLAMA_MAX_EXPERTS: u64 = 1024;
 /// ggml's `TENSOR_ALIGNMENT`: the CPU backend asserts that tensor data is this aligned.
 const TENSOR_ALIGNMENT: u64 = 32;
 
+/// Read and validate the GGUF header at `path`.
 ///
 /// # Errors
 /// Missing file, a directory, not a GGUF file, a header that is malformed or that llama.cpp
