@@ -21,5 +21,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Mode::Synth(a) => crate::tools::synth::run(&a),
         Mode::ListDevices(load) => crate::tools::rpc_server::list_devices(&load),
         Mode::RpcServer(s) => crate::tools::rpc_server::run(&s),
+        Mode::Serve(s) => crate::server::run(*s),
     }
 }

@@ -111,6 +111,17 @@ impl<'e> Conversation<'e> {
         }
     }
 
+    /// The kept document's token count and the bytes its filter state holds: the live
+    /// context's cells at `kv_bytes_per_cell` each, and the captured keys. None before a turn.
+    #[must_use]
+    pub fn kept_footprint(&self, kv_bytes_per_cell: u64) -> Option<(usize, u64)> {
+        self.kept.as_ref().map(|k| {
+            let keys: usize = k.keys.iter().map(Vec::len).sum();
+            let bytes = u64::from(k.n_ctx) * kv_bytes_per_cell + keys as u64 * 4;
+            (k.prefix.len(), bytes)
+        })
+    }
+
     /// One turn: filter state (first turn: the whole prompt; later: only what follows the
     /// document), selection, answer into `sink`.
     ///

@@ -28,5 +28,6 @@ pub mod sanitize;
 pub mod scoring;
 pub mod select;
 pub mod seq_state;
+pub mod server;
 pub mod settings;
 pub mod tools;

@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod llama;
 pub mod resolve;
+pub mod serve;
 pub mod tools;
 pub mod values;
 
@@ -67,6 +68,8 @@ pub enum Command {
     Calibrate(eval::CalibrateArgs),
     /// Serve this machine's devices to `gemfilter --rpc` clients (llama.cpp's rpc-server).
     RpcServer(tools::RpcServerArgs),
+    /// llama-server's OpenAI-compatible HTTP API, with GemFilter on long prompts.
+    Serve(Box<serve::ServeArgs>),
 }
 
 impl Cli {
@@ -79,6 +82,7 @@ impl Cli {
             Some(Command::Bench(a)) => a.model.log_disable,
             Some(Command::Niah(a)) => a.model.log_disable,
             Some(Command::Calibrate(a)) => a.model.log_disable,
+            Some(Command::Serve(a)) => a.run.model.log_disable,
             Some(Command::Synth(_) | Command::RpcServer(_)) => false,
         }
     }
@@ -92,6 +96,7 @@ impl Cli {
             Some(Command::Bench(a)) => Some(&a.model),
             Some(Command::Niah(a)) => Some(&a.model),
             Some(Command::Calibrate(a)) => Some(&a.model),
+            Some(Command::Serve(a)) => Some(&a.run.model),
             Some(Command::Synth(_) | Command::RpcServer(_)) => None,
         }
     }

@@ -41,6 +41,7 @@ pub enum Mode {
     /// `--list-devices`, with the `--rpc` servers to ask.
     ListDevices(LoadOptions),
     RpcServer(crate::tools::rpc_server::RpcServerSettings),
+    Serve(Box<crate::server::ServeSettings>),
 }
 
 /// Resolve the command line.
@@ -59,6 +60,7 @@ pub fn resolve(cli: Cli) -> Result<Mode> {
         Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a)?)),
         Some(Command::Synth(a)) => Mode::Synth(synth(&a)?),
         Some(Command::RpcServer(a)) => Mode::RpcServer(rpc_server(&a)?),
+        Some(Command::Serve(a)) => Mode::Serve(Box::new(super::serve::settings(&a, st)?)),
     })
 }
 

@@ -1,0 +1,169 @@
+//! `gemfilter serve`: llama-server's own flags, over the drop-in CLI's model, sampling and
+//! `--gem-*` flags, resolved once into [`ServeSettings`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Result};
+
+use super::llama::{OnOff, RunArgs};
+use super::resolve;
+use crate::server::ServeSettings;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// Address to listen on. Anything but this machine (`127.0.0.1`, `::1`, `localhost`) should come
+    /// with --api-key.
+    #[arg(long = "host", default_value = "127.0.0.1", value_name = "HOST")]
+    pub host: String,
+
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long = "port", default_value_t = 8080, value_name = "PORT")]
+    pub port: u16,
+
+    /// API key every endpoint but /health and the page requires (`Authorization: Bearer KEY`).
+    #[arg(long = "api-key", value_name = "KEY", conflicts_with = "api_key_file")]
+    pub api_key: Option<String>,
+
+    /// Read the API key from this file (its first line).
+    #[arg(long = "api-key-file", value_name = "FNAME")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Slots (-np): requests answered at once, each on its own thread; more wait in a queue.
+    #[arg(long = "parallel", default_value_t = 1, value_name = "N")]
+    pub parallel: usize,
+
+    /// Longest a request may take in seconds, waiting in the queue included (-to).
+    #[arg(long = "timeout", default_value_t = 600, value_name = "N")]
+    pub timeout: u64,
+
+    /// MiB of documents' filter state kept between requests (least recently used out; 0: none).
+    #[arg(long = "cache-ram", default_value_t = 8192, value_name = "MiB")]
+    pub cache_ram: u64,
+
+    /// The model's name in /v1/models (default: its file name).
+    #[arg(long = "alias", value_name = "NAME")]
+    pub alias: Option<String>,
+}
+
+/// llama-server's multi-letter single-dash names, as the long names clap knows.
+#[must_use]
+pub fn long_names(argv: Vec<OsString>) -> Vec<OsString> {
+    argv.into_iter()
+        .map(|a| match a.to_str() {
+            Some("-np") => "--parallel".into(),
+            Some("-to") => "--timeout".into(),
+            Some("-a") => "--alias".into(),
+            _ => a,
+        })
+        .collect()
+}
+
+/// Most slots: each is a thread with its own contexts.
+const MAX_SLOTS: usize = 256;
+
+/// Bytes of JSON a request may carry per token of context (text plus escaping), and never less
+/// than 2 MiB.
+const BODY_BYTES_PER_TOKEN: u64 = 64;
+const MIN_BODY_BYTES: u64 = 2 << 20;
+const MAX_BODY_BYTES: u64 = 512 << 20;
+
+/// Resolve `serve`'s flags.
+///
+/// # Errors
+/// Any invalid flag, an unreadable API key file, or a model header that cannot be read.
+/// Device probes and a first-use calibration are left in `steps`.
+pub fn settings(a: &ServeArgs, steps: &mut Vec<resolve::Step>) -> Result<ServeSettings> {
+    let r = &a.run;
+    let p = &r.prompt;
+    ensure!(
+        p.prompt.is_none()
+            && p.file.is_none()
+            && p.system_prompt.is_none()
+            && p.system_prompt_file.is_none()
+            && p.prompt_cache.is_none()
+            && !p.conversation,
+        "serve takes the prompt from each request: drop -p, -f, -sys, -sysf, --prompt-cache and -cnv"
+    );
+    ensure!(
+        r.sampling.n_predict >= -1,
+        "-n must be -1 (unlimited) or a count"
+    );
+    ensure!(
+        (1..=MAX_SLOTS).contains(&a.parallel),
+        "--parallel (-np) must be 1 to {MAX_SLOTS}"
+    );
+    ensure!(a.timeout >= 1, "--timeout must be at least 1 second");
+    let sampling = resolve::sampling(&r.sampling)?;
+    let model = resolve::model(&r.model, steps)?;
+    let gem = match r.gem.gem {
+        OnOff::On => {
+            let g = resolve::gem(&r.gem, &model, steps)?;
+            ensure!(
+                g.draft.is_none(),
+                "--gem-draft is not available in serve (the document cache keeps the target's own filter state)"
+            );
+            Some(g)
+        }
+        OnOff::Off => None,
+    };
+    let api_key = match (&a.api_key, &a.api_key_file) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(f)) => Some(read_key(f)?),
+        (None, None) => None,
+    };
+    if api_key.as_deref().is_some_and(str::is_empty) {
+        bail!("--api-key is empty");
+    }
+    let body = (u64::from(model.ctx_limit()).saturating_mul(BODY_BYTES_PER_TOKEN))
+        .clamp(MIN_BODY_BYTES, MAX_BODY_BYTES);
+    Ok(ServeSettings {
+        gem,
+        protect: r.gem.gem_protect,
+        sampling,
+        n_predict: r.sampling.n_predict,
+        chat_template: p.chat_template.clone(),
+        host: a.host.clone(),
+        port: a.port,
+        api_key,
+        parallel: a.parallel,
+        timeout: Duration::from_secs(a.timeout),
+        cache_bytes: a.cache_ram.saturating_mul(1 << 20),
+        body_limit: usize::try_from(body).unwrap_or(usize::MAX),
+        alias: a.alias.clone(),
+        model,
+    })
+}
+
+fn read_key(f: &std::path::Path) -> Result<String> {
+    let shown = crate::sanitize::quote(&f.display().to_string());
+    let text = resolve::read_prompt_file(f, 64 << 10)
+        .map_err(|e| anyhow::anyhow!("--api-key-file {shown}: {e:#}"))?;
+    let key = text.lines().next().unwrap_or("").trim().to_owned();
+    ensure!(
+        !key.is_empty(),
+        "--api-key-file {shown}: its first line is empty"
+    );
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_server_short_names_become_long_ones() {
+        let argv: Vec<OsString> = ["gemfilter", "serve", "-np", "4", "-to", "9", "-n", "5"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        let out = long_names(argv);
+        assert_eq!(out[2], "--parallel");
+        assert_eq!(out[4], "--timeout");
+        assert_eq!(out[6], "-n");
+    }
+}

@@ -1,0 +1,529 @@
+//! Inference, on its own OS threads (one per slot), never on the async runtime: each worker
+//! takes a request from the queue, assembles the prompt, answers it through the conversation
+//! mode's path (the document's filter state kept in the worker's cache) or, for a short prompt
+//! or with GemFilter off, from the whole prompt, and streams text back through the request's
+//! channel. A closed channel (the client left) stops generation at the next token.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Result;
+use llama_cpp_2::token::LlamaToken;
+use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::doc_cache::DocCache;
+use super::error::ApiError;
+use super::openai::{Finished, Request};
+use super::Shared;
+use crate::conversation::TurnSettings;
+use crate::engine::Engine;
+use crate::generate::{GenLimits, StopReason, TokenSink};
+use crate::pipeline::{respond, GemSettings, Job};
+use crate::prompt::{self, Assembled, Template};
+use crate::select;
+
+/// What a worker sends back for one request: `Started` (or `Failed`) first, then text, then
+/// `Done` or `Failed`.
+#[derive(Debug)]
+pub enum Event {
+    Started,
+    Text(String),
+    Done(Box<Finished>),
+    Failed(ApiError),
+}
+
+/// One queued request.
+#[derive(Debug)]
+pub struct Task {
+    pub id: u64,
+    pub req: Request,
+    pub events: UnboundedSender<Event>,
+    pub queued: Instant,
+}
+
+/// Streams the answer into the request's channel, holding back text that may be the start of
+/// a stop string, and ending at a stop string (left out of the answer, as OpenAI does) or when
+/// the client has gone.
+struct ChannelSink<'a> {
+    tx: &'a UnboundedSender<Event>,
+    stops: &'a [String],
+    held: String,
+    sent: String,
+    stopped_by: Option<String>,
+    gone: bool,
+}
+
+impl<'a> ChannelSink<'a> {
+    fn new(tx: &'a UnboundedSender<Event>, stops: &'a [String]) -> Self {
+        Self {
+            tx,
+            stops,
+            held: String::new(),
+            sent: String::new(),
+            stopped_by: None,
+            gone: false,
+        }
+    }
+
+    fn send(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        self.sent.push_str(text);
+        if self.tx.send(Event::Text(text.to_owned())).is_err() {
+            self.gone = true;
+        }
+    }
+
+    /// Send what is still held (generation ended without a stop string).
+    fn finish(&mut self) {
+        if self.stopped_by.is_none() {
+            let rest = std::mem::take(&mut self.held);
+            self.send(&rest);
+        }
+    }
+}
+
+/// The earliest stop string in `text`: (byte offset, the string).
+fn find_stop<'s>(text: &str, stops: &'s [String]) -> Option<(usize, &'s String)> {
+    stops
+        .iter()
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s)))
+        .min_by_key(|&(at, _)| at)
+}
+
+/// Bytes at the end of `text` that could begin a stop string (held back until the next piece).
+fn partial_stop(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|s| {
+            (1..s.len())
+                .rev()
+                .filter(|&n| s.is_char_boundary(n) && text.ends_with(&s[..n]))
+                .take(1)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+impl TokenSink for ChannelSink<'_> {
+    fn text(&mut self, piece: &str) -> Result<bool> {
+        if self.stopped_by.is_some() || self.gone || self.tx.is_closed() {
+            self.gone |= self.tx.is_closed();
+            return Ok(false);
+        }
+        self.held.push_str(piece);
+        if let Some((at, s)) = find_stop(&self.held, self.stops) {
+            let before = self.held[..at].to_owned();
+            self.send(&before);
+            self.held.clear();
+            self.stopped_by = Some(s.clone());
+            return Ok(false);
+        }
+        let keep = partial_stop(&self.held, self.stops);
+        let ready: String = self.held.drain(..self.held.len() - keep).collect();
+        self.send(&ready);
+        Ok(!self.gone)
+    }
+}
+
+/// The engines a worker answers with (shared by every worker; each makes its own contexts).
+#[derive(Clone, Copy)]
+pub struct Engines<'e> {
+    /// Runs the filter pass (the prefix model, or the full one).
+    pub filter: &'e Engine,
+    pub full: &'e Engine,
+}
+
+/// One slot's loop: until the queue closes.
+pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mutex<Receiver<Task>>) {
+    let budget = shared.settings.cache_bytes / shared.settings.parallel.max(1) as u64;
+    let mut cache = DocCache::new(engines.filter, engines.full, budget);
+    let state = &shared.slots[slot];
+    loop {
+        let task = {
+            let Ok(rx) = queue.lock() else { return };
+            match rx.recv() {
+                Ok(t) => t,
+                Err(_) => return,
+            }
+        };
+        shared.metrics.deferred.fetch_sub(1, Relaxed);
+        if task.events.is_closed() {
+            shared.metrics.cancelled.fetch_add(1, Relaxed);
+            continue;
+        }
+        state.busy.store(true, Relaxed);
+        state.task.store(task.id, Relaxed);
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            answer(shared, engines, &mut cache, &task)
+        }))
+        .unwrap_or_else(|_| Err(ApiError::internal("the answer failed inside the engine")));
+        let event = match outcome {
+            Ok(f) => Event::Done(Box::new(f)),
+            Err(e) => {
+                shared.metrics.errors.fetch_add(1, Relaxed);
+                Event::Failed(e)
+            }
+        };
+        if task.events.send(event).is_err() {
+            shared.metrics.cancelled.fetch_add(1, Relaxed);
+        }
+        state.docs.store(cache.len() as u64, Relaxed);
+        state.doc_bytes.store(cache.bytes(), Relaxed);
+        state.done.fetch_add(1, Relaxed);
+        state.busy.store(false, Relaxed);
+    }
+}
+
+/// The GemFilter settings for this request, or None to answer from the whole prompt.
+fn gem_for(shared: &Shared, req: &Request) -> Result<Option<GemSettings>, ApiError> {
+    let g = &req.gem;
+    if g.off == Some(true) {
+        return Ok(None);
+    }
+    let Some(mut gem) = shared.settings.gem.clone() else {
+        if g.off == Some(false) || g.top_k.is_some() || g.min_tokens.is_some() {
+            return Err(ApiError::bad(
+                "GemFilter is off on this server (started with --gem off)",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(k) = g.top_k {
+        gem.top_k = k;
+    }
+    if let Some(m) = g.min_tokens {
+        gem.min_tokens = m;
+    }
+    Ok(Some(gem))
+}
+
+fn internal(e: &anyhow::Error) -> ApiError {
+    ApiError::internal(format!("{e:#}"))
+}
+
+/// What GemFilter did for one answer.
+struct Kept {
+    indices: Option<Vec<usize>>,
+    filter_decoded: usize,
+    cached: bool,
+    filter_s: f64,
+    selection_s: f64,
+    skipped: Option<String>,
+}
+
+fn answer(
+    shared: &Shared,
+    engines: Engines<'_>,
+    cache: &mut DocCache<'_>,
+    task: &Task,
+) -> Result<Finished, ApiError> {
+    let s = &shared.settings;
+    let req = &task.req;
+    let t0 = Instant::now();
+    let template = if req.templated {
+        shared.template.clone()
+    } else {
+        Template::Raw
+    };
+    let asm = prompt::assemble(&engines.full.model, &req.input, &template)
+        .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+    let n = asm.tokens.len();
+    let limit = s.model.ctx_limit() as usize;
+    if n >= limit {
+        return Err(ApiError::bad(format!(
+            "the prompt is {n} tokens, more than the context size of {limit} tokens allows"
+        )));
+    }
+    let gem = gem_for(shared, req)?;
+    let protected = asm.protected(s.protect);
+    let n_protected = protected.iter().filter(|&&p| p).count();
+    let filter = match &gem {
+        Some(_) if asm.context.is_empty() => Err("the prompt has no document to filter".to_owned()),
+        Some(g) if n <= g.top_k.max(n_protected) => Err(format!(
+            "the prompt has {n} tokens, no more than the {} that would be kept",
+            g.top_k.max(n_protected)
+        )),
+        Some(g) if n < g.min_tokens => Err(format!(
+            "the prompt has {n} tokens, fewer than the {} below which the whole prompt is answered",
+            g.min_tokens
+        )),
+        Some(g) => {
+            g.spec.validate(Some(n)).map_err(ApiError::bad)?;
+            Ok(g)
+        }
+        None => Err("GemFilter is off for this request".to_owned()),
+    };
+    let _ = task.events.send(Event::Started);
+    let limits = GenLimits {
+        n_predict: req.n_predict,
+        ignore_eos: false,
+        reverse_prompts: Vec::new(),
+        special: false,
+    };
+    let mut sink = ChannelSink::new(&task.events, &req.stop);
+    let a = match filter {
+        Ok(g) => filtered(shared, cache, &asm, g, req, &limits, &mut sink)?,
+        Err(why) => whole(
+            engines.full,
+            s,
+            &asm,
+            &protected,
+            req,
+            &limits,
+            t0,
+            &mut sink,
+            why,
+        )?,
+    };
+
+    sink.finish();
+    if sink.gone {
+        shared.metrics.cancelled.fetch_add(1, Relaxed);
+    }
+    let m = &shared.metrics;
+    m.prompt_tokens.fetch_add(n as u64, Relaxed);
+    m.predicted_tokens
+        .fetch_add(a.generated_tokens as u64, Relaxed);
+    m.kept_tokens.fetch_add(a.n_rerun as u64, Relaxed);
+    m.prompt_us.fetch_add(micros(a.first_token_s), Relaxed);
+    m.predicted_us.fetch_add(micros(a.decode_s), Relaxed);
+    let finish = match (&sink.stopped_by, a.stop) {
+        (Some(_), _) | (None, StopReason::EndOfGeneration | StopReason::ReversePrompt) => "stop",
+        _ => "length",
+    };
+    let queue_s = t0.duration_since(task.queued).as_secs_f64();
+    Ok(Finished {
+        content: std::mem::take(&mut sink.sent),
+        finish,
+        stopping_word: sink.stopped_by.take(),
+        prompt_tokens: n,
+        completion_tokens: a.generated_tokens,
+        gem: gem_json(engines.full, &asm, gem.as_ref(), &a.kept, a.n_rerun),
+        timings: timings(&a, n, queue_s),
+    })
+}
+
+/// llama-server's `"timings"`, with GemFilter's stages and the time spent queued.
+fn timings(a: &Answered, n: usize, queue_s: f64) -> Value {
+    let gen = a.generated_tokens;
+    let (first, decode) = (a.first_token_s, a.decode_s);
+    json!({
+        "prompt_n": a.n_rerun,
+        "prompt_ms": first * 1e3,
+        "prompt_per_token_ms": first * 1e3 / a.n_rerun.max(1) as f64,
+        "prompt_per_second": if first > 0.0 { n as f64 / first } else { 0.0 },
+        "predicted_n": gen,
+        "predicted_ms": decode * 1e3,
+        "predicted_per_token_ms": decode * 1e3 / gen.saturating_sub(1).max(1) as f64,
+        "predicted_per_second": if decode > 0.0 { gen.saturating_sub(1) as f64 / decode } else { 0.0 },
+        "filter_ms": a.kept.filter_s * 1e3,
+        "selection_ms": a.kept.selection_s * 1e3,
+        "first_token_ms": first * 1e3,
+        "queue_ms": queue_s * 1e3,
+    })
+}
+
+/// How one answer went, whichever path it took.
+struct Answered {
+    kept: Kept,
+    /// Tokens the full model prefilled.
+    n_rerun: usize,
+    generated_tokens: usize,
+    stop: StopReason,
+    first_token_s: f64,
+    decode_s: f64,
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // durations: small, positive
+fn micros(secs: f64) -> u64 {
+    (secs * 1e6) as u64
+}
+
+/// GemFilter through the conversation mode's path, with the document's filter state from (and
+/// back into) the worker's cache.
+fn filtered(
+    shared: &Shared,
+    cache: &mut DocCache<'_>,
+    asm: &Assembled,
+    gem: &GemSettings,
+    req: &Request,
+    limits: &GenLimits,
+    sink: &mut ChannelSink<'_>,
+) -> Result<Answered, ApiError> {
+    let key = asm.tokens[..asm.context.end].to_vec();
+    let (mut conv, cached) = cache.take(&key);
+    let settings = TurnSettings {
+        model: &shared.settings.model,
+        gem,
+        protect: shared.settings.protect,
+        sampling: &req.sampling,
+        limits,
+        prompt_cache: None,
+    };
+    let rec = conv
+        .turn(&settings, asm, 1, "", sink)
+        .map_err(|e| internal(&e))?;
+    cache.put(key, conv);
+    let m = &shared.metrics;
+    m.filter_decoded
+        .fetch_add(rec.filter_tokens_decoded as u64, Relaxed);
+    if cached { &m.doc_hits } else { &m.doc_misses }.fetch_add(1, Relaxed);
+    let decode_s = rec
+        .decode_tok_per_s
+        .map_or(0.0, |r| rec.generated_tokens.saturating_sub(1) as f64 / r);
+    let at_limit = usize::try_from(req.n_predict).is_ok_and(|n| rec.generated_tokens >= n);
+    Ok(Answered {
+        kept: Kept {
+            indices: Some(
+                rec.selected_ranges
+                    .iter()
+                    .flat_map(|&[a, b]| a..=b)
+                    .collect(),
+            ),
+            filter_decoded: rec.filter_tokens_decoded,
+            cached,
+            filter_s: rec.filter_pass_s,
+            selection_s: rec.selection_s,
+            skipped: None,
+        },
+        n_rerun: rec.selected_tokens,
+        generated_tokens: rec.generated_tokens,
+        stop: if at_limit {
+            StopReason::MaxTokens
+        } else {
+            StopReason::EndOfGeneration
+        },
+        first_token_s: rec.first_token_s,
+        decode_s,
+    })
+}
+
+/// The whole prompt on the full model (short prompts, or GemFilter off).
+#[allow(clippy::too_many_arguments)]
+fn whole(
+    full: &Engine,
+    s: &super::ServeSettings,
+    asm: &Assembled,
+    protected: &[bool],
+    req: &Request,
+    limits: &GenLimits,
+    t0: Instant,
+    sink: &mut ChannelSink<'_>,
+    why: String,
+) -> Result<Answered, ApiError> {
+    let n = asm.tokens.len();
+    let job = Job {
+        tokens: &asm.tokens,
+        protected,
+        gem: None,
+        ctx: s.model.ctx.clone(),
+        ctx_limit: s.model.ctx_limit(),
+        ctx_fixed: s.model.ctx_size > 0,
+        sampling: req.sampling.clone(),
+        limits: limits.clone(),
+        progress: false,
+    };
+    let (generated, _, _) =
+        respond(full, &job, &asm.tokens, None, n, t0, sink).map_err(|e| internal(&e))?;
+    Ok(Answered {
+        kept: Kept {
+            indices: None,
+            filter_decoded: 0,
+            cached: false,
+            filter_s: 0.0,
+            selection_s: 0.0,
+            skipped: Some(why),
+        },
+        n_rerun: n,
+        generated_tokens: generated.n_tokens(),
+        stop: generated.stop,
+        first_token_s: generated.first_token_s(t0),
+        decode_s: generated.decode_secs,
+    })
+}
+
+/// The `"gem"` extension field: what was kept of the document, as token ranges (inclusive,
+/// prompt positions) and as text.
+fn gem_json(
+    full: &Engine,
+    asm: &Assembled,
+    gem: Option<&GemSettings>,
+    kept: &Kept,
+    n_rerun: usize,
+) -> Value {
+    let doc = [asm.context.start, asm.context.end];
+    let Some(indices) = &kept.indices else {
+        return json!({
+            "filtered": false, "reason": kept.skipped, "prompt_tokens": asm.tokens.len(),
+            "kept_tokens": n_rerun, "document_tokens": doc,
+        });
+    };
+    let vocab = full.model.vocab();
+    let runs = select::runs(indices);
+    let passages: Vec<String> = runs
+        .iter()
+        .map(|&(a, b)| {
+            let t: &[LlamaToken] = &asm.tokens[a..=b];
+            String::from_utf8_lossy(&vocab.detokenize(t, false, false)).into_owned()
+        })
+        .collect();
+    json!({
+        "filtered": true,
+        "layer": gem.map(|g| g.layer),
+        "top_k": gem.map(|g| g.top_k),
+        "prompt_tokens": asm.tokens.len(),
+        "kept_tokens": n_rerun,
+        "document_tokens": doc,
+        "kept_document_tokens": indices.len(),
+        "kept_ranges": runs.iter().map(|&(a, b)| [a, b]).collect::<Vec<_>>(),
+        "kept_passages": passages,
+        "filter_tokens_decoded": kept.filter_decoded,
+        "document_cached": kept.cached,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink_run(stops: &[&str], pieces: &[&str]) -> (Vec<String>, String, Option<String>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let stops: Vec<String> = stops.iter().map(|s| (*s).to_owned()).collect();
+        let mut sink = ChannelSink::new(&tx, &stops);
+        for p in pieces {
+            if !sink.text(p).unwrap() {
+                break;
+            }
+        }
+        sink.finish();
+        let mut got = Vec::new();
+        while let Ok(Event::Text(t)) = rx.try_recv() {
+            got.push(t);
+        }
+        (got, sink.sent, sink.stopped_by)
+    }
+
+    #[test]
+    fn stop_strings_are_held_back_and_left_out() {
+        let (got, sent, by) = sink_run(&["END"], &["Hello ", "wor", "ld E", "N", "D more"]);
+        assert_eq!(sent, "Hello world ");
+        assert_eq!(got.concat(), "Hello world ");
+        assert_eq!(by.as_deref(), Some("END"));
+        let (_, sent, by) = sink_run(&["END"], &["a E", "b"]);
+        assert_eq!((sent.as_str(), by), ("a Eb", None));
+    }
+
+    #[test]
+    fn a_closed_channel_stops_generation() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
+        let mut sink = ChannelSink::new(&tx, &[]);
+        assert!(!sink.text("x").unwrap());
+    }
+}
