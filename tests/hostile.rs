@@ -1,4 +1,4 @@
-//! Issue 9 through the binary: hostile model files, flags and prefix caches. Every bad input
+//! Hostile input through the binary: model files, flags and prefix caches. Every bad input
 //! ends with one short clean `error:` line and exit status 1, no signal, within seconds; a
 //! damaged prefix cache is rebuilt with a notice and the run still answers right.
 #![allow(

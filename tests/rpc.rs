@@ -1,4 +1,4 @@
-//! Issue 13 on the CPU: `gemfilter rpc-server` workers started here on localhost serve the real
+//! RPC on the CPU: `gemfilter rpc-server` workers started here on localhost serve the real
 //! SmolLM2-135M to `gemfilter --rpc`; the filter pass (early exit, per-ubatch capture, K read
 //! from the cache) finds layer r on the remote device and selects exactly what the local run
 //! selects, also with the layers split over two workers or between the CPU and a worker; bad
