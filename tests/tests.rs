@@ -18,4 +18,4 @@ mod hostile;
 mod hostile_files;
 mod niah;
 mod rpc;
-mod trust;
+mod self_calibration;
