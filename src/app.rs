@@ -2,16 +2,25 @@
 
 use anyhow::Result;
 
-use crate::cli::resolve::{resolve, Mode};
+use crate::cli::resolve::{resolve, Mode, Resolved};
 use crate::cli::Cli;
 
-/// Resolve the command line, then run the mode it asks for.
+/// Resolve the command line, then run the mode it asks for. `notices` are the parser's (options
+/// accepted with no effect here), printed once the verbosity is known.
 ///
 /// # Errors
 /// Whatever resolving or the mode reports; `main` prints it as one line.
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli, notices: &[String]) -> Result<()> {
     crate::messages::set_quiet(cli.quiet());
-    match resolve(cli)? {
+    for n in notices {
+        crate::notice!("{n}");
+    }
+    let Resolved { mut mode, steps } = resolve(cli)?;
+    // Device probes and first-use calibration, explicitly, before the mode.
+    for step in steps {
+        step.run(&mut mode)?;
+    }
+    match mode {
         Mode::Run(s) if s.conversation => crate::conversation::run(&s),
         Mode::Run(s) => crate::run::run(&s),
         Mode::Bench(s) => crate::tools::bench::run(&s),

@@ -9,9 +9,77 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use llama_cpp_2::token::LlamaToken;
 
-/// llama-cli's sampling flags.
+/// One stage of llama.cpp's sampler chain (`common_sampler_type`), in `--samplers` order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Penalties,
+    Dry,
+    TopNSigma,
+    TopK,
+    Typical,
+    TopP,
+    MinP,
+    Xtc,
+    Temperature,
+}
+
+impl Stage {
+    /// llama.cpp's default order (`common_params_sampling::samplers`).
+    pub const DEFAULT: [Stage; 9] = [
+        Stage::Penalties,
+        Stage::Dry,
+        Stage::TopNSigma,
+        Stage::TopK,
+        Stage::Typical,
+        Stage::TopP,
+        Stage::MinP,
+        Stage::Xtc,
+        Stage::Temperature,
+    ];
+
+    /// A `--samplers` name as llama.cpp reads it (canonical, kebab-case, without separators,
+    /// or an alias; any case). `None` for names it does not know.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.to_ascii_lowercase().replace(['_', '-'], "");
+        Some(match n.as_str() {
+            "penalties" => Self::Penalties,
+            "dry" => Self::Dry,
+            "topnsigma" => Self::TopNSigma,
+            "topk" => Self::TopK,
+            "typp" | "typ" => Self::Typical,
+            "topp" | "nucleus" => Self::TopP,
+            "minp" => Self::MinP,
+            "xtc" => Self::Xtc,
+            "temperature" | "temp" => Self::Temperature,
+            _ => return None,
+        })
+    }
+
+    /// A `--sampler-seq` letter.
+    #[must_use]
+    pub fn from_char(c: char) -> Option<Self> {
+        Some(match c {
+            'e' => Self::Penalties,
+            'd' => Self::Dry,
+            's' => Self::TopNSigma,
+            'k' => Self::TopK,
+            'y' => Self::Typical,
+            'p' => Self::TopP,
+            'm' => Self::MinP,
+            'x' => Self::Xtc,
+            't' => Self::Temperature,
+            _ => return None,
+        })
+    }
+}
+
+/// llama-cli's sampling flags (`common_params_sampling`).
 #[derive(Debug, Clone)]
 pub struct Sampling {
     pub temp: f32,
@@ -19,8 +87,67 @@ pub struct Sampling {
     pub top_p: f32,
     pub min_p: f32,
     pub repeat_penalty: f32,
+    /// -1: the context size.
     pub repeat_last_n: i32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    pub dry_multiplier: f32,
+    pub dry_base: f32,
+    pub dry_allowed_length: i32,
+    /// -1: the context size.
+    pub dry_penalty_last_n: i32,
+    pub dry_breakers: Vec<String>,
+    pub top_n_sigma: f32,
+    pub xtc_probability: f32,
+    pub xtc_threshold: f32,
+    pub typical_p: f32,
+    pub dynatemp_range: f32,
+    pub dynatemp_exponent: f32,
+    /// 0 off, 1 Mirostat, 2 Mirostat 2.0.
+    pub mirostat: u8,
+    pub mirostat_tau: f32,
+    pub mirostat_eta: f32,
+    /// The chain's order (`--samplers`, `--sampler-seq`).
+    pub stages: Vec<Stage>,
+    /// `-l`: (token id, bias).
+    pub logit_bias: Vec<(i32, f32)>,
+    /// GBNF text (`--grammar`, `--grammar-file`).
+    pub grammar: Option<String>,
     pub seed: u32,
+}
+
+impl Default for Sampling {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        Self {
+            temp: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            dry_multiplier: 0.0,
+            dry_base: 1.75,
+            dry_allowed_length: 2,
+            dry_penalty_last_n: 64,
+            dry_breakers: ["\n", ":", "\"", "*"].map(String::from).to_vec(),
+            top_n_sigma: -1.0,
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
+            typical_p: 1.0,
+            dynatemp_range: 0.0,
+            dynatemp_exponent: 1.0,
+            mirostat: 0,
+            mirostat_tau: 5.0,
+            mirostat_eta: 0.1,
+            stages: Stage::DEFAULT.to_vec(),
+            logit_bias: Vec::new(),
+            grammar: None,
+            seed: u32::MAX,
+        }
+    }
 }
 
 impl Sampling {
@@ -29,50 +156,210 @@ impl Sampling {
     pub fn greedy() -> Self {
         Self {
             temp: 0.0,
-            top_k: 40,
             top_p: 1.0,
             min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
             seed: 0,
+            ..Self::default()
         }
     }
 
-    /// Greedy with no penalties: the sampler chain would only take the argmax.
+    /// Greedy with nothing that could change the argmax: the chain would only take it.
     #[must_use]
     pub fn is_plain_greedy(&self) -> bool {
-        self.temp <= 0.0 && (self.repeat_penalty == 1.0 || self.repeat_last_n == 0)
+        let penalties = (self.repeat_penalty != 1.0
+            || self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0)
+            && self.repeat_last_n != 0;
+        // XTC and typical-p can drop the most likely token; without a temperature stage the
+        // draw samples the whole distribution.
+        self.temp <= 0.0
+            && self.stages.contains(&Stage::Temperature)
+            && self.xtc_probability <= 0.0
+            && self.typical_p >= 1.0
+            && self.mirostat == 0
+            && !penalties
+            && (self.dry_multiplier == 0.0 || self.dry_penalty_last_n == 0)
+            && self.logit_bias.is_empty()
+            && self.grammar.is_none()
     }
 
-    /// The chain llama.cpp's common sampler builds for these flags (penalties → top-k →
-    /// top-p → min-p → temperature → draw); temperature ≤ 0 is greedy, `--repeat-last-n -1`
-    /// means the whole context.
-    #[must_use]
-    pub fn sampler(&self, n_vocab: i32, n_ctx: u32) -> LlamaSampler {
-        let last_n = if self.repeat_last_n < 0 {
+    fn last_n(n: i32, n_ctx: u32) -> i32 {
+        if n < 0 {
             i32::try_from(n_ctx).unwrap_or(i32::MAX)
         } else {
-            self.repeat_last_n
-        };
-        let mut chain = vec![LlamaSampler::penalties(
-            n_vocab,
-            last_n,
-            self.repeat_penalty,
-            0.0,
-            0.0,
-        )];
-        if self.temp <= 0.0 {
-            chain.push(LlamaSampler::greedy());
-        } else {
-            chain.extend([
-                LlamaSampler::top_k(self.top_k),
-                LlamaSampler::top_p(self.top_p, 1),
-                LlamaSampler::min_p(self.min_p, 1),
-                LlamaSampler::temp(self.temp),
-                LlamaSampler::dist(self.seed),
-            ]);
+            n
         }
-        LlamaSampler::chain_simple(chain)
+    }
+
+    /// Penalties then greedy: what the measuring tools decode with.
+    #[must_use]
+    pub fn sampler(&self, n_vocab: i32, n_ctx: u32) -> LlamaSampler {
+        LlamaSampler::chain_simple([
+            LlamaSampler::penalties(
+                n_vocab,
+                Self::last_n(self.repeat_last_n, n_ctx),
+                self.repeat_penalty,
+                self.frequency_penalty,
+                self.presence_penalty,
+            ),
+            LlamaSampler::greedy(),
+        ])
+    }
+
+    /// The chain llama.cpp's `common_sampler_init` builds for these flags, in `--samplers`
+    /// order: logit bias, then the stages and a seeded draw (or temperature and Mirostat),
+    /// with the grammar kept apart for its rejection sampling, as `common_sampler_sample` does.
+    ///
+    /// # Errors
+    /// A grammar llama.cpp cannot parse.
+    pub fn chain(&self, model: &LlamaModel, n_ctx: u32) -> Result<Sampler> {
+        let n_vocab = model.n_vocab();
+        let mut chain = Vec::new();
+        if !self.logit_bias.is_empty() {
+            let biases: Vec<LlamaLogitBias> = self
+                .logit_bias
+                .iter()
+                .map(|&(t, b)| LlamaLogitBias::new(LlamaToken::new(t), b))
+                .collect();
+            chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
+        }
+        match self.mirostat {
+            0 => {
+                for stage in &self.stages {
+                    chain.push(self.stage(*stage, model, n_ctx));
+                }
+                chain.push(LlamaSampler::dist(self.seed));
+            }
+            m => {
+                chain.push(LlamaSampler::temp(self.temp));
+                chain.push(if m == 1 {
+                    LlamaSampler::mirostat(
+                        n_vocab,
+                        self.seed,
+                        self.mirostat_tau,
+                        self.mirostat_eta,
+                        100,
+                    )
+                } else {
+                    LlamaSampler::mirostat_v2(self.seed, self.mirostat_tau, self.mirostat_eta)
+                });
+            }
+        }
+        let grammar = match &self.grammar {
+            Some(g) => Some(
+                LlamaSampler::grammar(model, g, "root")
+                    .map_err(|e| anyhow::anyhow!("--grammar: llama.cpp cannot parse it ({e})"))?,
+            ),
+            None => None,
+        };
+        Ok(Sampler {
+            chain: LlamaSampler::chain_simple(chain),
+            grammar,
+        })
+    }
+
+    fn stage(&self, stage: Stage, model: &LlamaModel, n_ctx: u32) -> LlamaSampler {
+        // min_keep is 0 in llama.cpp's common sampler.
+        match stage {
+            Stage::Penalties => LlamaSampler::penalties(
+                model.n_vocab(),
+                Self::last_n(self.repeat_last_n, n_ctx),
+                self.repeat_penalty,
+                self.frequency_penalty,
+                self.presence_penalty,
+            ),
+            Stage::Dry => LlamaSampler::dry(
+                model,
+                self.dry_multiplier,
+                self.dry_base,
+                self.dry_allowed_length,
+                Self::last_n(self.dry_penalty_last_n, n_ctx),
+                self.dry_breakers.iter().map(String::as_bytes),
+            ),
+            Stage::TopNSigma => LlamaSampler::top_n_sigma(self.top_n_sigma),
+            Stage::TopK => LlamaSampler::top_k(self.top_k),
+            Stage::Typical => LlamaSampler::typical(self.typical_p, 0),
+            Stage::TopP => LlamaSampler::top_p(self.top_p, 0),
+            Stage::MinP => LlamaSampler::min_p(self.min_p, 0),
+            Stage::Xtc => LlamaSampler::xtc(self.xtc_probability, self.xtc_threshold, 0, self.seed),
+            Stage::Temperature => {
+                LlamaSampler::temp_ext(self.temp, self.dynatemp_range, self.dynatemp_exponent)
+            }
+        }
+    }
+}
+
+/// Picks the next token and remembers the ones chosen.
+pub trait Pick {
+    /// The token for the logits at `idx` (not yet accepted).
+    fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken;
+    /// Record a chosen token (penalties, DRY, Mirostat and the grammar keep state).
+    fn accept(&mut self, token: LlamaToken);
+}
+
+impl Pick for LlamaSampler {
+    fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+        let mut cur = ctx.token_data_array_ith(idx);
+        cur.apply_sampler(self);
+        cur.selected_token()
+            .unwrap_or_else(|| argmax(ctx.get_logits_ith(idx)))
+    }
+
+    fn accept(&mut self, token: LlamaToken) {
+        LlamaSampler::accept(self, token);
+    }
+}
+
+/// llama.cpp's common sampler: the chain, and the grammar applied as `common_sampler_sample`
+/// does (sample with the chain; if the grammar rejects the token, apply the grammar to every
+/// candidate and sample again).
+pub struct Sampler {
+    pub chain: LlamaSampler,
+    pub grammar: Option<LlamaSampler>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("grammar", &self.grammar.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
+    /// Feed prompt tokens to the chain (penalties see them, as in llama-completion); the
+    /// grammar only constrains the answer.
+    pub fn accept_prompt(&mut self, tokens: &[LlamaToken]) {
+        self.chain.accept_many(tokens);
+    }
+}
+
+impl Pick for Sampler {
+    fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
+        let id = self.chain.pick(ctx, idx);
+        let Some(grammar) = self.grammar.as_mut() else {
+            return id;
+        };
+        let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(id, 1.0, 0.0)], false);
+        one.apply_sampler(grammar);
+        if one
+            .data
+            .first()
+            .is_some_and(|d| d.logit() != f32::NEG_INFINITY)
+        {
+            return id;
+        }
+        let mut cur = ctx.token_data_array_ith(idx);
+        cur.apply_sampler(grammar);
+        cur.apply_sampler(&mut self.chain);
+        cur.selected_token().unwrap_or(id)
+    }
+
+    fn accept(&mut self, token: LlamaToken) {
+        if let Some(g) = self.grammar.as_mut() {
+            LlamaSampler::accept(g, token);
+        }
+        LlamaSampler::accept(&mut self.chain, token);
     }
 }
 
@@ -83,6 +370,8 @@ pub struct GenLimits {
     pub n_predict: i32,
     pub ignore_eos: bool,
     pub reverse_prompts: Vec<String>,
+    /// Print special tokens' text (`-sp`).
+    pub special: bool,
 }
 
 /// Why generation stopped.
@@ -186,7 +475,7 @@ pub struct Start {
 pub fn generate(
     ctx: &mut LlamaContext<'_>,
     model: &LlamaModel,
-    sampler: &mut LlamaSampler,
+    sampler: &mut dyn Pick,
     start: Start,
     limits: &GenLimits,
     greedy: bool,
@@ -216,7 +505,7 @@ pub fn generate(
         let tok: LlamaToken = if greedy {
             argmax(ctx.get_logits_ith(idx))
         } else {
-            let t = sampler.sample(ctx, idx);
+            let t = sampler.pick(ctx, idx);
             sampler.accept(t);
             t
         };
@@ -228,7 +517,7 @@ pub fn generate(
             break;
         }
         out.tokens.push(tok);
-        pending.extend(vocab.token_to_piece(tok, false, None));
+        pending.extend(vocab.token_to_piece(tok, limits.special, None));
         let piece = take_utf8(&mut pending);
         out.text.push_str(&piece);
         if !piece.is_empty() && !sink.text(&piece)? {

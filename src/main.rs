@@ -1,20 +1,29 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use gemfilter::cli::{normalize_args, Cli};
+use gemfilter::cli::{parse_args, ParseError, Parsed};
 
 fn main() -> ExitCode {
     // Before anything else (it sets an environment variable): ggml's aborts become one line.
     gemfilter::engine::ffi::abort::install();
-    let cli = match Cli::try_parse_from(normalize_args(std::env::args_os())) {
-        Ok(c) => c,
-        Err(e) => {
+    gemfilter::messages::end_quietly_on_broken_pipe();
+    let env = |k: &str| std::env::var(k).ok();
+    let (cli, notices) = match parse_args(std::env::args_os(), &env) {
+        Ok(Parsed::Run(c, notices)) => (c, notices),
+        Ok(Parsed::OptionsDoc(md)) => {
+            print!("{md}");
+            return ExitCode::SUCCESS;
+        }
+        Err(ParseError::Clap(e)) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
+        Err(ParseError::Refused(msg)) => {
+            eprintln!("{}", gemfilter::sanitize::line(&format!("error: {msg}")));
+            return ExitCode::from(2);
+        }
     };
-    match gemfilter::app::run(cli) {
+    match gemfilter::app::run(*cli, &notices) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {

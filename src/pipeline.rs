@@ -339,8 +339,8 @@ pub fn respond(
         prefill(&mut ctx, tokens, 0, label)?;
     }
     let rerun_secs = t0.elapsed().as_secs_f64();
-    let mut sampler = job.sampling.sampler(engine.model.n_vocab(), n_ctx);
-    sampler.accept_many(tokens);
+    let mut sampler = job.sampling.chain(&engine.model, n_ctx)?;
+    sampler.accept_prompt(tokens);
     let generated = generate(
         &mut ctx,
         &engine.model,
@@ -385,6 +385,12 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
                 gem.min_tokens
             ));
         } else {
+            if gem.top_k <= n_protected {
+                crate::notice!(
+                    "--gem-topk {} is not more than the {n_protected} tokens always kept (chat template, system prompt, -p): no document token is kept; raise --gem-topk above {n_protected} or use --gem-protect none",
+                    gem.top_k
+                );
+            }
             selected =
                 Some(models.select(job.tokens, job.protected, gem, &job.ctx, job.progress)?);
         }

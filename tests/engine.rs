@@ -30,6 +30,7 @@ fn ctx(ubatch: u32) -> ContextOptions {
         flash_attn: -1,
         type_k: KvCacheType::F16,
         type_v: KvCacheType::F16,
+        extra: gemfilter::engine::ContextExtras::default(),
     }
 }
 

@@ -19,3 +19,4 @@ mod hostile_files;
 mod niah;
 mod rpc;
 mod self_calibration;
+mod options;

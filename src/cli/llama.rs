@@ -12,11 +12,39 @@ pub enum OnOff {
     Off,
 }
 
+/// `-fa`'s values as llama.cpp reads them: its truthy, falsy and auto words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnOffAuto {
+    #[value(aliases = ["1", "true", "enabled"])]
     On,
+    #[value(aliases = ["0", "false", "disabled"])]
     Off,
+    #[value(alias = "-1")]
     Auto,
+}
+
+/// `--rope-scaling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RopeScaling {
+    None,
+    Linear,
+    Yarn,
+}
+
+/// `-lm`: how the model file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadMode {
+    /// Memory-map it (llama.cpp's default).
+    Auto,
+    /// Ordinary reads.
+    None,
+    Mmap,
+    /// Memory-map and lock in RAM (the lock is not applied: a notice says so).
+    Mlock,
+    #[value(name = "mmap+mlock")]
+    MmapMlock,
+    /// Direct I/O (read here with ordinary reads).
+    Dio,
 }
 
 /// Model and context flags, shared by every mode that loads a model.
@@ -49,7 +77,13 @@ pub struct ModelArgs {
     #[arg(long = "no-mmap")]
     pub no_mmap: bool,
 
-    /// Flash attention: on, off or auto.
+    /// How the model file is read (-lm): auto or mmap (memory-mapped), none or dio (ordinary
+    /// reads), mlock or mmap+mlock (memory-mapped; the RAM lock is not applied, with a notice).
+    #[arg(long = "load-mode", value_enum, value_name = "MODE")]
+    pub load_mode: Option<LoadMode>,
+
+    /// Flash attention: on, off or auto (also llama.cpp's 1/0/-1, true/false,
+    /// enabled/disabled).
     #[arg(
         long = "flash-attn",
         value_enum,
@@ -57,6 +91,66 @@ pub struct ModelArgs {
         value_name = "on|off|auto"
     )]
     pub flash_attn: OnOffAuto,
+
+    /// rope frequency scaling method: none, linear or yarn (default: the model's).
+    #[arg(long = "rope-scaling", value_enum, value_name = "{none,linear,yarn}")]
+    pub rope_scaling: Option<RopeScaling>,
+
+    /// rope context scaling factor: the context grows by N (sets --rope-freq-scale to 1/N).
+    #[arg(
+        long = "rope-scale",
+        value_name = "N",
+        conflicts_with = "rope_freq_scale"
+    )]
+    pub rope_scale: Option<f32>,
+
+    /// rope base frequency, used by NTK-aware scaling (default: the model's).
+    #[arg(long = "rope-freq-base", value_name = "N")]
+    pub rope_freq_base: Option<f32>,
+
+    /// rope frequency scaling factor: the context grows by 1/N (default: the model's).
+    #[arg(long = "rope-freq-scale", value_name = "N")]
+    pub rope_freq_scale: Option<f32>,
+
+    /// yarn: the model's original context size (default: its training context).
+    #[arg(long = "yarn-orig-ctx", value_name = "N")]
+    pub yarn_orig_ctx: Option<u32>,
+
+    /// yarn extrapolation mix factor (-1 = the model's, 0.0 = full interpolation).
+    #[arg(
+        long = "yarn-ext-factor",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub yarn_ext_factor: Option<f32>,
+
+    /// yarn magnitude scaling factor (-1 = the model's).
+    #[arg(
+        long = "yarn-attn-factor",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub yarn_attn_factor: Option<f32>,
+
+    /// yarn low correction dimension, beta slow (-1 = the model's).
+    #[arg(
+        long = "yarn-beta-slow",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub yarn_beta_slow: Option<f32>,
+
+    /// yarn high correction dimension, beta fast (-1 = the model's).
+    #[arg(
+        long = "yarn-beta-fast",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub yarn_beta_fast: Option<f32>,
+
+    /// Keep the KV cache in host memory instead of with its layers on the GPU (-nkvo).
+    #[arg(long = "no-kv-offload")]
+    pub no_kv_offload: bool,
 
     /// KV cache type for K (f32, f16, bf16, `q8_0`, `q4_0`, `q4_1`, `iq4_nl`, `q5_0`, `q5_1`).
     #[arg(long = "cache-type-k", default_value = "f16", value_name = "TYPE")]
@@ -140,6 +234,18 @@ pub struct PromptArgs {
     #[arg(long = "system-prompt", value_name = "PROMPT")]
     pub system_prompt: Option<String>,
 
+    /// A file holding the system prompt (-sysf).
+    #[arg(
+        long = "system-prompt-file",
+        value_name = "FNAME",
+        conflicts_with = "system_prompt"
+    )]
+    pub system_prompt_file: Option<PathBuf>,
+
+    /// Print special tokens (end-of-turn markers and the like) in the answer (-sp).
+    #[arg(long = "special")]
+    pub special: bool,
+
     /// Built-in chat template name to use instead of the model's (e.g. chatml, llama3).
     #[arg(long = "chat-template", value_name = "JINJA_TEMPLATE")]
     pub chat_template: Option<String>,
@@ -221,8 +327,137 @@ pub struct SamplingArgs {
     pub ignore_eos: bool,
 
     /// Do not echo the prompt in raw (-no-cnv) mode.
-    #[arg(long = "no-display-prompt")]
+    #[arg(long = "no-display-prompt", overrides_with = "display_prompt")]
     pub no_display_prompt: bool,
+
+    /// Echo the prompt in raw (-no-cnv) mode (the default).
+    #[arg(long = "display-prompt", overrides_with = "no_display_prompt")]
+    pub display_prompt: bool,
+
+    /// Samplers in order, separated by ';' (by default `penalties;dry;top_n_sigma;top_k;typ_p;`
+    /// `top_p;min_p;xtc;temperature`; llama.cpp's aliases such as top-k or temp too).
+    #[arg(long = "samplers", value_name = "SAMPLERS")]
+    pub samplers: Option<String>,
+
+    /// Samplers in order as one letter each (e=penalties d=dry s=top-n-sigma k=top-k
+    /// y=typical p=top-p m=min-p x=xtc t=temperature; default edskypmxt).
+    #[arg(long = "sampler-seq", value_name = "SEQUENCE")]
+    pub sampler_seq: Option<String>,
+
+    /// Top-n-sigma sampling (-1 = disabled).
+    #[arg(long = "top-nsigma", default_value_t = -1.0, allow_negative_numbers = true, value_name = "N")]
+    pub top_nsigma: f32,
+
+    /// XTC probability (0.0 = disabled).
+    #[arg(long = "xtc-probability", default_value_t = 0.0, value_name = "N")]
+    pub xtc_probability: f32,
+
+    /// XTC threshold (above 0.5 disables XTC).
+    #[arg(long = "xtc-threshold", default_value_t = 0.1, value_name = "N")]
+    pub xtc_threshold: f32,
+
+    /// Locally typical sampling, parameter p (1.0 = disabled).
+    #[arg(long = "typical", default_value_t = 1.0, value_name = "N")]
+    pub typical: f32,
+
+    /// Presence penalty (0.0 = disabled).
+    #[arg(
+        long = "presence-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub presence_penalty: f32,
+
+    /// Frequency penalty (0.0 = disabled).
+    #[arg(
+        long = "frequency-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub frequency_penalty: f32,
+
+    /// DRY multiplier (0.0 = disabled).
+    #[arg(long = "dry-multiplier", default_value_t = 0.0, value_name = "N")]
+    pub dry_multiplier: f32,
+
+    /// DRY base (values below 1.0 keep the default, as in llama.cpp).
+    #[arg(long = "dry-base", default_value_t = 1.75, value_name = "N")]
+    pub dry_base: f32,
+
+    /// DRY allowed length: repetitions longer than this are penalised.
+    #[arg(
+        long = "dry-allowed-length",
+        default_value_t = 2,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub dry_allowed_length: i32,
+
+    /// Tokens DRY scans for repetitions (0 = disabled, -1 = the context size).
+    #[arg(
+        long = "dry-penalty-last-n",
+        default_value_t = 64,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub dry_penalty_last_n: i32,
+
+    /// DRY sequence breaker (repeatable; replaces the defaults '\n', ':', '"', '*'; "none"
+    /// for none).
+    #[arg(long = "dry-sequence-breaker", value_name = "STRING", action = clap::ArgAction::Append)]
+    pub dry_sequence_breaker: Vec<String>,
+
+    /// Dynamic temperature range (0.0 = disabled).
+    #[arg(long = "dynatemp-range", default_value_t = 0.0, value_name = "N")]
+    pub dynatemp_range: f32,
+
+    /// Dynamic temperature exponent.
+    #[arg(long = "dynatemp-exp", default_value_t = 1.0, value_name = "N")]
+    pub dynatemp_exp: f32,
+
+    /// Mirostat sampling (0 = disabled, 1 = Mirostat, 2 = Mirostat 2.0); replaces the sampler
+    /// chain except the temperature.
+    #[arg(long = "mirostat", default_value_t = 0, value_name = "N")]
+    pub mirostat: i32,
+
+    /// Mirostat learning rate, eta.
+    #[arg(long = "mirostat-lr", default_value_t = 0.1, value_name = "N")]
+    pub mirostat_lr: f32,
+
+    /// Mirostat target entropy, tau.
+    #[arg(long = "mirostat-ent", default_value_t = 5.0, value_name = "N")]
+    pub mirostat_ent: f32,
+
+    /// Logit bias TOKEN_ID(+/-)BIAS, e.g. 15043+1 (repeatable).
+    #[arg(long = "logit-bias", value_name = "TOKEN_ID(+/-)BIAS", action = clap::ArgAction::Append)]
+    pub logit_bias: Vec<String>,
+
+    /// GBNF grammar the answer must follow.
+    #[arg(
+        long = "grammar",
+        value_name = "GRAMMAR",
+        conflicts_with = "grammar_file"
+    )]
+    pub grammar: Option<String>,
+
+    /// File holding the GBNF grammar.
+    #[arg(long = "grammar-file", value_name = "FNAME", conflicts_with_all = ["json_schema", "json_schema_file"])]
+    pub grammar_file: Option<PathBuf>,
+
+    /// JSON schema the answer must follow (-j), e.g. '{"type": "object"}'; llama.cpp turns it
+    /// into a grammar.
+    #[arg(long = "json-schema", value_name = "SCHEMA", conflicts_with_all = ["grammar", "json_schema_file"])]
+    pub json_schema: Option<String>,
+
+    /// File holding the JSON schema (-jf).
+    #[arg(
+        long = "json-schema-file",
+        value_name = "FILE",
+        conflicts_with = "grammar"
+    )]
+    pub json_schema_file: Option<PathBuf>,
 
     /// Print timings to stderr at the end.
     #[arg(long = "perf", overrides_with = "no_perf")]

@@ -1,5 +1,6 @@
 //! Command line: the default mode takes llama-cli's flags; subcommands are the tools.
 
+pub mod defs;
 pub mod eval;
 pub mod llama;
 pub mod resolve;
@@ -11,25 +12,6 @@ use clap::{Parser, Subcommand};
 
 pub use llama::RunArgs;
 
-/// llama-cli's multi-letter single-dash flags, which clap cannot express, mapped to their long
-/// names before parsing.
-const SINGLE_DASH: &[(&str, &str)] = &[
-    ("-sys", "--system-prompt"),
-    ("-ngl", "--n-gpu-layers"),
-    ("-fa", "--flash-attn"),
-    ("-ctk", "--cache-type-k"),
-    ("-ctv", "--cache-type-v"),
-    ("-tb", "--threads-batch"),
-    ("-ub", "--ubatch-size"),
-    ("-no-cnv", "--no-conversation"),
-    ("-cnv", "--conversation"),
-    ("-st", "--single-turn"),
-    ("-sm", "--split-mode"),
-    ("-ts", "--tensor-split"),
-    ("-mg", "--main-gpu"),
-    ("-dev", "--device"),
-];
-
 #[derive(Debug, Parser)]
 #[command(
     name = "gemfilter",
@@ -40,6 +22,8 @@ const SINGLE_DASH: &[(&str, &str)] = &[
                   (1024 by default) and answers from those alone: less time to first token, less memory, \
                   faster decoding.\n\nExample: gemfilter -m model.gguf -f book.txt -p \"Who is the narrator?\" -n 64",
     args_conflicts_with_subcommands = true,
+    // llama.cpp: an option given twice takes the last value.
+    args_override_self = true,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -59,13 +43,13 @@ pub enum Command {
     /// Write a random-weight GGUF with the exact shape of a real model, for GPU benchmarks.
     Synth(tools::SynthArgs),
     /// Selection recall of a needle at every layer (one prefill, no generation).
-    Layers(eval::LayersArgs),
+    Layers(Box<eval::LayersArgs>),
     /// Standard llama.cpp prefill vs GemFilter on the same prompts: time, memory, decode speed.
-    Bench(tools::BenchArgs),
+    Bench(Box<tools::BenchArgs>),
     /// Needle-in-a-haystack: full prompt vs GemFilter over lengths and depths, with recall.
-    Niah(eval::NiahArgs),
+    Niah(Box<eval::NiahArgs>),
     /// Find the filter layer for a model: selection recall per layer on built-in needles.
-    Calibrate(eval::CalibrateArgs),
+    Calibrate(Box<eval::CalibrateArgs>),
     /// Serve this machine's devices to `gemfilter --rpc` clients (llama.cpp's rpc-server).
     RpcServer(tools::RpcServerArgs),
     /// llama-server's OpenAI-compatible HTTP API, with GemFilter on long prompts.
@@ -102,25 +86,85 @@ impl Cli {
     }
 }
 
-/// Rewrite llama-cli's single-dash long flags (`-ngl 99`, `-fa=on`) to clap's form.
-#[must_use]
-pub fn normalize_args(
+/// Names of the subcommands (their own flags are left to clap).
+const SUBCOMMANDS: &[&str] = &[
+    "synth",
+    "layers",
+    "bench",
+    "niah",
+    "calibrate",
+    "rpc-server",
+    "serve",
+];
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A mode to run, with notices about accepted options that have no effect.
+    Run(Box<Cli>, Vec<String>),
+    /// `--help-options`: the option table as Markdown (docs/options.md).
+    OptionsDoc(String),
+}
+
+/// Why the command line was not parsed.
+#[derive(Debug)]
+pub enum ParseError {
+    /// clap's own error (usage, or --help/--version, which print and exit 0).
+    Clap(clap::Error),
+    /// An option refused by name, or a malformed llama.cpp-style argument: one line.
+    Refused(String),
+}
+
+/// Parse llama-cli's command line: [`defs::lex`] reads it as llama.cpp does (with the
+/// `LLAMA_ARG_*` environment under it), then clap types it.
+///
+/// # Errors
+/// See [`ParseError`].
+pub fn parse_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
-    args.into_iter()
-        .map(|a| {
-            let Some(s) = a.to_str() else { return a };
-            for (short, long) in SINGLE_DASH {
-                if s == *short {
-                    return (*long).into();
-                }
-                if let Some(v) = s.strip_prefix(short).and_then(|r| r.strip_prefix('=')) {
-                    return format!("{long}={v}").into();
-                }
-            }
-            a
-        })
-        .collect()
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Parsed, ParseError> {
+    let mut argv: Vec<std::ffi::OsString> = args.into_iter().collect();
+    if argv.get(1).is_some_and(|a| a == "serve") {
+        argv = serve::long_names(argv);
+    }
+    if argv.get(1).is_some_and(|a| a == "--help-options") {
+        return Ok(Parsed::OptionsDoc(options_doc()));
+    }
+    let sub = argv
+        .get(1)
+        .and_then(|a| a.to_str())
+        .filter(|a| SUBCOMMANDS.contains(a));
+    let longs = sub.map(|name| {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let mut longs: std::collections::HashSet<String> = cmd
+            .find_subcommand(name)
+            .map(|c| {
+                c.get_arguments()
+                    .filter_map(|a| a.get_long().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        longs.insert("help".into());
+        longs
+    });
+    let lexed = defs::lex(&argv, longs.as_ref(), env).map_err(ParseError::Refused)?;
+    let cli = Cli::try_parse_from(lexed.args).map_err(ParseError::Clap)?;
+    Ok(Parsed::Run(Box::new(cli), lexed.notices))
+}
+
+/// docs/options.md, from the option table and the default mode's clap help.
+#[must_use]
+pub fn options_doc() -> String {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    defs::markdown(&|long| {
+        if long == "help" || long == "version" {
+            return Some(format!("print {long} and exit"));
+        }
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_help().map(ToString::to_string))
+    })
 }
 
 #[cfg(test)]
@@ -159,6 +203,51 @@ mod tests {
         }
     }
 
+    /// Every option the table parses lands on a clap argument of the default mode.
+    #[test]
+    fn table_targets_exist() {
+        let cmd = Cli::command();
+        let longs: std::collections::HashSet<&str> =
+            cmd.get_arguments().filter_map(|a| a.get_long()).collect();
+        for o in defs::TABLE {
+            for d in [o.does, o.does_neg] {
+                if let defs::Does::Clap(l) = d {
+                    assert!(
+                        l == "help" || l == "version" || longs.contains(l),
+                        "{}: no clap argument --{l}",
+                        o.names[0]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_options_take_the_last_value() {
+        let argv = [
+            "gemfilter",
+            "-m",
+            "x",
+            "-n",
+            "3",
+            "-n",
+            "5",
+            "-r",
+            "a",
+            "-r",
+            "b",
+            "--perf",
+            "--no-perf",
+        ];
+        let Parsed::Run(cli, _) = parse_args(argv.iter().map(Into::into), &|_| None).unwrap()
+        else {
+            panic!("not a run")
+        };
+        assert_eq!(cli.run.sampling.n_predict, 5);
+        assert_eq!(cli.run.sampling.reverse_prompt, ["a", "b"]);
+        assert!(!cli.run.sampling.perf);
+    }
+
     #[test]
     fn llama_cli_flags_parse() {
         let argv = [
@@ -195,7 +284,10 @@ mod tests {
             "5",
             "--json",
         ];
-        let cli = Cli::try_parse_from(normalize_args(argv.iter().map(Into::into))).unwrap();
+        let Parsed::Run(cli, _) = parse_args(argv.iter().map(Into::into), &|_| None).unwrap()
+        else {
+            panic!("not a run")
+        };
         let r = cli.run;
         assert_eq!(r.prompt.system_prompt.as_deref(), Some("be brief"));
         assert_eq!(r.model.n_gpu_layers, "99");

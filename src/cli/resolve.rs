@@ -10,17 +10,18 @@ use llama_cpp_2::context::params::KvCacheType;
 
 use super::eval::{CalibrateArgs, LayersArgs, NiahArgs};
 use super::llama::{
-    Calibrate, GemArgs, KSourceArg, ModelArgs, OnOff, OnOffAuto, PromptArgs, RunArgs, SamplingArgs,
+    Calibrate, GemArgs, KSourceArg, LoadMode, ModelArgs, OnOff, OnOffAuto, PromptArgs, RopeScaling,
+    RunArgs, SamplingArgs,
 };
 use super::tools::{BenchArgs, SynthArgs};
 use super::values;
 use super::{Cli, Command};
 use crate::capture::KSource;
-use crate::engine::{ContextOptions, LoadOptions, Placement};
+use crate::engine::{ContextExtras, ContextOptions, LoadOptions, Placement};
 use crate::eval::calibrate::CalibrateSettings;
 use crate::eval::layers::LayersSettings;
 use crate::eval::niah::{needles, NiahSettings};
-use crate::generate::{GenLimits, Sampling};
+use crate::generate::{GenLimits, Sampling, Stage};
 use crate::gguf_info::{self, ModelMeta, SUPPORTED_ARCHS};
 use crate::pipeline::GemSettings;
 use crate::prompt::{self, PromptInput};
@@ -44,28 +45,140 @@ pub enum Mode {
     Serve(Box<crate::server::ServeSettings>),
 }
 
-/// Resolve the command line.
+/// The mode, and the work `app` runs before it.
+#[derive(Debug)]
+pub struct Resolved {
+    pub mode: Mode,
+    pub steps: Vec<Step>,
+}
+
+/// Work that touches devices, the network or the model's weights: resolving only decides it,
+/// `app` runs it (in order) before the mode.
+#[derive(Debug)]
+pub enum Step {
+    /// Check a placement: the `--rpc` servers answer and the devices named exist (`flag`: the
+    /// option that placed it, for errors).
+    Probe {
+        load: LoadOptions,
+        flag: &'static str,
+    },
+    /// Calibrate the selecting model on first use (its preset is stored in the user presets),
+    /// then settle the filter layer, k and scoring from it.
+    Calibrate(Box<Calibration>),
+}
+
+/// What a first-use calibration needs, and what settling the result needs.
+#[derive(Debug)]
+pub struct Calibration {
+    args: GemArgs,
+    model: ModelSettings,
+    selector: ModelSettings,
+    preset: crate::presets::Preset,
+    top_k: usize,
+    layers: Vec<usize>,
+}
+
+impl Step {
+    /// Run the step, updating `mode` with what it found.
+    ///
+    /// # Errors
+    /// An unreachable RPC server or unknown device; a draft whose tokenizer differs from the
+    /// target's; a failed calibration or settings it makes invalid.
+    pub fn run(self, mode: &mut Mode) -> Result<()> {
+        self.run_on(gem_mut(mode))
+    }
+
+    /// Run the step; a calibration settles `gem`.
+    fn run_on(self, gem: Option<&mut GemSettings>) -> Result<()> {
+        match self {
+            Step::Probe { load, flag } => crate::engine::check_placement(&load).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    format!("{e:#}").replacen("-dev:", &format!("{flag}:"), 1)
+                )
+            }),
+            Step::Calibrate(c) => {
+                if c.args.gem_draft.is_some() {
+                    // Before spending a calibration on a draft that cannot select for the target.
+                    let vocab = |p: &Path| {
+                        crate::engine::Engine::load_vocab(p, &c.model.load)
+                            .map(|e| crate::draft::token_texts(&e))
+                    };
+                    crate::draft::same_tokenizer(
+                        &vocab(&c.model.path)?,
+                        &vocab(&c.selector.path)?,
+                    )?;
+                }
+                let entry = crate::eval::calibrate::auto(&c.selector, c.top_k, c.layers.clone())?;
+                let preset = crate::presets::Preset {
+                    layer: entry.filter_layer,
+                    top_k: entry.top_k.unwrap_or(c.top_k),
+                    spec: entry.spec(c.preset.spec),
+                    label: Some(entry.label),
+                };
+                let settled = gem_settings(&c.args, &c.model, &c.selector, None, &preset)?;
+                if let Some(g) = gem {
+                    *g = GemSettings {
+                        min_tokens: g.min_tokens,
+                        ..settled
+                    };
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Run `steps` at once (for callers outside the one-mode flow of `app`), settling `gem`.
+///
+/// # Errors
+/// As [`Step::run`].
+pub fn run_steps(steps: Vec<Step>, mut gem: Option<&mut GemSettings>) -> Result<()> {
+    for step in steps {
+        step.run_on(gem.as_deref_mut())?;
+    }
+    Ok(())
+}
+
+fn gem_mut(mode: &mut Mode) -> Option<&mut GemSettings> {
+    match mode {
+        Mode::Run(s) => s.gem.as_mut(),
+        Mode::Bench(s) => Some(&mut s.gem),
+        Mode::Niah(s) => Some(&mut s.gem),
+        Mode::Serve(s) => s.gem.as_mut(),
+        _ => None,
+    }
+}
+
+/// Resolve the command line: no model weights are loaded and no device or server is asked;
+/// what needs them comes back as [`Step`]s.
 ///
 /// # Errors
 /// Any invalid flag, an unreadable or malformed model header, a bad prompt file.
-pub fn resolve(cli: Cli) -> Result<Mode> {
+pub fn resolve(cli: Cli) -> Result<Resolved> {
+    let mut steps = Vec::new();
     if let Some(m) = cli.model_args().filter(|m| m.list_devices) {
-        return Ok(Mode::ListDevices(load_options(m)?));
+        return Ok(Resolved {
+            mode: Mode::ListDevices(load_options(m)?),
+            steps,
+        });
     }
-    Ok(match cli.command {
-        None => Mode::Run(Box::new(run(&cli.run, cli.single_turn)?)),
-        Some(Command::Bench(a)) => Mode::Bench(Box::new(bench(&a)?)),
-        Some(Command::Niah(a)) => Mode::Niah(Box::new(niah(&a)?)),
-        Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a)?)),
-        Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a)?)),
+    let st = &mut steps;
+    let mode = match cli.command {
+        None => Mode::Run(Box::new(run(&cli.run, cli.single_turn, st)?)),
+        Some(Command::Bench(a)) => Mode::Bench(Box::new(bench(&a, st)?)),
+        Some(Command::Niah(a)) => Mode::Niah(Box::new(niah(&a, st)?)),
+        Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a, st)?)),
+        Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a, st)?)),
         Some(Command::Synth(a)) => Mode::Synth(synth(&a)?),
         Some(Command::RpcServer(a)) => Mode::RpcServer(rpc_server(&a)?),
         Some(Command::Serve(a)) => Mode::Serve(Box::new(super::serve::settings(&a, st)?)),
-    })
+    };
+    Ok(Resolved { mode, steps })
 }
 
-/// Threads above this multiple of the cores are refused: they only thrash.
-const MAX_THREADS_PER_CORE: usize = 4;
+/// ggml's thread limit (`GGML_MAX_N_THREADS`): more would overrun its per-thread arrays.
+const MAX_THREADS: i32 = 512;
 
 /// Prompt files may hold at most this many bytes per token of the context (a 128K-token
 /// context allows 4 MiB), and never less than [`MIN_PROMPT_BYTES`]: larger or endless input is
@@ -121,14 +234,22 @@ pub fn gpu_layers(s: &str) -> Result<u32> {
     }
 }
 
+/// `-t`/`-tb` as llama.cpp reads them: 0 or less means every core; more threads than cores run
+/// (slower), with a warning; more than ggml can hold are refused.
 fn threads(flag: &str, n: i32) -> Result<i32> {
-    let max = cores() * MAX_THREADS_PER_CORE;
-    ensure!(n >= 1, "{flag} must be at least 1, got {n}");
+    let cores = cores();
+    if n <= 0 {
+        return Ok(i32::try_from(cores).unwrap_or(4));
+    }
     ensure!(
-        usize::try_from(n).is_ok_and(|n| n <= max),
-        "{flag} {n} is more than {MAX_THREADS_PER_CORE} threads per core on this machine ({} cores, at most {max})",
-        cores()
+        n <= MAX_THREADS,
+        "{flag} {n} is more threads than ggml supports (at most {MAX_THREADS})"
     );
+    if usize::try_from(n).is_ok_and(|n| n > cores) {
+        crate::notice!(
+            "warning: {flag} {n} is more threads than this machine's {cores} cores; they will share them (slower)"
+        );
+    }
     Ok(n)
 }
 
@@ -155,21 +276,66 @@ fn context_options(m: &ModelArgs) -> Result<ContextOptions> {
         },
         type_k: kv_type("-ctk", &m.cache_type_k)?,
         type_v: kv_type("-ctv", &m.cache_type_v)?,
+        extra: context_extras(m)?,
     })
 }
 
-/// The model flags, with the GGUF header read and checked.
+/// `--rope-*`, `--yarn-*` and `-nkvo`, checked as llama.cpp would need them.
+fn context_extras(m: &ModelArgs) -> Result<ContextExtras> {
+    let positive = |flag: &str, v: Option<f32>| -> Result<Option<f32>> {
+        if let Some(v) = v {
+            ensure!(
+                v.is_finite() && v > 0.0,
+                "{flag} must be a positive number, got {v}"
+            );
+        }
+        Ok(v)
+    };
+    let finite = |flag: &str, v: Option<f32>| -> Result<Option<f32>> {
+        if let Some(v) = v {
+            ensure!(v.is_finite(), "{flag} must be a finite number, got {v}");
+        }
+        Ok(v)
+    };
+    let scale = positive("--rope-scale", m.rope_scale)?;
+    Ok(ContextExtras {
+        rope_scaling: m.rope_scaling.map(|r| match r {
+            RopeScaling::None => 0,
+            RopeScaling::Linear => 1,
+            RopeScaling::Yarn => 2,
+        }),
+        rope_freq_base: positive("--rope-freq-base", m.rope_freq_base)?,
+        rope_freq_scale: match scale {
+            Some(s) => Some(1.0 / s),
+            None => positive("--rope-freq-scale", m.rope_freq_scale)?,
+        },
+        yarn_orig_ctx: m.yarn_orig_ctx,
+        yarn_ext_factor: finite("--yarn-ext-factor", m.yarn_ext_factor)?,
+        yarn_attn_factor: finite("--yarn-attn-factor", m.yarn_attn_factor)?,
+        yarn_beta_slow: finite("--yarn-beta-slow", m.yarn_beta_slow)?,
+        yarn_beta_fast: finite("--yarn-beta-fast", m.yarn_beta_fast)?,
+        no_kv_offload: m.no_kv_offload,
+    })
+}
+
+/// The model flags, with the GGUF header read and checked; the placement probe (`--rpc`,
+/// `-dev`, ...) is left to `steps`.
 ///
 /// # Errors
 /// Bad flags, or a missing, unreadable or malformed model file.
-pub fn model(m: &ModelArgs) -> Result<ModelSettings> {
+pub fn model(m: &ModelArgs, steps: &mut Vec<Step>) -> Result<ModelSettings> {
     let ctx = context_options(m)?;
     let load = load_options(m)?;
     let path = m.model.clone().context(
         "no model given: gemfilter -m MODEL.gguf -f CONTEXT.txt -p QUESTION (see --help)",
     )?;
     let meta = gguf_info::read(&path)?;
-    crate::engine::check_placement(&load)?;
+    if !load.placement.is_default() {
+        steps.push(Step::Probe {
+            load: load.clone(),
+            flag: "-dev",
+        });
+    }
     Ok(ModelSettings {
         path,
         meta,
@@ -210,16 +376,27 @@ fn load_options(m: &ModelArgs) -> Result<LoadOptions> {
             "-mg must be a device index (0, 1, ...) or -1, got {mg}"
         );
     }
+    let use_mmap = match m.load_mode {
+        None => !m.no_mmap,
+        Some(LoadMode::None | LoadMode::Dio) => false,
+        Some(LoadMode::Auto | LoadMode::Mmap) => true,
+        Some(LoadMode::Mlock | LoadMode::MmapMlock) => {
+            crate::notice!(
+                "-lm mlock: the model is memory-mapped; locking it in RAM is not supported yet"
+            );
+            true
+        }
+    };
     Ok(LoadOptions {
         n_gpu_layers: gpu_layers(&m.n_gpu_layers)?,
-        use_mmap: !m.no_mmap,
+        use_mmap,
         verbose: m.verbose,
         placement,
     })
 }
 
 /// `--gem-device`: where the filter pass's model goes, when not where `-dev` puts the full one.
-fn gem_device(model: &mut ModelSettings, g: &GemArgs) -> Result<()> {
+fn gem_device(model: &mut ModelSettings, g: &GemArgs, steps: &mut Vec<Step>) -> Result<()> {
     model.load.placement.filter_devices = g
         .gem_device
         .as_deref()
@@ -230,9 +407,10 @@ fn gem_device(model: &mut ModelSettings, g: &GemArgs) -> Result<()> {
         "--gem-device places the filter pass, which --gem off does not run"
     );
     if g.gem_device.is_some() {
-        crate::engine::check_placement(&model.load.for_filter()).map_err(|e| {
-            anyhow::anyhow!("{}", format!("{e:#}").replacen("-dev:", "--gem-device:", 1))
-        })?;
+        steps.push(Step::Probe {
+            load: model.load.for_filter(),
+            flag: "--gem-device",
+        });
     }
     Ok(())
 }
@@ -298,33 +476,32 @@ fn selector(args: &GemArgs, model: &ModelSettings) -> Result<(ModelSettings, Opt
 }
 
 /// The filter layer, k and scoring: flags over presets over the fallback rule, validated
-/// against the model.
+/// against the model; a first-use calibration is left to `steps`, which settles the result.
 ///
 /// # Errors
 /// Impossible layer or k, sliding-window layers, unsupported architectures, bad scorings.
-pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
+pub fn gem(args: &GemArgs, model: &ModelSettings, steps: &mut Vec<Step>) -> Result<GemSettings> {
     supported(&model.meta)?;
     let (selector, layer_flag) = selector(args, model)?;
     let meta = &selector.meta;
     let (user, builtin) = crate::presets::load()?;
-    let mut preset = crate::presets::resolve(meta, user.as_ref(), &builtin);
+    let preset = crate::presets::resolve(meta, user.as_ref(), &builtin);
     let calibrate = match args.gem_calibrate {
         Calibrate::Force => true,
         Calibrate::Auto => preset.label.is_none() && layer_flag.is_none(),
         Calibrate::Off => false,
     };
     if calibrate {
-        let layers: Vec<usize> = (0..meta.block_count)
-            .filter(|&l| !meta.is_sliding_layer(l))
-            .collect();
-        let top_k = args.gem_topk.unwrap_or(preset.top_k).max(1);
-        let entry = crate::eval::calibrate::auto(&selector, top_k, layers)?;
-        preset = crate::presets::Preset {
-            layer: entry.filter_layer,
-            top_k: entry.top_k.unwrap_or(top_k),
-            spec: entry.spec(preset.spec),
-            label: Some(entry.label),
-        };
+        steps.push(Step::Calibrate(Box::new(Calibration {
+            args: args.clone(),
+            model: model.clone(),
+            selector: selector.clone(),
+            preset: preset.clone(),
+            top_k: args.gem_topk.unwrap_or(preset.top_k).max(1),
+            layers: (0..meta.block_count)
+                .filter(|&l| !meta.is_sliding_layer(l))
+                .collect(),
+        })));
     } else if preset.label.is_none() && layer_flag.is_none() {
         crate::notice!(
             "no preset for {} ({} layers): using the uncalibrated filter layer {} (--gem-calibrate auto finds a better one)",
@@ -333,8 +510,25 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
             preset.layer
         );
     }
+    gem_settings(args, model, &selector, layer_flag, &preset)
+}
+
+/// The filter layer, k and scoring from the flags over `preset`, validated against the model.
+fn gem_settings(
+    args: &GemArgs,
+    model: &ModelSettings,
+    selector: &ModelSettings,
+    layer_flag: Option<usize>,
+    preset: &crate::presets::Preset,
+) -> Result<GemSettings> {
+    let meta = &selector.meta;
     let layer = layer_flag.unwrap_or(preset.layer);
-    check_layer(meta, layer)?;
+    let flag = if args.gem_draft.is_some() {
+        "--gem-draft-layer"
+    } else {
+        "--gem-layer"
+    };
+    check_layer(meta, layer, flag)?;
     let top_k = args.gem_topk.unwrap_or(preset.top_k);
     ensure!(top_k >= 1, "--gem-topk must be at least 1");
     let mut spec = match args.gem_scoring.as_deref() {
@@ -389,10 +583,10 @@ pub fn gem(args: &GemArgs, model: &ModelSettings) -> Result<GemSettings> {
     })
 }
 
-fn check_layer(meta: &ModelMeta, layer: usize) -> Result<()> {
+fn check_layer(meta: &ModelMeta, layer: usize, flag: &str) -> Result<()> {
     if layer >= meta.block_count {
         bail!(
-            "--gem-layer {layer} is out of range: the model has {} layers (0..{})",
+            "{flag} {layer} is out of range: the model has {} layers (0..{})",
             meta.block_count,
             meta.block_count.saturating_sub(1)
         );
@@ -421,16 +615,72 @@ fn finite_in(flag: &str, v: f32, lo: f32, hi: f32) -> Result<f32> {
     Ok(v)
 }
 
+fn finite(flag: &str, v: f32) -> Result<f32> {
+    ensure!(v.is_finite(), "{flag} must be a finite number, got {v}");
+    Ok(v)
+}
+
+/// `--samplers` (names separated by ';') or `--sampler-seq` (one letter each); llama.cpp
+/// skips names it does not know with a warning, gemfilter refuses them.
+fn stages(s: &SamplingArgs) -> Result<Vec<Stage>> {
+    if let Some(list) = &s.samplers {
+        return list
+            .split(';')
+            .map(|n| {
+                Stage::from_name(n).with_context(|| {
+                    format!(
+                        "--samplers: unknown sampler {} (penalties, dry, top_n_sigma, top_k, typ_p, top_p, min_p, xtc, temperature)",
+                        crate::sanitize::quote(n)
+                    )
+                })
+            })
+            .collect();
+    }
+    if let Some(seq) = &s.sampler_seq {
+        return seq
+            .chars()
+            .map(|c| {
+                Stage::from_char(c).with_context(|| {
+                    format!("--sampler-seq: unknown sampler letter {c:?} (of edskypmxt)")
+                })
+            })
+            .collect();
+    }
+    Ok(Stage::DEFAULT.to_vec())
+}
+
+/// `-l TOKEN_ID(+/-)BIAS`, as llama.cpp reads it.
+fn logit_bias(text: &str) -> Result<(i32, f32)> {
+    let bad = || {
+        anyhow::anyhow!(
+            "-l: invalid logit bias {} (TOKEN_ID+BIAS or TOKEN_ID-BIAS, e.g. 15043+1)",
+            crate::sanitize::quote(text)
+        )
+    };
+    let t = text.trim_start();
+    let digits = t
+        .char_indices()
+        .find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && c == '-')))
+        .map_or(t.len(), |(i, _)| i);
+    let (id, rest) = t.split_at(digits);
+    let id: i32 = id.parse().map_err(|_| bad())?;
+    let rest = rest.trim_start();
+    let (sign, value) = match rest.chars().next() {
+        Some('+') => (1.0, &rest[1..]),
+        Some('-') => (-1.0, &rest[1..]),
+        _ => return Err(bad()),
+    };
+    let v: f32 = value.trim().parse().map_err(|_| bad())?;
+    Ok((id, sign * v))
+}
+
 /// Sampling flags, range-checked (llama-cli's meanings).
 ///
 /// # Errors
-/// NaN or out-of-range values.
+/// NaN or out-of-range values, unknown samplers, a malformed logit bias or an unreadable
+/// grammar file.
 pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
-    ensure!(
-        s.temp.is_finite(),
-        "--temp must be a finite number, got {}",
-        s.temp
-    );
+    finite("--temp", s.temp)?;
     ensure!(
         s.repeat_penalty.is_finite() && s.repeat_penalty > 0.0,
         "--repeat-penalty must be a positive number, got {}",
@@ -440,6 +690,49 @@ pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
         s.repeat_last_n >= -1,
         "--repeat-last-n must be -1 (the context), 0 (off) or a count"
     );
+    ensure!(
+        s.dry_penalty_last_n >= -1,
+        "--dry-penalty-last-n must be -1 (the context), 0 (off) or a count"
+    );
+    ensure!(
+        (0..=2).contains(&s.mirostat),
+        "--mirostat must be 0 (off), 1 or 2, got {}",
+        s.mirostat
+    );
+    let read = |flag: &str, f: &Path| {
+        read_prompt_file(f, MIN_PROMPT_BYTES).map_err(|e| {
+            anyhow::anyhow!(
+                "{flag}: {}",
+                format!("{e:#}").replacen("prompt file ", "", 1)
+            )
+        })
+    };
+    let schema = |flag: &str, text: &str| {
+        llama_cpp_2::json_schema_to_grammar(text)
+            .map_err(|e| anyhow::anyhow!("{flag}: not a JSON schema llama.cpp can convert ({e})"))
+    };
+    let grammar = if let Some(g) = &s.grammar {
+        Some(g.clone())
+    } else if let Some(f) = &s.grammar_file {
+        Some(read("--grammar-file", f)?)
+    } else if let Some(j) = &s.json_schema {
+        Some(schema("-j", j)?)
+    } else if let Some(f) = &s.json_schema_file {
+        Some(schema("-jf", &read("-jf", f)?)?)
+    } else {
+        None
+    };
+    let defaults = Sampling::default();
+    // llama.cpp: --dry-sequence-breaker replaces the defaults; "none" clears them.
+    let dry_breakers = if s.dry_sequence_breaker.is_empty() {
+        defaults.dry_breakers.clone()
+    } else {
+        s.dry_sequence_breaker
+            .iter()
+            .filter(|b| b.as_str() != "none")
+            .cloned()
+            .collect()
+    };
     Ok(Sampling {
         temp: s.temp,
         top_k: s.top_k,
@@ -447,6 +740,34 @@ pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
         min_p: finite_in("--min-p", s.min_p, 0.0, 1.0)?,
         repeat_penalty: s.repeat_penalty,
         repeat_last_n: s.repeat_last_n,
+        presence_penalty: finite("--presence-penalty", s.presence_penalty)?,
+        frequency_penalty: finite("--frequency-penalty", s.frequency_penalty)?,
+        dry_multiplier: finite("--dry-multiplier", s.dry_multiplier)?,
+        dry_base: if finite("--dry-base", s.dry_base)? >= 1.0 {
+            s.dry_base
+        } else {
+            defaults.dry_base
+        },
+        dry_allowed_length: s.dry_allowed_length,
+        dry_penalty_last_n: s.dry_penalty_last_n,
+        dry_breakers,
+        top_n_sigma: finite("--top-nsigma", s.top_nsigma)?,
+        xtc_probability: finite("--xtc-probability", s.xtc_probability)?,
+        xtc_threshold: finite("--xtc-threshold", s.xtc_threshold)?,
+        typical_p: finite("--typical", s.typical)?,
+        dynatemp_range: finite("--dynatemp-range", s.dynatemp_range)?,
+        dynatemp_exponent: finite("--dynatemp-exp", s.dynatemp_exp)?,
+        mirostat: u8::try_from(s.mirostat).unwrap_or(0),
+        mirostat_tau: finite("--mirostat-ent", s.mirostat_ent)?,
+        mirostat_eta: finite("--mirostat-lr", s.mirostat_lr)?,
+        stages: stages(s)?,
+        logit_bias: s
+            .logit_bias
+            .iter()
+            .map(|b| logit_bias(b))
+            .collect::<Result<_>>()?,
+        grammar,
+        // llama.cpp reads the seed as unsigned; -1 (LLAMA_DEFAULT_SEED) means random.
         seed: if s.seed < 0 {
             u32::MAX
         } else {
@@ -499,8 +820,17 @@ fn prompt_limit(model: &ModelSettings) -> u64 {
 }
 
 fn prompt_input(p: &PromptArgs, model: &ModelSettings) -> Result<PromptInput> {
+    let system = match &p.system_prompt_file {
+        Some(f) => Some(read_prompt_file(f, prompt_limit(model)).map_err(|e| {
+            anyhow::anyhow!(
+                "-sysf: {}",
+                format!("{e:#}").replacen("prompt file ", "", 1)
+            )
+        })?),
+        None => p.system_prompt.clone(),
+    };
     let input = PromptInput {
-        system: p.system_prompt.clone(),
+        system,
         context: p
             .file
             .as_deref()
@@ -535,18 +865,18 @@ fn conversation(
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
 }
 
-fn run(a: &RunArgs, single_turn: bool) -> Result<RunSettings> {
+fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSettings> {
     ensure!(
         a.sampling.n_predict >= -1,
         "-n must be -1 (unlimited) or a count"
     );
     let sampling = sampling(&a.sampling)?;
-    let mut model = model(&a.model)?;
-    gem_device(&mut model, &a.gem)?;
+    let mut model = model(&a.model, steps)?;
+    gem_device(&mut model, &a.gem, steps)?;
     let input = prompt_input(&a.prompt, &model)?;
     let gem = match a.gem.gem {
         OnOff::On => {
-            let mut g = gem(&a.gem, &model)?;
+            let mut g = gem(&a.gem, &model, steps)?;
             if a.gem.gem_min_tokens.is_none() && model.load.offloads_to_gpu() {
                 g.min_tokens = GPU_MIN_TOKENS;
             }
@@ -554,6 +884,12 @@ fn run(a: &RunArgs, single_turn: bool) -> Result<RunSettings> {
         }
         OnOff::Off => None,
     };
+    let conversation = conversation(a, single_turn, &model, gem.as_ref());
+    ensure!(
+        a.prompt.prompt_cache.is_none() || conversation,
+        "--prompt-cache keeps conversation mode's document state across runs; a single answer \
+         (-st, -no-cnv, or standard input not a terminal) has none to keep: drop it, or add -cnv"
+    );
     Ok(RunSettings {
         limits: GenLimits {
             n_predict: a.sampling.n_predict,
@@ -564,11 +900,12 @@ fn run(a: &RunArgs, single_turn: bool) -> Result<RunSettings> {
                 .iter()
                 .map(|r| unescape(&a.prompt, r))
                 .collect(),
+            special: a.prompt.special,
         },
         sampling,
         input,
         no_conversation: a.prompt.no_conversation,
-        conversation: conversation(a, single_turn, &model, gem.as_ref()),
+        conversation,
         prompt_cache: a.prompt.prompt_cache.clone(),
         chat_template: a.prompt.chat_template.clone(),
         gem,
@@ -593,17 +930,17 @@ fn fit_lengths(lengths: &[usize], model: &ModelSettings, extra: usize, flag: &st
     Ok(())
 }
 
-fn bench(a: &BenchArgs) -> Result<BenchSettings> {
+fn bench(a: &BenchArgs, steps: &mut Vec<Step>) -> Result<BenchSettings> {
     let lengths = values::parse_lengths(&a.lengths).context("--lengths")?;
     ensure!(
         (0..=1 << 20).contains(&a.n_decode),
         "--n-decode must be between 0 and 1048576"
     );
-    let mut model = model(&a.model)?;
-    gem_device(&mut model, &a.gem)?;
+    let mut model = model(&a.model, steps)?;
+    gem_device(&mut model, &a.gem, steps)?;
     let n_decode = usize::try_from(a.n_decode).unwrap_or(0);
     fit_lengths(&lengths, &model, n_decode + 1, "--lengths")?;
-    let gem = gem(&a.gem, &model)?;
+    let gem = gem(&a.gem, &model, steps)?;
     ensure!(a.turns <= 64, "--turns must be at most 64");
     ensure!(
         a.turns == 0 || gem.draft.is_none(),
@@ -664,7 +1001,7 @@ fn probe_layers(list: Option<&str>, meta: &ModelMeta) -> Result<Vec<usize>> {
     Ok(global)
 }
 
-fn niah(a: &NiahArgs) -> Result<NiahSettings> {
+fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
     let lengths = values::parse_lengths(&a.lengths).context("--lengths")?;
     let depths = values::parse_depths(&a.depths).context("--depths")?;
     let needles = needles::parse_list(&a.needles).context("--needles")?;
@@ -683,15 +1020,15 @@ fn niah(a: &NiahArgs) -> Result<NiahSettings> {
             crate::sanitize::quote(&h.display().to_string())
         );
     }
-    let mut model = model(&a.model)?;
-    gem_device(&mut model, &a.gem)?;
+    let mut model = model(&a.model, steps)?;
+    gem_device(&mut model, &a.gem, steps)?;
     fit_lengths(
         &lengths,
         &model,
         usize::try_from(a.n_predict).unwrap_or(0),
         "--lengths",
     )?;
-    let gem_settings = gem(&a.gem, &model)?;
+    let gem_settings = gem(&a.gem, &model, steps)?;
     let layers = match &a.layers {
         Some(l) => Some(probe_layers(Some(l), &model.meta)?),
         None => None,
@@ -746,9 +1083,9 @@ fn niah(a: &NiahArgs) -> Result<NiahSettings> {
     })
 }
 
-fn layers(a: &LayersArgs) -> Result<LayersSettings> {
+fn layers(a: &LayersArgs, steps: &mut Vec<Step>) -> Result<LayersSettings> {
     let r = &a.run;
-    let model = model(&r.model)?;
+    let model = model(&r.model, steps)?;
     ensure!(
         r.prompt.file.is_some(),
         "layers needs -f FILE with the haystack that holds --needle"
@@ -780,9 +1117,9 @@ fn layers(a: &LayersArgs) -> Result<LayersSettings> {
     })
 }
 
-fn calibrate(a: &CalibrateArgs) -> Result<CalibrateSettings> {
+fn calibrate(a: &CalibrateArgs, steps: &mut Vec<Step>) -> Result<CalibrateSettings> {
     ensure!(a.top_k >= 1, "--gem-topk must be at least 1");
-    let model = model(&a.model)?;
+    let model = model(&a.model, steps)?;
     supported(&model.meta)?;
     let lengths = match &a.lengths {
         Some(s) => values::parse_lengths(s).context("--lengths")?,

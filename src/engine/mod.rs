@@ -33,6 +33,64 @@ pub struct ContextOptions {
     pub flash_attn: i32,
     pub type_k: KvCacheType,
     pub type_v: KvCacheType,
+    /// RoPE/YaRN overrides and KV placement (llama-cli's `--rope-*`, `--yarn-*`, `-nkvo`).
+    pub extra: ContextExtras,
+}
+
+/// Context settings llama.cpp otherwise takes from the model or its defaults; `None` = that.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ContextExtras {
+    /// `--rope-scaling`: 0 none, 1 linear, 2 yarn.
+    pub rope_scaling: Option<i32>,
+    pub rope_freq_base: Option<f32>,
+    /// `--rope-freq-scale` (or 1 / `--rope-scale`).
+    pub rope_freq_scale: Option<f32>,
+    pub yarn_orig_ctx: Option<u32>,
+    pub yarn_ext_factor: Option<f32>,
+    pub yarn_attn_factor: Option<f32>,
+    pub yarn_beta_slow: Option<f32>,
+    pub yarn_beta_fast: Option<f32>,
+    /// `-nkvo`: keep the KV cache in host memory.
+    pub no_kv_offload: bool,
+}
+
+impl ContextExtras {
+    fn apply(&self, mut p: LlamaContextParams) -> LlamaContextParams {
+        use llama_cpp_2::context::params::RopeScalingType;
+        if let Some(t) = self.rope_scaling {
+            p = p.with_rope_scaling_type(match t {
+                0 => RopeScalingType::None,
+                1 => RopeScalingType::Linear,
+                2 => RopeScalingType::Yarn,
+                _ => RopeScalingType::Unspecified,
+            });
+        }
+        if let Some(v) = self.rope_freq_base {
+            p = p.with_rope_freq_base(v);
+        }
+        if let Some(v) = self.rope_freq_scale {
+            p = p.with_rope_freq_scale(v);
+        }
+        if let Some(v) = self.yarn_orig_ctx {
+            p = p.with_yarn_orig_ctx(v);
+        }
+        if let Some(v) = self.yarn_ext_factor {
+            p = p.with_yarn_ext_factor(v);
+        }
+        if let Some(v) = self.yarn_attn_factor {
+            p = p.with_yarn_attn_factor(v);
+        }
+        if let Some(v) = self.yarn_beta_slow {
+            p = p.with_yarn_beta_slow(v);
+        }
+        if let Some(v) = self.yarn_beta_fast {
+            p = p.with_yarn_beta_fast(v);
+        }
+        if self.no_kv_offload {
+            p = p.with_offload_kqv(false);
+        }
+        p
+    }
 }
 
 /// Model loading options.
@@ -322,7 +380,7 @@ impl Engine {
 
     fn context_params(opts: &ContextOptions, n_ctx: u32) -> LlamaContextParams {
         let n_batch = opts.n_batch.min(n_ctx).max(1);
-        LlamaContextParams::default()
+        let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx.max(1)))
             .with_n_batch(n_batch)
             .with_n_ubatch(opts.n_ubatch.min(n_batch).max(1))
@@ -330,7 +388,8 @@ impl Engine {
             .with_n_threads_batch(opts.threads_batch)
             .with_flash_attention_policy(opts.flash_attn)
             .with_type_k(opts.type_k)
-            .with_type_v(opts.type_v)
+            .with_type_v(opts.type_v);
+        opts.extra.apply(params)
     }
 
     /// A plain context (no callback) with room for `n_ctx` tokens.

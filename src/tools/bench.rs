@@ -272,6 +272,7 @@ fn job<'a>(
             n_predict: n_decode,
             ignore_eos: true,
             reverse_prompts: Vec::new(),
+            special: false,
         },
         progress: true,
     }

@@ -102,6 +102,7 @@ pub fn measure(
         n_predict: s.n_decode,
         ignore_eos: true,
         reverse_prompts: Vec::new(),
+        special: false,
     };
     let sampling = Sampling::greedy();
     let (mut rows, gem_load_s) = gem_turns(s, &doc, &questions, &limits, &sampling)?;

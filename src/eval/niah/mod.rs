@@ -240,6 +240,7 @@ fn generate_cells(s: &NiahSettings, todo: &[&(String, &Cell, Method)], out: &Pat
             n_predict: s.n_predict,
             ignore_eos: false,
             reverse_prompts: vec!["\nQuestion:".into()],
+            special: false,
         };
         let o = answer_cell(s, &mut models, b, method, limits)?;
         let rec = record(s, key, cell, method, b, &o);
@@ -606,6 +607,7 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
             n_predict: i32::try_from(cell.task.tokens_to_generate()).unwrap_or(128),
             ignore_eos: false,
             reverse_prompts: Vec::new(),
+            special: false,
         };
         let o = answer_cell(s, &mut models, &b.built, method, limits)?;
         let gem = s.gem_for(method);

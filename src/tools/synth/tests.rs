@@ -394,6 +394,7 @@ fn generate_finite(path: &Path, n: usize) -> usize {
         flash_attn: -1,
         type_k: KvCacheType::F16,
         type_v: KvCacheType::F16,
+        extra: crate::engine::ContextExtras::default(),
     };
     let mut ctx = e.session(&opts, 256).unwrap();
     let prompt = e

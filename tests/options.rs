@@ -1,0 +1,276 @@
+//! The option table against llama.cpp's own list (`common/arg.cpp`, vendored), and llama-cli
+//! command lines through the real binary.
+
+use gemfilter::cli::defs::{self, Does};
+
+use crate::util::*;
+
+/// One `common_arg` of arg.cpp: its names, negative names, whether it takes a value, its env.
+#[derive(Debug)]
+struct Upstream {
+    names: Vec<String>,
+    neg: Vec<String>,
+    takes_value: bool,
+    env: Option<String>,
+}
+
+fn quoted(s: &str) -> Vec<String> {
+    s.split('"').skip(1).step_by(2).map(str::to_owned).collect()
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(a) = rest.find("/*") {
+        out.push_str(&rest[..a]);
+        rest = rest[a..].find("*/").map_or("", |b| &rest[a + b + 2..]);
+    }
+    out.push_str(rest);
+    out.lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every option llama-cli gets: examples CLI, COMPLETION or COMMON (or none given, which is
+/// COMMON), not excluded from CLI.
+fn upstream() -> Vec<Upstream> {
+    let path = root().join("vendor/llama-cpp-sys-2/llama.cpp/common/arg.cpp");
+    let src = std::fs::read_to_string(&path).expect("vendored arg.cpp");
+    let mut out = Vec::new();
+    for chunk in src.split("add_opt(common_arg(").skip(1) {
+        let body = strip_comments(chunk.split("\n    add_opt(").next().unwrap_or(""));
+        let body = body.trim_start();
+        assert!(
+            body.starts_with('{'),
+            "unparsed option: {}",
+            &body[..60.min(body.len())]
+        );
+        let close = body.find('}').unwrap();
+        let names = quoted(&body[..close]);
+        let rest = body[close + 1..]
+            .trim_start()
+            .trim_start_matches(',')
+            .trim_start();
+        let neg = if rest.starts_with('{') {
+            quoted(&rest[..rest.find('}').unwrap()])
+        } else {
+            Vec::new()
+        };
+        let examples = body
+            .find(".set_examples(")
+            .map(|i| &body[i..i + body[i..].find(')').unwrap()]);
+        let wanted = match examples {
+            None => true,
+            Some(e) => {
+                e.contains("mmproj_examples")
+                    || [
+                        "LLAMA_EXAMPLE_CLI",
+                        "LLAMA_EXAMPLE_COMPLETION",
+                        "LLAMA_EXAMPLE_COMMON",
+                    ]
+                    .iter()
+                    .any(|x| e.contains(x))
+            }
+        };
+        let excluded = body.find(".set_excludes(").is_some_and(|i| {
+            body[i..i + body[i..].find(')').unwrap()].contains("LLAMA_EXAMPLE_CLI,")
+        });
+        if !wanted || excluded {
+            continue;
+        }
+        let lambda = body.find("[](common_params").expect("handler");
+        let params = &body[lambda..lambda + body[lambda..].find(')').unwrap()];
+        let second = params.split(',').nth(1).map(str::trim);
+        let takes_value = second.is_some_and(|p| !p.starts_with("bool"));
+        let env = body
+            .find(".set_env(\"")
+            .map(|i| quoted(&body[i..i + body[i..].find(')').unwrap()])[0].clone());
+        out.push(Upstream {
+            names,
+            neg,
+            takes_value,
+            env,
+        });
+    }
+    out
+}
+
+#[test]
+fn every_llama_cli_option_is_accepted_or_refused_by_name() {
+    let up = upstream();
+    assert!(
+        up.len() > 150,
+        "only {} options parsed from arg.cpp",
+        up.len()
+    );
+    let mut missing = Vec::new();
+    for u in &up {
+        for (n, positive) in u
+            .names
+            .iter()
+            .map(|n| (n, true))
+            .chain(u.neg.iter().map(|n| (n, false)))
+        {
+            match defs::find(n) {
+                None => missing.push(n.clone()),
+                Some((opt, pos)) => {
+                    assert_eq!(pos, positive, "{n}: polarity");
+                    assert_eq!(opt.value.is_some(), u.takes_value, "{n}: takes a value?");
+                    assert_eq!(opt.env, u.env.as_deref(), "{n}: environment variable");
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "llama-cli options missing from the table: {missing:?}"
+    );
+    let (accepted, refused) = defs::counts();
+    assert_eq!(accepted + refused, defs::TABLE.len());
+    let applied = defs::TABLE
+        .iter()
+        .filter(|o| matches!(o.does, Does::Clap(_)))
+        .count();
+    eprintln!(
+        "llama-cli options: {} in arg.cpp, {} in the table; accepted {accepted} ({:.1}%; applied {applied}), refused {refused} ({:.1}%)",
+        up.len(),
+        defs::TABLE.len(),
+        100.0 * accepted as f64 / defs::TABLE.len() as f64,
+        100.0 * refused as f64 / defs::TABLE.len() as f64
+    );
+    // Nothing in the table that llama.cpp no longer has.
+    for o in defs::TABLE {
+        assert!(
+            up.iter().any(|u| u.names.iter().any(|n| n == o.names[0])),
+            "{} is not a llama-cli option in arg.cpp",
+            o.names[0]
+        );
+    }
+}
+
+#[test]
+fn options_doc_is_generated_from_the_table() {
+    let committed = std::fs::read_to_string(root().join("docs/options.md")).unwrap_or_default();
+    let generated = gemfilter::cli::options_doc();
+    assert!(
+        committed == generated,
+        "docs/options.md is stale: regenerate it with `gemfilter --help-options > docs/options.md`"
+    );
+    let o = gemfilter().arg("--help-options").output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), generated);
+}
+
+#[test]
+fn refused_options_are_named_with_the_reason() {
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    for (args, what) in [
+        (
+            vec!["-hf", "Qwen/Qwen2.5-0.5B-Instruct-GGUF"],
+            "-hf: downloads are not supported",
+        ),
+        (
+            vec!["-m", m, "-p", "hi", "--mmproj", "x.gguf"],
+            "--mmproj: multimodal",
+        ),
+        (
+            vec!["-m", m, "-p", "hi", "-i"],
+            "-i: interactive mode is not supported yet",
+        ),
+        (vec!["-m", m, "-p", "hi", "-cz"], "unknown option '-cz'"),
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert_eq!(e.lines().count(), 1, "{args:?}: {e}");
+        assert!(
+            e.starts_with("error: ") && e.contains(what),
+            "{args:?}: {e}"
+        );
+        assert!(stdout(&o).is_empty());
+    }
+}
+
+#[test]
+fn multi_letter_names_and_llama_values() {
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    // -co is --color, never -c o; -fa takes llama.cpp's words; -t above the cores runs with a
+    // warning; a bare -fa at the end wants its value, as in llama.cpp.
+    let o = run(&[
+        "-m",
+        m,
+        "-p",
+        "The capital of France is",
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-no-cnv",
+        "-co",
+        "on",
+        "-fa",
+        "1",
+        "-t",
+        "64",
+        "-mg",
+        "0",
+        "--prio",
+        "2",
+        "--gem",
+        "off",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("-t 64 is more threads than"), "{e}");
+    assert!(e.contains("--prio has no effect here"), "{e}");
+    assert!(
+        stdout(&o).starts_with("The capital of France is"),
+        "{}",
+        stdout(&o)
+    );
+    let o = run(&["-m", m, "-p", "hi", "-fa"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("-fa expects a value"), "{}", stderr(&o));
+    let o = run(&["-m", m, "-p", "hi", "-fa", "maybe"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("--flash-attn"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_applies_under_the_command_line() {
+    let m = smollm2();
+    let base = [
+        "-p",
+        "Count: one, two,",
+        "--temp",
+        "0",
+        "-no-cnv",
+        "--gem",
+        "off",
+    ];
+    let mut c = gemfilter();
+    c.args(base)
+        .env("LLAMA_ARG_MODEL", &m)
+        .env("LLAMA_ARG_N_PREDICT", "3");
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let three = stdout(&o);
+    let mut c = gemfilter();
+    c.args(base)
+        .args(["-n", "6"])
+        .env("LLAMA_ARG_MODEL", &m)
+        .env("LLAMA_ARG_N_PREDICT", "3");
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let six = stdout(&o);
+    assert!(
+        six.len() > three.len() && six.starts_with(three.trim_end()),
+        "{three:?} vs {six:?}"
+    );
+    assert!(
+        stderr(&o).contains("LLAMA_ARG_N_PREDICT is set, but the command line's -n overrides it")
+    );
+}
