@@ -74,6 +74,8 @@ kit)
   # llama-cpp-sys-2 hard-links the shared libraries next to the binary and fails on stale links.
   find target/gpu/release -maxdepth 2 -name "lib*.so*" -delete 2>/dev/null || true
   CARGO_TARGET_DIR=target/gpu cargo build --release --features dynamic-link
+  # Libraries built for an older binary would not match this one: libs builds them again.
+  rm -rf .gpu/bin .gpu/build
   mkdir -p .gpu/bin
   cp target/gpu/release/gemfilter .gpu/bin/gemfilter
   strip .gpu/bin/gemfilter
