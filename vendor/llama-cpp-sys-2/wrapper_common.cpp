@@ -8,9 +8,19 @@
 #include <stdint.h>
 #include <vector>
 
+// chat.h pulls in the jinja headers, whose static helpers this file does not call.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+#include "llama.cpp/common/chat.h"
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
 #include "llama.cpp/common/common.h"
 #include "llama.cpp/common/fit.h"
 #include "llama.cpp/common/json.h"
+#include "llama.cpp/common/log.h"
 #include "llama.cpp/common/json-schema-to-grammar.h"
 #include "llama.cpp/common/speculative.h"
 #include "llama.cpp/include/llama.h"
@@ -38,6 +48,53 @@ extern "C" llama_rs_status llama_rs_json_schema_to_grammar(
 extern "C" void llama_rs_string_free(char * ptr) {
     if (ptr) {
         std::free(ptr);
+    }
+}
+
+extern "C" llama_rs_status llama_rs_chat_apply(
+    const char * template_src,
+    const char * bos_token,
+    const char * eos_token,
+    const char * const * roles,
+    const char * const * contents,
+    size_t n_messages,
+    bool add_generation_prompt,
+    bool use_jinja,
+    bool enable_thinking,
+    char ** out_prompt,
+    char ** out_error) {
+    if (!template_src || !*template_src || !bos_token || !eos_token || !out_prompt || !out_error ||
+        (n_messages > 0 && (!roles || !contents))) {
+        return LLAMA_RS_STATUS_INVALID_ARGUMENT;
+    }
+    *out_prompt = nullptr;
+    *out_error = nullptr;
+    // The engine's error comes back as *out_error; llama.cpp's common log would print it to
+    // stderr as well, so it is paused (messages dropped) for the call.
+    struct log_pause {
+        log_pause() { common_log_pause(common_log_main()); }
+        ~log_pause() { common_log_resume(common_log_main()); }
+    } pause;
+    try {
+        // No model: every model fact comes from the caller, so the template is always the
+        // override (the model's own text when the user gave none).
+        auto tmpls = common_chat_templates_init(nullptr, template_src, bos_token, eos_token);
+        common_chat_templates_inputs inputs;
+        inputs.use_jinja = use_jinja;
+        inputs.add_generation_prompt = add_generation_prompt;
+        inputs.enable_thinking = enable_thinking;
+        for (size_t i = 0; i < n_messages; ++i) {
+            common_chat_msg msg;
+            msg.role = roles[i];
+            msg.content = contents[i];
+            inputs.messages.push_back(std::move(msg));
+        }
+        const auto params = common_chat_templates_apply(tmpls.get(), inputs);
+        *out_prompt = llama_rs_dup_string(params.prompt);
+        return *out_prompt ? LLAMA_RS_STATUS_OK : LLAMA_RS_STATUS_ALLOCATION_FAILED;
+    } catch (const std::exception & e) {
+        *out_error = llama_rs_dup_string(e.what());
+        return LLAMA_RS_STATUS_EXCEPTION;
     }
 }
 

@@ -95,6 +95,25 @@ llama_rs_status llama_rs_mtp_speculative_accept(
 
 void llama_rs_string_free(char * ptr);
 
+// gemfilter: render a conversation through llama.cpp's common chat templates, as its tools do
+// (common_chat_templates_init + common_chat_templates_apply): the jinja engine when use_jinja,
+// otherwise the built-in formatter. template_src is the template text or a built-in name (never
+// empty); bos_token/eos_token the model's texts for them. A BOS text the template writes stays
+// in the prompt (the caller's tokenizer drops a doubled BOS). On success *out_prompt is the
+// rendered text; on an exception *out_error is its message. Free both with llama_rs_string_free.
+llama_rs_status llama_rs_chat_apply(
+    const char * template_src,
+    const char * bos_token,
+    const char * eos_token,
+    const char * const * roles,
+    const char * const * contents,
+    size_t n_messages,
+    bool add_generation_prompt,
+    bool use_jinja,
+    bool enable_thinking,
+    char ** out_prompt,
+    char ** out_error);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #![allow(unsafe_code)]
 
 pub mod abort;
+pub mod chat;
 pub mod gguf;
 pub mod rpc;
 pub mod signal;
