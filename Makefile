@@ -5,7 +5,7 @@ MODEL ?= models/SmolLM2-135M-Instruct.Q4_1.gguf
 CARGO ?= cargo
 BIN := target/release/gemfilter
 
-.PHONY: all deps models test-models build demo test bench clean-models
+.PHONY: all deps models test-models build demo test bench clean-models reference compat
 
 all: build
 
@@ -32,10 +32,19 @@ demo: build models
 	@scripts/demo.sh $(MODEL)
 
 # Lints first (release profile: they reuse the one llama.cpp build), then the whole suite.
-test: build test-models
+test: build test-models reference
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	$(CARGO) test --release -- --test-threads=1
 
 bench: build
 	$(CARGO) bench --bench select
+
+# llama.cpp's own llama-completion, built from the same llama.cpp source into .reference/ (about
+# 8 minutes on 2 cores, once): the reference tests/compat.rs compares gemfilter against.
+reference: deps
+	@scripts/reference-llama.sh
+
+# gemfilter --gem off against llama-completion, token for token (also part of `make test`).
+compat: build test-models reference
+	$(CARGO) test --release --test tests compat -- --test-threads=1

@@ -90,6 +90,25 @@ impl Assembled {
 /// Marks where the context goes inside the rendered template; never produced by real text.
 const SLOT: &str = "\u{E000}GEMFILTER_CONTEXT\u{E001}";
 
+/// How llama.cpp's chat options render the prompt, where a chat template is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChatSettings {
+    /// `--jinja`: llama.cpp's jinja engine (as its tools run it) instead of its built-in
+    /// formatter, which only recognises common templates.
+    pub jinja: bool,
+    /// The template's `enable_thinking` (`--reasoning off` turns it off).
+    pub thinking: bool,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        Self {
+            jinja: false,
+            thinking: true,
+        }
+    }
+}
+
 /// Resolve `--chat-template` / `-no-cnv` to a usable template or Raw.
 ///
 /// # Errors
@@ -113,6 +132,19 @@ pub fn choose_template(model: &LlamaModel, no_cnv: bool, name: Option<&str>) -> 
 /// # Errors
 /// Empty prompt, a template that fails to render, or text with interior NUL bytes.
 pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) -> Result<Assembled> {
+    assemble_with(model, input, template, ChatSettings::default())
+}
+
+/// [`assemble`] with llama.cpp's chat options (`--jinja`, `--reasoning`).
+///
+/// # Errors
+/// As [`assemble`]; with `--jinja`, the template engine's own message.
+pub fn assemble_with(
+    model: &LlamaModel,
+    input: &PromptInput,
+    template: &Template,
+    chat: ChatSettings,
+) -> Result<Assembled> {
     let context = input.context.as_deref().unwrap_or("");
     let question = input.question.as_deref().unwrap_or("");
     if input.is_empty() {
@@ -148,6 +180,17 @@ pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) ->
             let rest: String = turns.iter().flat_map(|(_, t)| ["\n\n", t]).collect();
             (format!("{sys}{user}{rest}"), false)
         }
+        Template::Chat(name) if chat.jinja => (
+            render_jinja(
+                model,
+                name.as_deref(),
+                chat.thinking,
+                input.system.as_deref(),
+                &user,
+                &turns,
+            )?,
+            true,
+        ),
         Template::Chat(name) => (
             render_chat(
                 model,
@@ -217,6 +260,46 @@ fn render_chat(
     model.apply_chat_template(&tmpl, &msgs, true).map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the chat template ({e}); try --chat-template chatml or -no-cnv"
+        )
+    })
+}
+
+/// The conversation through llama.cpp's jinja engine (`common_chat_templates_apply`), with the
+/// model's BOS and EOS texts as the template's `bos_token` and `eos_token`.
+fn render_jinja(
+    model: &LlamaModel,
+    name: Option<&str>,
+    thinking: bool,
+    system: Option<&str>,
+    user: &str,
+    turns: &[(&str, &str)],
+) -> Result<String> {
+    // The `--chat-template` name or text, else the model's own, else chatml (llama.cpp's rule).
+    let source = match name {
+        Some(n) => n.to_owned(),
+        None => model
+            .chat_template(None)
+            .ok()
+            .and_then(|t| t.to_string().ok())
+            .unwrap_or_else(|| "chatml".to_owned()),
+    };
+    let vocab = model.vocab();
+    let text = |t: LlamaToken| {
+        if t.0 < 0 {
+            return String::new();
+        }
+        String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
+    };
+    let (bos, eos) = (text(vocab.bos()), text(vocab.eos()));
+    let mut msgs: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = system {
+        msgs.push(("system", s));
+    }
+    msgs.push(("user", user));
+    msgs.extend(turns.iter().copied());
+    crate::engine::ffi::chat::apply(&source, &bos, &eos, &msgs, true, thinking).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot apply the chat template with --jinja ({e}); try --chat-template chatml or -no-cnv"
         )
     })
 }

@@ -9,6 +9,7 @@ mod util;
 
 mod architecture;
 mod cli_errors;
+mod compat;
 mod conversation;
 mod draft;
 mod end_to_end;
