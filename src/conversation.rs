@@ -6,7 +6,7 @@
 //! selects a fresh top-k for it; the full model answers from that selection plus the whole
 //! conversation, which is always kept. Both models stay resident.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -209,12 +209,21 @@ impl<'e> Conversation<'e> {
     }
 }
 
+/// Longest question line read, in bytes; the rest of a longer line is skipped. Far more than
+/// any context holds (a question longer than the context is refused anyway).
+const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Questions: `-p` first (if given), then one per line from standard input until EOF or
-/// `/exit`; on a terminal each is asked for with llama-cli's `> ` prompt.
+/// `/exit`; on a terminal each is asked for with llama-cli's `> ` prompt. Lines end at LF, CR
+/// or CRLF; a line that is not UTF-8 or holds a NUL byte is refused in one line and the
+/// conversation goes on.
 struct Questions {
     first: Option<String>,
     tty: bool,
-    lines: std::io::Lines<std::io::StdinLock<'static>>,
+    input: Box<dyn std::io::BufRead>,
+    /// The last line ended in CR: an LF right after it belongs to that line end.
+    after_cr: bool,
+    line_no: usize,
 }
 
 impl Questions {
@@ -227,15 +236,76 @@ impl Questions {
                 print!("\n> ");
                 std::io::stdout().flush().ok();
             }
-            let Some(line) = self.lines.next() else {
+            let Some((bytes, cut)) = self
+                .read_line()
+                .context("cannot read a question from standard input")?
+            else {
                 return Ok(None);
             };
-            let line = line.context("cannot read a question from standard input")?;
+            self.line_no += 1;
+            let n = self.line_no;
+            let line = match String::from_utf8(bytes) {
+                Ok(l) => l,
+                Err(e) => {
+                    notice!(
+                        "input line {n} is not valid UTF-8 (first bad byte at offset {}): not asked",
+                        e.utf8_error().valid_up_to()
+                    );
+                    continue;
+                }
+            };
+            if let Some(at) = line.find('\0') {
+                notice!("input line {n} holds a NUL byte (at offset {at}): not asked");
+                continue;
+            }
+            if cut {
+                notice!(
+                    "input line {n} is longer than {} MiB: not asked",
+                    MAX_LINE_BYTES >> 20
+                );
+                continue;
+            }
             let q = line.trim();
             match q {
                 "" => {}
                 "/exit" | "/quit" | "/bye" => return Ok(None),
                 _ => return Ok(Some(q.to_owned())),
+            }
+        }
+    }
+
+    /// The next line's bytes without its end (LF, CR or CRLF), and whether it was cut at
+    /// [`MAX_LINE_BYTES`]; None at the end of input.
+    fn read_line(&mut self) -> std::io::Result<Option<(Vec<u8>, bool)>> {
+        let mut line = Vec::new();
+        let mut cut = false;
+        let mut any = false;
+        loop {
+            let buf = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(any.then_some((line, cut)));
+            }
+            if std::mem::take(&mut self.after_cr) && buf[0] == b'\n' {
+                self.input.consume(1);
+                continue;
+            }
+            any = true;
+            let end = buf.iter().position(|&b| b == b'\n' || b == b'\r');
+            let take = end.unwrap_or(buf.len());
+            let room = MAX_LINE_BYTES.saturating_sub(line.len());
+            cut |= take > room;
+            line.extend_from_slice(&buf[..take.min(room)]);
+            match end {
+                Some(e) => {
+                    self.after_cr = buf[e] == b'\r';
+                    self.input.consume(e + 1);
+                    return Ok(Some((line, cut)));
+                }
+                None => self.input.consume(take),
             }
         }
     }
@@ -249,6 +319,8 @@ struct Kept<'a> {
     prefix: Vec<LlamaToken>,
     /// Per captured layer, the keys of `prefix`.
     keys: Vec<Vec<f32>>,
+    /// Tokens the live context has room for.
+    n_ctx: u32,
 }
 
 /// The filter model (the prefix, when the filter layer is not the last) and the full model.
@@ -325,20 +397,22 @@ pub fn run(s: &RunSettings) -> Result<()> {
     let mut questions = Questions {
         first: s.input.question.clone().filter(|q| !q.trim().is_empty()),
         tty: stdin.is_terminal(),
-        lines: stdin.lock().lines(),
+        input: Box::new(stdin.lock()),
+        after_cr: false,
+        line_no: 0,
     };
     let mut history: Vec<Exchange> = Vec::new();
+    // Turns answered, counting those whose exchanges were dropped to fit the context.
+    let mut asked = 0;
     let mut conversation = Conversation::new(filter_engine, full.as_ref());
     let settings = TurnSettings::of(s, gem);
     while let Some(question) = questions.next()? {
-        let input = PromptInput {
-            question: Some(question.clone()),
-            history: history.clone(),
-            ..s.input.clone()
+        let Some(asm) = fit(s, &filter_engine.model, &template, &question, &mut history)? else {
+            continue;
         };
-        let asm = prompt::assemble(&filter_engine.model, &input, &template)?;
         let mut sink = TurnSink(Stdout { enabled: !s.json });
-        let rec = conversation.turn(&settings, &asm, history.len() + 1, &question, &mut sink)?;
+        asked += 1;
+        let rec = conversation.turn(&settings, &asm, asked, &question, &mut sink)?;
         history.push(Exchange {
             question,
             answer: rec.answer.trim().to_owned(),
@@ -367,6 +441,73 @@ pub fn run(s: &RunSettings) -> Result<()> {
     Ok(())
 }
 
+/// The prompt for `question` within the context (`-c`, else the model's): when the conversation
+/// has outgrown it, its oldest exchanges are dropped, as llama-cli's context shift drops the
+/// oldest turns, but the document stays (it is what the conversation is about), until the
+/// prompt fits, said in one line. A question that does not fit even with the document alone
+/// is refused in one line and the conversation goes on as it was; a document that leaves no
+/// room for any question ends it.
+///
+/// # Errors
+/// A prompt that cannot be assembled, or a document that fills the context.
+fn fit(
+    s: &RunSettings,
+    model: &llama_cpp_2::model::LlamaModel,
+    template: &Template,
+    question: &str,
+    history: &mut Vec<Exchange>,
+) -> Result<Option<Assembled>> {
+    let room = s.model.ctx_limit() as usize;
+    let assemble = |history: &[Exchange]| {
+        let input = PromptInput {
+            question: Some(question.to_owned()),
+            history: history.to_vec(),
+            ..s.input.clone()
+        };
+        prompt::assemble(model, &input, template)
+    };
+    let asm = assemble(history)?;
+    // At least one token of room for the answer.
+    if asm.tokens.len() < room {
+        return Ok(Some(asm));
+    }
+    let alone = if history.is_empty() {
+        asm
+    } else {
+        assemble(&[])?
+    };
+    if alone.tokens.len() >= room {
+        if alone.context.end + 1 >= room {
+            bail!(
+                "the document takes {} tokens of the context of {room}: no question fits; give a larger -c",
+                alone.context.end
+            );
+        }
+        notice!(
+            "this question makes a prompt of {} tokens with the document, over the context of {room} (-c): not asked; ask a shorter one",
+            alone.tokens.len()
+        );
+        return Ok(None);
+    }
+    let mut dropped = 0;
+    loop {
+        history.remove(0);
+        dropped += 1;
+        let asm = if history.is_empty() {
+            alone.clone()
+        } else {
+            assemble(history)?
+        };
+        if asm.tokens.len() < room {
+            notice!(
+                "the conversation outgrew the context of {room} tokens: dropped its oldest {dropped} exchange{} (the document stays)",
+                if dropped == 1 { "" } else { "s" }
+            );
+            return Ok(Some(asm));
+        }
+    }
+}
+
 /// The document's filter state from `--prompt-cache`, if it is there and belongs to this model
 /// and document; a mismatch or damage is said in one line and the state is rebuilt.
 fn restore<'a>(
@@ -380,7 +521,8 @@ fn restore<'a>(
     if !doc_state::present(path)? {
         return Ok(None);
     }
-    let mut session = CaptureSession::new(filter, &s.model.ctx, context_size(s, n))?;
+    let n_ctx = context_size(s, n);
+    let mut session = CaptureSession::new(filter, &s.model.ctx, n_ctx)?;
     match doc_state::load(path, &mut session, id, prefix_tokens) {
         Ok(Some(keys)) => {
             notice!(
@@ -392,6 +534,7 @@ fn restore<'a>(
                 session,
                 prefix: prefix_tokens.to_vec(),
                 keys,
+                n_ctx,
             }))
         }
         Ok(None) => Ok(None),
@@ -450,6 +593,10 @@ fn filter_turn<'a>(
         notice!("the template rendered the document differently this turn: filtering it again");
         *kept = None;
     }
+    if kept.as_ref().is_some_and(|k| (k.n_ctx as usize) < n) {
+        notice!("the conversation outgrew the filter context: filtering the document again with more room");
+        *kept = None;
+    }
     let prefix_tokens = &asm.tokens[..doc_end];
     let id = match s.prompt_cache {
         Some(_) => Some(Identity::of(&s.model.path, &spec.layers, prefix_tokens)?),
@@ -482,7 +629,8 @@ fn filter_turn<'a>(
             secs: d.secs,
         });
     }
-    let mut session = CaptureSession::new(filter, &s.model.ctx, context_size(s, n))?;
+    let n_ctx = context_size(s, n);
+    let mut session = CaptureSession::new(filter, &s.model.ctx, n_ctx)?;
     let d = session.decode(
         &asm.tokens,
         0,
@@ -511,6 +659,7 @@ fn filter_turn<'a>(
         session,
         prefix: prefix_tokens.to_vec(),
         keys,
+        n_ctx,
     });
     Ok(Filtered {
         layers: d.capture.layers,

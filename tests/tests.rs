@@ -16,6 +16,7 @@ mod end_to_end;
 mod engine;
 mod gguf_fuzz;
 mod hostile;
+mod hostile_peers;
 mod hostile_files;
 mod niah;
 mod rpc;

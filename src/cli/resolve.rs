@@ -436,6 +436,14 @@ fn rpc_server(
         port: a.port,
         cache: a.cache,
         threads,
+        mem: a
+            .mem
+            .map(|m| {
+                m.checked_mul(1 << 20)
+                    .filter(|&b| b > 0)
+                    .context("-m: give the memory in MiB, at least 1")
+            })
+            .transpose()?,
     })
 }
 

@@ -129,4 +129,8 @@ pub struct RpcServerArgs {
     /// CPU threads for the computation (default: all cores).
     #[arg(short = 't', long = "threads", value_name = "N")]
     pub threads: Option<usize>,
+    /// Memory clients may allocate, in MiB (default: the served devices' free memory); it is
+    /// also the memory the devices report.
+    #[arg(short = 'm', long = "mem", value_name = "MiB")]
+    pub mem: Option<u64>,
 }

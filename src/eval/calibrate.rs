@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::curves::{
     aggregate_curves, choose, curve_cells, curve_table, curves_by_length, worst_over_lengths,
@@ -318,6 +318,16 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
 /// Engine failures, or an unwritable presets file.
 pub fn run(s: &CalibrateSettings) -> Result<()> {
     let meta = &s.model.meta;
+    // Keeping the whole prompt, every layer finds every needle: the choice would be layer 0 by
+    // the tie rule and mean nothing.
+    if let Some(&shortest) = s.lengths.iter().min() {
+        if s.top_k >= shortest {
+            bail!(
+                "--gem-topk {} keeps every token of the {shortest}-token probes: every layer would score recall 1 and the recommendation would mean nothing; give --gem-topk below {shortest} or longer --lengths",
+                s.top_k
+            );
+        }
+    }
     crate::notice!(
         "calibrating {}: {} cells (lengths {:?}, depths {:?}), layers {:?}, k {}",
         meta.display_name(),

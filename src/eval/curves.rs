@@ -82,6 +82,11 @@ pub fn recall_curve_multi(
     ctx: &ContextOptions,
     progress: bool,
 ) -> Result<(Vec<LayerRecall>, f64)> {
+    // A target of no token has a vacuous recall of 1 and no rank.
+    anyhow::ensure!(
+        !targets.is_empty() && targets.iter().all(|t| !t.is_empty()),
+        "the needle covers no token of the prompt"
+    );
     let q_window = scorings
         .iter()
         .map(|s| s.queries_needed())

@@ -29,6 +29,10 @@ pub struct LayersSettings {
 /// Bad input or engine failures.
 pub fn run(s: &LayersSettings) -> Result<()> {
     let context = s.input.context.as_deref().unwrap_or("");
+    // An empty needle is found everywhere and covers no token: recall would be a vacuous 1.
+    if s.needle.trim().is_empty() {
+        anyhow::bail!("--needle is empty: give the text hidden in the -f file");
+    }
     let Some(needle_at) = context.find(&s.needle) else {
         anyhow::bail!("the --needle text is not in the -f file");
     };

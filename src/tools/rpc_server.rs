@@ -16,6 +16,9 @@ pub struct RpcServerSettings {
     /// Keep received tensors in llama.cpp's local file cache.
     pub cache: bool,
     pub threads: usize,
+    /// Memory a client may allocate, in bytes (`-m`, MiB on the command line); None: the
+    /// served devices' free memory.
+    pub mem: Option<u64>,
 }
 
 /// The warning for a server that listens beyond this machine.
@@ -93,7 +96,7 @@ pub fn run(s: &RpcServerSettings) -> Result<()> {
         placement: engine::Placement::default(),
     };
     engine::add_rpc_servers(&quiet)?;
-    engine::ffi::rpc::serve(&endpoint, cache.as_deref(), s.threads)
+    engine::ffi::rpc::serve(&endpoint, cache.as_deref(), s.threads, s.mem)
 }
 
 /// `--list-devices`: one line per device on stdout (llama-cli's format).

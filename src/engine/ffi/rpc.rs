@@ -21,6 +21,8 @@ use llama_cpp_sys_2 as sys;
 
 /// `ggml_backend_rpc_add_server` (ggml-rpc.h).
 type AddServerFn = unsafe extern "C" fn(endpoint: *const c_char) -> sys::ggml_backend_reg_t;
+/// `ggml_backend_rpc_set_server_mem` (vendor patch, ggml-rpc.cpp): the server's memory budget.
+type SetServerMemFn = unsafe extern "C" fn(bytes: u64);
 /// `ggml_backend_rpc_start_server` (ggml-rpc.h).
 type StartServerFn = unsafe extern "C" fn(
     endpoint: *const c_char,
@@ -36,9 +38,20 @@ const PROTO_MAJOR: u8 = 7;
 const CMD_HELLO: u8 = 14;
 const HELLO_REQ: u64 = 24;
 const HELLO_RSP: u64 = 28;
+/// The HELLO response of protocols before 4 (major, minor, patch).
+const HELLO_RSP_OLD: u64 = 3;
+/// `RPC_CMD_GET_DEVICE_MEMORY` (request: device u32; response: free u64, total u64).
+const CMD_GET_DEVICE_MEMORY: u8 = 11;
+/// `RPC_CMD_DEVICE_COUNT` (no request; response: count u32).
+const CMD_DEVICE_COUNT: u8 = 15;
 
-/// How long a server may take to accept the connection and to answer HELLO.
+/// How long a server may take to accept the connection and to answer each request.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most devices one server may offer: ggml's client creates every device the server claims, so
+/// a claim of 2^32-1 would exhaust memory inside llama.cpp (where nothing can catch it).
+pub const MAX_DEVICES: u32 = 64;
+/// Most memory one remote device may claim (1 PiB): more is no real device.
+pub const MAX_DEVICE_BYTES: u64 = 1 << 50;
 
 /// A C symbol the RPC registry exports, or an error when this build has no RPC backend.
 fn proc_address(name: &CStr) -> Result<*mut std::ffi::c_void> {
@@ -60,9 +73,11 @@ fn proc_address(name: &CStr) -> Result<*mut std::ffi::c_void> {
     Ok(f)
 }
 
-/// Connect to `endpoint` and exchange the protocol's HELLO, within [`PROBE_TIMEOUT`] each:
-/// a clear error for a server that is down, busy with another client (an rpc-server serves one
-/// at a time), not an RPC server, or of another protocol version.
+/// Connect to `endpoint`, exchange the protocol's HELLO and ask for its devices and their
+/// memory, each within [`PROBE_TIMEOUT`], before ggml's client (which waits forever and aborts
+/// on what it does not expect) ever connects: a clear error for a server that is down, busy
+/// with another client (an rpc-server serves one at a time), silent, not an RPC server, of
+/// another protocol version, or claiming more devices or memory than a machine has.
 ///
 /// # Errors
 /// As above, one line naming the endpoint.
@@ -83,43 +98,133 @@ pub fn probe(endpoint: &str) -> Result<()> {
             Err(e) => last = Some(e),
         }
     }
-    let Some(mut s) = stream else {
+    let Some(s) = stream else {
         let why = last.map_or_else(|| "no address".to_owned(), |e| e.to_string());
         bail!("cannot reach RPC server {shown} ({why}); is `gemfilter rpc-server` (or llama.cpp's rpc-server) running there?");
     };
-    let mut hello = Vec::with_capacity(33);
-    hello.push(CMD_HELLO);
-    hello.extend_from_slice(&HELLO_REQ.to_le_bytes());
-    hello.extend_from_slice(&[0u8; 24]);
-    let mut rsp = [0u8; 8 + 28];
-    let exchanged = s
-        .set_read_timeout(Some(PROBE_TIMEOUT))
+    s.set_read_timeout(Some(PROBE_TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(PROBE_TIMEOUT)))
-        .and_then(|()| s.write_all(&hello))
-        .and_then(|()| s.read_exact(&mut rsp));
-    if let Err(e) = exchanged {
-        let busy = matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        );
-        if busy {
+        .with_context(|| format!("RPC server {shown}: cannot set a timeout"))?;
+    let mut peer = Peer { s, shown: &shown };
+    peer.hello()?;
+    let count = u32::from_le_bytes(peer.call(CMD_DEVICE_COUNT, &[], "the device count")?);
+    if count == 0 || count > MAX_DEVICES {
+        bail!("RPC server {shown} claims {count} devices (at most {MAX_DEVICES} are accepted): not a working llama.cpp RPC server");
+    }
+    for dev in 0..count {
+        let rsp: [u8; 16] = peer.call(
+            CMD_GET_DEVICE_MEMORY,
+            &dev.to_le_bytes(),
+            "a device's memory",
+        )?;
+        let free = u64::from_le_bytes(rsp[..8].try_into().unwrap_or_default());
+        let total = u64::from_le_bytes(rsp[8..].try_into().unwrap_or_default());
+        if total > MAX_DEVICE_BYTES || free > total {
             bail!(
-                "RPC server {shown} accepted the connection but did not answer within {} s; an rpc-server serves one client at a time: is another one connected?",
-                PROBE_TIMEOUT.as_secs()
+                "RPC server {shown} claims {free} bytes free of {total} on its device {dev}: not a working llama.cpp RPC server"
             );
         }
-        bail!("RPC server {shown} closed the connection during the handshake ({e}); is it an RPC server of this protocol version?");
-    }
-    let size = u64::from_le_bytes(rsp[..8].try_into().unwrap_or([0; 8]));
-    if size != HELLO_RSP || rsp[8] != PROTO_MAJOR {
-        bail!(
-            "RPC server {shown} speaks protocol {}.{}.{}, this gemfilter {PROTO_MAJOR}.x: use the same llama.cpp version on both sides",
-            rsp[8],
-            rsp[9],
-            rsp[10]
-        );
     }
     Ok(())
+}
+
+/// One probing connection.
+struct Peer<'a> {
+    s: TcpStream,
+    shown: &'a str,
+}
+
+impl Peer<'_> {
+    /// The HELLO exchange: the response's size tells an RPC server of this protocol from an
+    /// older one and from something else (an echo server answers with our own request).
+    fn hello(&mut self) -> Result<()> {
+        let shown = self.shown;
+        let mut req = Vec::with_capacity(33);
+        req.push(CMD_HELLO);
+        req.extend_from_slice(&HELLO_REQ.to_le_bytes());
+        req.extend_from_slice(&[0u8; 24]);
+        let mut size = [0u8; 8];
+        let sent = self
+            .s
+            .write_all(&req)
+            .and_then(|()| self.s.read_exact(&mut size));
+        if let Err(e) = sent {
+            if timed_out(&e) {
+                bail!(
+                    "RPC server {shown} accepted the connection but did not answer within {} s; an rpc-server serves one client at a time: is another one connected?",
+                    PROBE_TIMEOUT.as_secs()
+                );
+            }
+            bail!("RPC server {shown} closed the connection during the handshake ({e}); is it an RPC server of this protocol version?");
+        }
+        match u64::from_le_bytes(size) {
+            HELLO_RSP => {}
+            HELLO_RSP_OLD => {
+                bail!("RPC server {shown} speaks an older protocol than this gemfilter ({PROTO_MAJOR}.x): use the same llama.cpp version on both sides")
+            }
+            _ => bail!("{shown} is not a llama.cpp RPC server (it answered the handshake with something else)"),
+        }
+        let mut rsp = [0u8; 28];
+        self.s
+            .read_exact(&mut rsp)
+            .map_err(|e| self.lost(&e, "the handshake"))?;
+        if rsp[0] != PROTO_MAJOR {
+            bail!(
+                "RPC server {shown} speaks protocol {}.{}.{}, this gemfilter {PROTO_MAJOR}.x: use the same llama.cpp version on both sides",
+                rsp[0],
+                rsp[1],
+                rsp[2]
+            );
+        }
+        Ok(())
+    }
+
+    /// One request with an `N`-byte response, within the timeouts.
+    fn call<const N: usize>(&mut self, cmd: u8, input: &[u8], what: &str) -> Result<[u8; N]> {
+        let mut req = Vec::with_capacity(9 + input.len());
+        req.push(cmd);
+        req.extend_from_slice(&(input.len() as u64).to_le_bytes());
+        req.extend_from_slice(input);
+        let mut size = [0u8; 8];
+        let mut rsp = [0u8; N];
+        self.s
+            .write_all(&req)
+            .and_then(|()| self.s.read_exact(&mut size))
+            .map_err(|e| self.lost(&e, what))?;
+        if u64::from_le_bytes(size) != N as u64 {
+            bail!(
+                "RPC server {} answered the request for {what} with {} bytes instead of {N}: not a working llama.cpp RPC server",
+                self.shown,
+                u64::from_le_bytes(size)
+            );
+        }
+        self.s
+            .read_exact(&mut rsp)
+            .map_err(|e| self.lost(&e, what))?;
+        Ok(rsp)
+    }
+
+    fn lost(&self, e: &std::io::Error, what: &str) -> anyhow::Error {
+        if timed_out(e) {
+            anyhow::anyhow!(
+                "RPC server {} did not answer the request for {what} within {} s",
+                self.shown,
+                PROBE_TIMEOUT.as_secs()
+            )
+        } else {
+            anyhow::anyhow!(
+                "RPC server {} closed the connection when asked for {what} ({e})",
+                self.shown
+            )
+        }
+    }
+}
+
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
 }
 
 /// Register the devices of each RPC server (idempotent per endpoint, as ggml's own registry).
@@ -237,12 +342,25 @@ pub fn devices(memory: bool) -> Vec<Device> {
 }
 
 /// Serve this process's devices to RPC clients at `endpoint` (`host:port`) until the process
-/// ends: GPUs when there are any, else the CPU (llama.cpp's rpc-server default).
+/// ends: GPUs when there are any, else the CPU (llama.cpp's rpc-server default). A client's
+/// buffers, and any one message it sends, must fit in `mem_budget` bytes (default: the served
+/// devices' free memory now), and the devices report at most that much memory: a client cannot
+/// make the server allocate more than it was given by claiming a size.
 ///
 /// # Errors
 /// No RPC backend in this build, no device, or ggml's server returning (it could not bind or
 /// accept; its reason is on stderr).
-pub fn serve(endpoint: &str, cache_dir: Option<&std::path::Path>, threads: usize) -> Result<()> {
+pub fn serve(
+    endpoint: &str,
+    cache_dir: Option<&std::path::Path>,
+    threads: usize,
+    mem_budget: Option<u64>,
+) -> Result<()> {
+    let set_mem = proc_address(c"ggml_backend_rpc_set_server_mem")?;
+    // SAFETY: as in `add_servers`: the symbol the vendor patch exports under this name has
+    // `SetServerMemFn`'s signature.
+    let set_mem: SetServerMemFn =
+        unsafe { std::mem::transmute::<*mut std::ffi::c_void, SetServerMemFn>(set_mem) };
     let start = proc_address(c"ggml_backend_rpc_start_server")?;
     // SAFETY: as in `add_servers`: the exported symbol has `StartServerFn`'s signature.
     let start: StartServerFn =
@@ -265,6 +383,15 @@ pub fn serve(endpoint: &str, cache_dir: Option<&std::path::Path>, threads: usize
     if chosen.is_empty() {
         bail!("no device to serve");
     }
+    let budget = mem_budget.unwrap_or_else(|| {
+        devices(true)
+            .iter()
+            .filter(|d| chosen.contains(&d.index))
+            .map(|d| (d.free_mib as u64) << 20)
+            .sum()
+    });
+    // SAFETY: stores a number before the server starts; no pointer is passed.
+    unsafe { set_mem(budget.max(1)) };
     let mut devs: Vec<sys::ggml_backend_dev_t> = chosen
         .iter()
         // SAFETY: indices come from the enumeration above, below ggml_backend_dev_count.

@@ -38,3 +38,11 @@ pub fn answering(on: bool) {
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
+
+/// End the process now with `code`, without running exit handlers: for a closed output pipe,
+/// where llama.cpp's worker threads may still run and its static destructors must not race
+/// them.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` has no preconditions; it ends the process without returning.
+    unsafe { libc::_exit(code) }
+}

@@ -276,18 +276,42 @@ static bool recv_msg(socket_ptr sock, void * msg, size_t msg_size) {
     return sock->recv_data(msg, msg_size);
 }
 
+// gemfilter: the server's memory budget in bytes (0: none), set before the server starts: the
+// buffers a client allocates and any one message it sends must fit in it.
+static std::atomic<uint64_t> rpc_server_mem_budget{0};
+
+static void ggml_backend_rpc_set_server_mem(uint64_t bytes) {
+    rpc_server_mem_budget = bytes;
+}
+
 static bool recv_msg(socket_ptr sock, std::vector<uint8_t> & input) {
     uint64_t size;
     if (!sock->recv_data(&size, sizeof(size))) {
         return false;
     }
-    try {
-        input.resize(size);
-    } catch (const std::bad_alloc & e) {
-        GGML_LOG_ERROR("Failed to allocate input buffer of size %" PRIu64 "\n", size);
+    // gemfilter: the size a client claims is not trusted: over the budget it is refused, and the
+    // buffer grows as the data arrives instead of being zero-filled whole before any byte does.
+    const uint64_t budget = rpc_server_mem_budget.load();
+    if (budget != 0 && size > budget) {
+        GGML_LOG_ERROR("Refused a message of %" PRIu64 " bytes: over the server's memory budget of %" PRIu64 "\n", size, budget);
         return false;
     }
-    return sock->recv_data(input.data(), size);
+    const uint64_t chunk = 64ull << 20;
+    input.clear();
+    for (uint64_t got = 0; got < size; ) {
+        const uint64_t n = std::min(chunk, size - got);
+        try {
+            input.resize(got + n);
+        } catch (const std::bad_alloc & e) {
+            GGML_LOG_ERROR("Failed to allocate input buffer of size %" PRIu64 "\n", size);
+            return false;
+        }
+        if (!sock->recv_data(input.data() + got, n)) {
+            return false;
+        }
+        got += n;
+    }
+    return true;
 }
 
 static bool parse_endpoint(const std::string & endpoint, std::string & host, int & port) {
@@ -1195,6 +1219,8 @@ private:
     std::vector<ggml_backend_t> backends;
     const char * cache_dir;
     std::unordered_set<ggml_backend_buffer_t> buffers;
+    // gemfilter: bytes of the live buffers, held against rpc_server_mem_budget
+    uint64_t allocated = 0;
     // store the last computed graph for each backend
     std::vector<stored_graph> stored_graphs;
 };
@@ -1252,10 +1278,18 @@ bool rpc_server::alloc_buffer(const rpc_msg_alloc_buffer_req & request, rpc_msg_
         return false;
     }
     ggml_backend_buffer_type_t buft = ggml_backend_get_default_buffer_type(backends[dev_id]);
-    ggml_backend_buffer_t buffer = ggml_backend_buft_alloc_buffer(buft, request.size);
     response.remote_ptr = 0;
     response.remote_size = 0;
+    // gemfilter: a buffer over the budget fails as an allocation the device cannot make
+    const uint64_t budget = rpc_server_mem_budget.load();
+    if (budget != 0 && (request.size > budget || allocated > budget - request.size)) {
+        GGML_LOG_ERROR("[%s] refused a buffer of %" PRIu64 " bytes: %" PRIu64 " of the server's memory budget of %" PRIu64 " in use\n",
+            __func__, request.size, allocated, budget);
+        return true;
+    }
+    ggml_backend_buffer_t buffer = ggml_backend_buft_alloc_buffer(buft, request.size);
     if (buffer != nullptr) {
+        allocated += buffer->size;
         response.remote_ptr = reinterpret_cast<uint64_t>(buffer);
         response.remote_size = buffer->size;
         LOG_DBG("[%s] device: %d, size: %" PRIu64 " -> remote_ptr: %" PRIx64 ", remote_size: %" PRIu64 "\n",
@@ -1315,6 +1349,7 @@ bool rpc_server::free_buffer(const rpc_msg_free_buffer_req & request) {
     for (auto & sg : stored_graphs) {
         sg.graph = nullptr;
     }
+    allocated -= std::min<uint64_t>(allocated, buffer->size);
     ggml_backend_buffer_free(buffer);
     buffers.erase(buffer);
     return true;
@@ -1807,6 +1842,12 @@ bool rpc_server::get_device_memory(const rpc_msg_get_device_memory_req & request
     size_t free, total;
     ggml_backend_dev_t dev = ggml_backend_get_device(backends[dev_id]);
     ggml_backend_dev_memory(dev, &free, &total);
+    // gemfilter: a budget is what clients may plan with
+    const uint64_t budget = rpc_server_mem_budget.load();
+    if (budget != 0) {
+        total = std::min<uint64_t>(total, budget);
+        free = std::min<uint64_t>(free, budget - std::min(budget, allocated));
+    }
     response.free_mem = free;
     response.total_mem = total;
     LOG_DBG("[%s] device: %u, free_mem: %" PRIu64 ", total_mem: %" PRIu64 "\n", __func__, dev_id, response.free_mem, response.total_mem);
@@ -2300,6 +2341,9 @@ static void * ggml_backend_rpc_get_proc_address(ggml_backend_reg_t reg, const ch
     }
     if (std::strcmp(name, "ggml_backend_rpc_start_server") == 0) {
         return (void *)ggml_backend_rpc_start_server;
+    }
+    if (std::strcmp(name, "ggml_backend_rpc_set_server_mem") == 0) {
+        return (void *)ggml_backend_rpc_set_server_mem;
     }
     return NULL;
 

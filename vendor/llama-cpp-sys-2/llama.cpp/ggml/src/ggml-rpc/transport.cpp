@@ -11,6 +11,7 @@
 #else
 #  include <arpa/inet.h>
 #  include <sys/socket.h>
+#  include <sys/time.h>
 #  include <sys/types.h>
 #  include <netinet/in.h>
 #  include <netinet/tcp.h>
@@ -748,6 +749,13 @@ socket_ptr socket_t::connect(const char * host, int port) {
         GGML_LOG_ERROR("Failed to set TCP_NODELAY\n");
         return nullptr;
     }
+#ifndef _WIN32
+    // gemfilter: a server that stops answering (or reading) fails the call after 10 minutes,
+    // longer than any one graph computation, instead of blocking the client forever
+    struct timeval rpc_timeout = { 600, 0 };
+    setsockopt(sockfd, SOL_SOCKET, SO_RCVTIMEO, (const char *)&rpc_timeout, sizeof(rpc_timeout));
+    setsockopt(sockfd, SOL_SOCKET, SO_SNDTIMEO, (const char *)&rpc_timeout, sizeof(rpc_timeout));
+#endif
     struct sockaddr_in addr;
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
