@@ -446,3 +446,57 @@ fn haystack_and_synth_output_must_be_regular_files() {
     assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Self-calibration edits the presets file: the user's comments and keys stay, the run's
+/// one-off `--gem-topk` is not stored as the model's default, and a calibration that recalls
+/// nothing is never stored (the file stays byte-identical). A random-weight model keeps it quick:
+/// at a tiny k it recalls nothing; at a large k it recalls by chance.
+#[test]
+fn self_calibration_keeps_the_users_presets_and_stores_no_failure_or_one_off_k() {
+    let d = tmpdir("files-selfcal");
+    let model = synth(&d, "tiny-qwen2");
+    let body = b"# my own notes\n[[model]]\nlabel = 'mine'\nname = 'some-other-model'\nfilter_layer = 3\nmy_key = 'kept'\n";
+    let presets = write(&d, "presets.toml", body);
+    let doc = doc(&d);
+    let calibrate = |k: &str| {
+        let mut c = cached(&d);
+        c.env("GEMFILTER_PRESETS", &presets)
+            .args(["-m", model.to_str().unwrap(), "-f", doc.to_str().unwrap()])
+            .args(["-p", QUESTION, "-n", "2", "--temp", "0", "-t", "2"])
+            .args(["--gem-calibrate", "force", "--gem-topk", k]);
+        run_limited(c, Duration::from_mins(2))
+    };
+    let o = calibrate("32");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.len() == 1 && errors[0].contains("failed (needle recall 0.00"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&presets).unwrap(),
+        body,
+        "a failed calibration was stored"
+    );
+    let o = calibrate("8192");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stored in"), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&presets).unwrap();
+    assert!(
+        text.starts_with("# my own notes\n") && text.contains("my_key = 'kept'"),
+        "{text}"
+    );
+    let file = gemfilter::presets::parse(&text, "written").unwrap();
+    assert_eq!(file.models.len(), 2, "{text}");
+    let e = &file.models[1];
+    assert!(e.label.contains("calibrated"), "{text}");
+    assert_eq!(e.top_k, None, "the run's --gem-topk was stored: {text}");
+    let names: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "temp files left: {names:?}");
+    std::fs::remove_dir_all(&d).unwrap();
+}
