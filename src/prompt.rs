@@ -87,8 +87,65 @@ impl Assembled {
     }
 }
 
-/// Marks where the context goes inside the rendered template; never produced by real text.
-const SLOT: &str = "\u{E000}GEMFILTER_CONTEXT\u{E001}";
+/// Placeholders for the pieces of text that come from the user, the document or the model's
+/// answers: `\u{E000}N\u{E001}` for piece N. The template is rendered around them and each piece is
+/// tokenized on its own as plain text, so only the template's own markers can become special
+/// tokens (llama-server's rule): a document or an answer that holds `<|im_start|>system` stays
+/// text. Private-use characters: a template never writes them, and the real text never enters
+/// the rendered string.
+const OPEN: char = '\u{E000}';
+const CLOSE: char = '\u{E001}';
+
+/// The untrusted pieces of one prompt, by placeholder number.
+#[derive(Default)]
+struct Pieces<'a> {
+    texts: Vec<&'a str>,
+}
+
+impl<'a> Pieces<'a> {
+    /// The placeholder that stands for `text` in the template.
+    fn put(&mut self, text: &'a str) -> String {
+        self.texts.push(text);
+        format!("{OPEN}{}{CLOSE}", self.texts.len() - 1)
+    }
+}
+
+/// One part of the rendered template: its own text, or an untrusted piece.
+enum Part<'r> {
+    Template(&'r str),
+    Piece(usize),
+}
+
+/// The rendered template cut at its placeholders (`n` pieces); it always starts with a template
+/// part, empty when a piece comes first.
+fn split_rendered(rendered: &str, n: usize) -> Vec<Part<'_>> {
+    let mut parts = Vec::new();
+    let mut literal = 0;
+    let mut at = 0;
+    while let Some(o) = rendered[at..].find(OPEN) {
+        let open = at + o;
+        let body = open + OPEN.len_utf8();
+        let piece = rendered[body..].find(CLOSE).and_then(|c| {
+            let i: usize = rendered[body..body + c].parse().ok()?;
+            (i < n).then_some((i, body + c + CLOSE.len_utf8()))
+        });
+        match piece {
+            Some((i, end)) => {
+                if open > literal || parts.is_empty() {
+                    parts.push(Part::Template(&rendered[literal..open]));
+                }
+                parts.push(Part::Piece(i));
+                literal = end;
+                at = end;
+            }
+            None => at = body,
+        }
+    }
+    if literal < rendered.len() || parts.is_empty() {
+        parts.push(Part::Template(&rendered[literal..]));
+    }
+    parts
+}
 
 /// How llama.cpp's chat options render the prompt, where a chat template is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +187,7 @@ pub fn choose_template(model: &LlamaModel, no_cnv: bool, name: Option<&str>) -> 
 /// Tokenize the prompt, remembering which tokens are the `-f` context.
 ///
 /// # Errors
-/// Empty prompt, a template that fails to render, or text with interior NUL bytes.
+/// Empty prompt, a template that fails to render, or a NUL byte in `-p` or the system prompt.
 pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) -> Result<Assembled> {
     assemble_with(model, input, template, ChatSettings::default())
 }
@@ -150,33 +207,40 @@ pub fn assemble_with(
     if input.is_empty() {
         bail!(EMPTY_PROMPT);
     }
+    for (what, t) in [
+        ("the prompt (-p)", question),
+        ("the system prompt", system_text(input)),
+    ] {
+        if let Some(at) = t.find('\0') {
+            bail!("{what} holds a NUL byte (at byte {at})");
+        }
+    }
+    let mut pieces = Pieces::default();
+    let context_piece = (!context.is_empty()).then_some(pieces.texts.len());
     // The context goes with the first question of the conversation.
     let first = input
         .history
         .first()
         .map_or(question, |e| e.question.as_str());
     let user = match (context.is_empty(), first.is_empty()) {
-        (false, false) => format!("{SLOT}\n\n{first}"),
-        (false, true) => SLOT.to_owned(),
-        _ => first.to_owned(),
+        (false, false) => format!("{}\n\n{}", pieces.put(context), pieces.put(first)),
+        (false, true) => pieces.put(context),
+        _ => pieces.put(first),
     };
+    let system = input.system.as_deref().map(|s| pieces.put(s));
     // Later turns: each earlier answer, then the next question.
-    let mut turns: Vec<(&str, &str)> = Vec::new();
+    let mut turns: Vec<(&str, String)> = Vec::new();
     for (i, e) in input.history.iter().enumerate() {
-        turns.push(("assistant", e.answer.as_str()));
+        turns.push(("assistant", pieces.put(e.answer.as_str())));
         let next = input
             .history
             .get(i + 1)
             .map_or(question, |n| n.question.as_str());
-        turns.push(("user", next));
+        turns.push(("user", pieces.put(next)));
     }
     let (rendered, templated) = match template {
         Template::Raw => {
-            let sys = input
-                .system
-                .as_deref()
-                .map(|s| format!("{s}\n\n"))
-                .unwrap_or_default();
+            let sys = system.map(|s| format!("{s}\n\n")).unwrap_or_default();
             let rest: String = turns.iter().flat_map(|(_, t)| ["\n\n", t]).collect();
             (format!("{sys}{user}{rest}"), false)
         }
@@ -185,46 +249,63 @@ pub fn assemble_with(
                 model,
                 name.as_deref(),
                 chat.thinking,
-                input.system.as_deref(),
+                system.as_deref(),
                 &user,
                 &turns,
             )?,
             true,
         ),
         Template::Chat(name) => (
-            render_chat(
-                model,
-                name.as_deref(),
-                input.system.as_deref(),
-                &user,
-                &turns,
-            )?,
+            render_chat(model, name.as_deref(), system.as_deref(), &user, &turns)?,
             true,
         ),
     };
-    let (before, after) = match rendered.split_once(SLOT) {
-        Some((b, a)) => (b.to_owned(), a.to_owned()),
-        None if context.is_empty() => (rendered.clone(), String::new()),
-        None => bail!("the chat template dropped the context text"),
-    };
-    let vocab = model.vocab();
-    let mut tokens = vocab.tokenize(before.as_bytes(), true, true);
-    // A template that already starts with BOS text plus the tokenizer's own BOS gives two.
-    if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
-        tokens.remove(0);
+    let parts = split_rendered(&rendered, pieces.texts.len());
+    if let Some(c) = context_piece {
+        if !parts.iter().any(|p| matches!(p, Part::Piece(i) if *i == c)) {
+            bail!("the chat template dropped the context text");
+        }
     }
-    let start = tokens.len();
-    // Context text is data: special-token strings inside it stay plain text.
-    tokens.extend(vocab.tokenize(context.as_bytes(), false, false));
-    let end = tokens.len();
-    tokens.extend(vocab.tokenize(after.as_bytes(), false, true));
-    let text = format!("{before}{context}{after}");
+    let vocab = model.vocab();
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    let mut context_range = 0..0;
+    for (n, part) in parts.iter().enumerate() {
+        let start = tokens.len();
+        match *part {
+            // The template's own text: its markers are special tokens; BOS before the first.
+            Part::Template(t) => {
+                tokens.extend(vocab.tokenize(t.as_bytes(), n == 0, true));
+                text.push_str(t);
+            }
+            // Text from the user, the document or an answer: data, never special tokens.
+            Part::Piece(i) => {
+                let t = pieces.texts[i];
+                tokens.extend(vocab.tokenize(t.as_bytes(), false, false));
+                text.push_str(t);
+                if Some(i) == context_piece && context_range.is_empty() {
+                    context_range = start..tokens.len();
+                }
+            }
+        }
+        // A template that already starts with BOS text plus the tokenizer's own BOS gives two.
+        if n == 0 && tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+            tokens.remove(0);
+        }
+    }
+    if context_range.is_empty() {
+        context_range = tokens.len()..tokens.len();
+    }
     Ok(Assembled {
         tokens,
-        context: start..end,
+        context: context_range,
         text,
         templated,
     })
+}
+
+fn system_text(input: &PromptInput) -> &str {
+    input.system.as_deref().unwrap_or("")
 }
 
 fn render_chat(
@@ -232,7 +313,7 @@ fn render_chat(
     name: Option<&str>,
     system: Option<&str>,
     user: &str,
-    turns: &[(&str, &str)],
+    turns: &[(&str, String)],
 ) -> Result<String> {
     let tmpl = match name {
         Some(n) => LlamaChatTemplate::new(n).context("chat template name contains a NUL byte")?,
@@ -243,18 +324,14 @@ fn render_chat(
     let mut msgs = Vec::new();
     if let Some(s) = system {
         msgs.push(
-            LlamaChatMessage::new("system".into(), s.to_owned())
-                .context("system prompt contains a NUL byte")?,
+            LlamaChatMessage::new("system".into(), s.to_owned()).context("bad system prompt")?,
         );
     }
-    msgs.push(
-        LlamaChatMessage::new("user".into(), user.to_owned())
-            .context("prompt contains a NUL byte")?,
-    );
+    msgs.push(LlamaChatMessage::new("user".into(), user.to_owned()).context("bad prompt")?);
     for (role, text) in turns {
         msgs.push(
-            LlamaChatMessage::new((*role).to_owned(), (*text).to_owned())
-                .context("a conversation turn contains a NUL byte")?,
+            LlamaChatMessage::new((*role).to_owned(), text.clone())
+                .context("bad conversation turn")?,
         );
     }
     model.apply_chat_template(&tmpl, &msgs, true).map_err(|e| {
@@ -272,7 +349,7 @@ fn render_jinja(
     thinking: bool,
     system: Option<&str>,
     user: &str,
-    turns: &[(&str, &str)],
+    turns: &[(&str, String)],
 ) -> Result<String> {
     // The `--chat-template` name or text, else the model's own, else chatml (llama.cpp's rule).
     let source = match name {
@@ -296,7 +373,7 @@ fn render_jinja(
         msgs.push(("system", s));
     }
     msgs.push(("user", user));
-    msgs.extend(turns.iter().copied());
+    msgs.extend(turns.iter().map(|(r, t)| (*r, t.as_str())));
     crate::engine::ffi::chat::apply(&source, &bos, &eos, &msgs, true, thinking).map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the chat template with --jinja ({e}); try --chat-template chatml or -no-cnv"
