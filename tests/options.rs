@@ -274,3 +274,202 @@ fn environment_applies_under_the_command_line() {
         stderr(&o).contains("LLAMA_ARG_N_PREDICT is set, but the command line's -n overrides it")
     );
 }
+
+/// The answer alone (raw completion, no echo) of SmolLM2 to `prompt` with `extra` options.
+fn answer(prompt: &str, extra: &[&str]) -> String {
+    let m = smollm2();
+    let mut args = vec![
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        prompt,
+        "-no-cnv",
+        "--no-display-prompt",
+        "--gem",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+    stdout(&o)
+}
+
+#[test]
+fn grammars_and_json_schemas_constrain_the_answer() {
+    let a = answer(
+        "Is the sky blue? Answer:",
+        &[
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--grammar",
+            r#"root ::= "yes" | "no""#,
+        ],
+    );
+    assert!(["yes", "no"].contains(&a.trim()), "{a:?}");
+    let a = answer(
+        "Favourite colour:",
+        &[
+            "-n",
+            "8",
+            "--temp",
+            "0.8",
+            "-s",
+            "5",
+            "-j",
+            r#"{"enum": ["red", "green"]}"#,
+        ],
+    );
+    assert!(["\"red\"", "\"green\""].contains(&a.trim()), "{a:?}");
+    let d = tmpdir("grammar");
+    let g = write(&d, "digits.gbnf", br#"root ::= [0-9] [0-9] [0-9]"#);
+    let a = answer(
+        "The year was",
+        &[
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--grammar-file",
+            g.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        a.trim().len() == 3 && a.trim().chars().all(|c| c.is_ascii_digit()),
+        "{a:?}"
+    );
+    let m = smollm2();
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "x",
+        "--gem",
+        "off",
+        "-j",
+        "{not json",
+    ]);
+    assert_one_error(&o, "-j: not a JSON schema");
+}
+
+#[test]
+fn sampler_order_bias_and_seeds() {
+    let prompt = "Once upon a time";
+    let greedy = answer(prompt, &["-n", "10", "--temp", "0"]);
+    // Top-k 1 before the temperature keeps the most likely token: greedy, whatever the seed.
+    for order in [["--samplers", "top_k;temperature"], ["--sampler-seq", "kt"]] {
+        let a = answer(
+            prompt,
+            &[
+                "-n", "10", "--temp", "1.5", "--top-k", "1", "-s", "3", order[0], order[1],
+            ],
+        );
+        assert_eq!(a, greedy, "{order:?}");
+    }
+    // The full chain with a seed is reproducible, and the seed matters.
+    let chain = [
+        "-n",
+        "10",
+        "--temp",
+        "0.9",
+        "--dry-multiplier",
+        "0.8",
+        "--xtc-probability",
+        "0.5",
+        "--typical",
+        "0.9",
+        "--top-nsigma",
+        "1.5",
+        "--presence-penalty",
+        "0.5",
+        "--frequency-penalty",
+        "0.2",
+        "--dynatemp-range",
+        "0.3",
+    ];
+    let with_seed = |s: &str| {
+        let mut v = chain.to_vec();
+        v.extend(["-s", s]);
+        answer(prompt, &v)
+    };
+    let a = with_seed("3");
+    assert_eq!(a, with_seed("3"));
+    assert!((4..9).map(|s| with_seed(&s.to_string())).any(|b| b != a));
+    let a = answer(prompt, &["-n", "10", "--mirostat", "2", "-s", "3"]);
+    assert!(!a.trim().is_empty());
+    // A large bias on one token makes it every token.
+    let a = answer("Hello", &["-n", "3", "--temp", "0", "-l", "42+100"]);
+    let a = a.trim_end_matches('\n');
+    let third = a.len() / 3;
+    assert!(third > 0 && a == a[..third].repeat(3), "{a:?}");
+    let m = smollm2();
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "x",
+        "--samplers",
+        "top_k;magic",
+    ]);
+    assert_one_error(&o, "--samplers: unknown sampler 'magic'");
+    let o = run(&["-m", m.to_str().unwrap(), "-p", "x", "-l", "42*3"]);
+    assert_one_error(&o, "-l: invalid logit bias");
+}
+
+#[test]
+fn rope_and_system_prompt_files_reach_the_model() {
+    let prompt = "Once upon a time";
+    let base = answer(prompt, &["-n", "10", "--temp", "0"]);
+    let scaled = answer(
+        prompt,
+        &[
+            "-n",
+            "10",
+            "--temp",
+            "0",
+            "--rope-scaling",
+            "linear",
+            "--rope-scale",
+            "4",
+        ],
+    );
+    assert_ne!(base, scaled);
+    let d = tmpdir("sysf");
+    let f = write(&d, "sys.txt", b"You answer in French.");
+    let m = smollm2();
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "Say hello.",
+        "-sysf",
+        f.to_str().unwrap(),
+        "-st",
+        "--gem",
+        "off",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Bonjour"), "{}", stdout(&o));
+    // -sp prints the end-of-turn marker a chat model emits.
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "Say hi.",
+        "-st",
+        "--gem",
+        "off",
+        "-n",
+        "40",
+        "--temp",
+        "0",
+        "-sp",
+        "--ignore-eos",
+    ]);
+    assert!(stdout(&o).contains("<|im_end|>"), "{}", stdout(&o));
+}
