@@ -12,7 +12,7 @@
 #   scripts/gpu.sh bench OUT MODEL LENGTHS [FLAGS...]
 #                                               # standard llama.cpp vs GemFilter: OUT/NAME.{json,txt}
 #   scripts/gpu.sh calibrate OUT MODEL          # a first run with an empty presets file: the timed
-#                                               #   self-calibration, stored in OUT/presets.toml
+#                                               #   self-calibration of a model without a preset
 #   scripts/gpu.sh curves OUT MODEL [LENGTHS]   # recall per layer and scoring: OUT/curves-NAME.txt
 #   scripts/gpu.sh suite OUT MODEL [SAMPLES] [LENGTHS] [NIAH FLAGS...]
 #                                               # the RULER-style suite, one process per length
@@ -22,8 +22,8 @@
 #
 # Environment: GEMFILTER (the binary; default .gpu/bin/gemfilter when built, else
 # target/release/gemfilter, e.g. from `cargo build --release --features cuda`), CUDA_ARCH (90:
-# H100/H200), GPU_FLAGS (default "-ngl 99 -fa on"), METHODS (the suite's, default
-# full,gem,reference), GEMFILTER_CACHE (prefix models).
+# H100/H200), GPU_FLAGS (default "-ngl 99 -fa on"), METHODS and TASKS (the suite's, default
+# full,gem,reference and all), GEMFILTER_CACHE (prefix models).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -32,6 +32,7 @@ read -r -a gpu_flags <<<"${GPU_FLAGS:--ngl 99 -fa on}"
 
 die() { echo "error: $*" >&2; exit 1; }
 name_of() { basename "$1" .gguf; }
+abs() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
 
 # Build libllama/libggml with CUDA and RPC from vendor/llama-cpp-sys-2/llama.cpp (the patched source
 # the binary was built against); print the directory to put on LD_LIBRARY_PATH.
@@ -103,7 +104,7 @@ calibrate)
   mkdir -p "$out"
   [ -s "$out/presets.toml" ] && die "$out/presets.toml exists: a model calibrates once (remove it to time it again)"
   t0=$(date +%s%N)
-  GEMFILTER_PRESETS=$root/$out/presets.toml gf niah -m "$model" "${gpu_flags[@]}" --style chat \
+  GEMFILTER_PRESETS=$(abs "$out")/presets.toml gf niah -m "$model" "${gpu_flags[@]}" --style chat \
     --tasks niah_single_1 --samples 1 --lengths 4k --methods gem -o "$out/first-run" 2>&1 |
     tee "$out/calibrate-$(name_of "$model").log" | grep -i "calibrat" || true
   echo "first run with calibration: $((($(date +%s%N) - t0) / 1000000)) ms" | tee -a "$out/calibrate-$(name_of "$model").log"
@@ -122,14 +123,14 @@ suite)
   shift $(($# < 4 ? $# : 4))
   mkdir -p "$out"
   # One presets file per OUT: a model without an entry calibrates on its first run and keeps it.
-  export GEMFILTER_PRESETS=${GEMFILTER_PRESETS:-$root/$out/presets.toml}
+  export GEMFILTER_PRESETS=${GEMFILTER_PRESETS:-$(abs "$out")/presets.toml}
   # Small models leave a large GPU mostly idle: one process per length, in parallel. Each runs 5
   # samples of every task first, so a run cut short still covers every task; niah resumes.
   pids=()
   for L in ${lengths//,/ }; do
     o=$out/$(name_of "$model")-$L
-    (for n in 5 "$samples"; do
-      gf niah -m "$model" "${gpu_flags[@]}" --style chat --tasks all --lengths "$L" --samples "$n" \
+    (for n in $((samples < 5 ? samples : 5)) "$samples"; do
+      gf niah -m "$model" "${gpu_flags[@]}" --style chat --tasks "${TASKS:-all}" --lengths "$L" --samples "$n" \
         --methods "${METHODS:-full,gem,reference}" -o "$o" "$@" || exit 1
     done) >>"$o.log" 2>&1 &
     pids+=($!)
