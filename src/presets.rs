@@ -109,15 +109,17 @@ impl Entry {
     }
 }
 
-/// Where user presets live: `$GEMFILTER_PRESETS`, else `~/.config/gemfilter/presets.toml`.
+/// Where user presets live: `$GEMFILTER_PRESETS`, else `~/.config/gemfilter/presets.toml`. An
+/// empty variable counts as unset.
 #[must_use]
 pub fn user_presets_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("GEMFILTER_PRESETS") {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(p) = var("GEMFILTER_PRESETS") {
         return Some(PathBuf::from(p));
     }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    let base = var("XDG_CONFIG_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+        .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".config")))?;
     Some(base.join("gemfilter").join("presets.toml"))
 }
 
