@@ -464,7 +464,7 @@ fn fit(
             history: history.to_vec(),
             ..s.input.clone()
         };
-        prompt::assemble(model, &input, template)
+        prompt::assemble_with(model, &input, template, s.chat)
     };
     let asm = assemble(history)?;
     // At least one token of room for the answer.

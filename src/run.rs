@@ -27,6 +27,8 @@ pub struct RunSettings {
     /// `--prompt-cache`: the document's filter state saved to / loaded from this file.
     pub prompt_cache: Option<std::path::PathBuf>,
     pub chat_template: Option<String>,
+    /// `--jinja`, `--reasoning`: how a chat template is applied.
+    pub chat: prompt::ChatSettings,
     /// None with `--gem off`.
     pub gem: Option<GemSettings>,
     pub protect: Protect,
@@ -52,7 +54,7 @@ fn prepare(s: &RunSettings) -> Result<Prepared> {
     let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
     let template =
         prompt::choose_template(&vocab.model, s.no_conversation, s.chat_template.as_deref())?;
-    let assembled = prompt::assemble(&vocab.model, &s.input, &template)?;
+    let assembled = prompt::assemble_with(&vocab.model, &s.input, &template, s.chat)?;
     // A vocab-only load has no hparams: the context limit comes from -c or the GGUF header.
     let limit = s.model.ctx_limit();
     let n = assembled.tokens.len();

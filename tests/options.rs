@@ -323,7 +323,7 @@ fn grammars_and_json_schemas_constrain_the_answer() {
     );
     assert!(["\"red\"", "\"green\""].contains(&a.trim()), "{a:?}");
     let d = tmpdir("grammar");
-    let g = write(&d, "digits.gbnf", br#"root ::= [0-9] [0-9] [0-9]"#);
+    let g = write(&d, "digits.gbnf", b"root ::= [0-9] [0-9] [0-9]");
     let a = answer(
         "The year was",
         &[
@@ -472,4 +472,52 @@ fn rope_and_system_prompt_files_reach_the_model() {
         "--ignore-eos",
     ]);
     assert!(stdout(&o).contains("<|im_end|>"), "{}", stdout(&o));
+}
+
+#[test]
+fn chat_template_options_reach_the_prompt() {
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    let chat = |extra: &[&str]| {
+        let mut args = vec![
+            "-m",
+            m,
+            "-p",
+            "Say hello.",
+            "-st",
+            "--gem",
+            "off",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let builtin = chat(&[]);
+    assert_eq!(chat(&["--no-jinja"]), builtin);
+    // The model's template through llama.cpp's jinja engine adds SmolLM2's default system
+    // prompt, which the built-in formatter does not know.
+    let jinja = chat(&["--jinja"]);
+    assert_ne!(jinja, builtin);
+    let d = tmpdir("chat-template");
+    let t = write(
+        &d,
+        "t.jinja",
+        b"{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n",
+    );
+    let own = chat(&["--jinja", "--chat-template-file", t.to_str().unwrap()]);
+    assert_ne!(own, jinja);
+    let o = run(&[
+        "-m",
+        m,
+        "-p",
+        "x",
+        "--chat-template-file",
+        "/nonexistent/t.jinja",
+    ]);
+    assert_one_error(&o, "--chat-template-file: cannot read");
 }

@@ -250,6 +250,28 @@ pub struct PromptArgs {
     #[arg(long = "chat-template", value_name = "JINJA_TEMPLATE")]
     pub chat_template: Option<String>,
 
+    /// A file holding the chat template (jinja text, or a template llama.cpp recognises).
+    #[arg(
+        long = "chat-template-file",
+        value_name = "JINJA_TEMPLATE_FILE",
+        conflicts_with = "chat_template"
+    )]
+    pub chat_template_file: Option<PathBuf>,
+
+    /// Apply the chat template with llama.cpp's jinja engine, as its tools do, instead of its
+    /// built-in formatter (which recognises common templates only).
+    #[arg(long = "jinja", overrides_with = "no_jinja")]
+    pub jinja: bool,
+
+    /// Use the built-in formatter (the default).
+    #[arg(long = "no-jinja", overrides_with = "jinja")]
+    pub no_jinja: bool,
+
+    /// Thinking in the chat (-rea): on, off or auto (the template's default); off sets the
+    /// template's `enable_thinking` to false.
+    #[arg(long = "reasoning", value_enum, value_name = "on|off|auto")]
+    pub reasoning: Option<OnOffAuto>,
+
     /// Raw completion: no chat template (llama-completion's habit).
     #[arg(long = "no-conversation")]
     pub no_conversation: bool,

@@ -853,6 +853,19 @@ fn prompt_input(p: &PromptArgs, model: &ModelSettings) -> Result<PromptInput> {
     Ok(input)
 }
 
+/// `--chat-template NAME`, or the text of `--chat-template-file`.
+fn chat_template(p: &PromptArgs) -> Result<Option<String>> {
+    Ok(match &p.chat_template_file {
+        Some(f) => Some(read_prompt_file(f, MIN_PROMPT_BYTES).map_err(|e| {
+            anyhow::anyhow!(
+                "--chat-template-file: {}",
+                format!("{e:#}").replacen("prompt file ", "", 1)
+            )
+        })?),
+        None => p.chat_template.clone(),
+    })
+}
+
 /// llama-cli's rule: `-cnv` forces conversation mode, `-st` and `-no-cnv` rule it out, and
 /// otherwise a model with a chat template talks when standard input is a terminal (here also
 /// only when there is a document to keep and GemFilter runs on the target itself).
@@ -915,7 +928,11 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
         no_conversation: a.prompt.no_conversation,
         conversation,
         prompt_cache: a.prompt.prompt_cache.clone(),
-        chat_template: a.prompt.chat_template.clone(),
+        chat_template: chat_template(&a.prompt)?,
+        chat: crate::prompt::ChatSettings {
+            jinja: a.prompt.jinja,
+            thinking: a.prompt.reasoning != Some(OnOffAuto::Off),
+        },
         gem,
         protect: a.gem.gem_protect,
         echo_prompt: a.prompt.no_conversation && !a.sampling.no_display_prompt && !a.gem.json,
@@ -1100,6 +1117,10 @@ fn layers(a: &LayersArgs, steps: &mut Vec<Step>) -> Result<LayersSettings> {
     );
     let input = prompt_input(&r.prompt, &model)?;
     ensure!(
+        !r.prompt.jinja && r.prompt.reasoning.is_none(),
+        "layers renders the prompt with the built-in formatter: drop --jinja and --reasoning"
+    );
+    ensure!(
         input
             .context
             .as_deref()
@@ -1118,7 +1139,7 @@ fn layers(a: &LayersArgs, steps: &mut Vec<Step>) -> Result<LayersSettings> {
         needle: a.needle.clone(),
         input,
         no_conversation: r.prompt.no_conversation,
-        chat_template: r.prompt.chat_template.clone(),
+        chat_template: chat_template(&r.prompt)?,
         protect: r.gem.gem_protect,
         top_k,
         model,
