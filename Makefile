@@ -23,6 +23,7 @@ models:
 
 test-models:
 	@scripts/fetch-models.sh smollm2 gemma3 qwen05 qwen15
+	@python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet openai
 
 # One build of llama.cpp (release profile) serves the binary, the tests and the benches.
 build: deps

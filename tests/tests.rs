@@ -20,5 +20,6 @@ mod hostile_peers;
 mod hostile_files;
 mod niah;
 mod rpc;
+mod server;
 mod self_calibration;
 mod options;

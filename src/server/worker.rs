@@ -283,9 +283,6 @@ fn answer(
     };
 
     sink.finish();
-    if sink.gone {
-        shared.metrics.cancelled.fetch_add(1, Relaxed);
-    }
     let m = &shared.metrics;
     m.prompt_tokens.fetch_add(n as u64, Relaxed);
     m.predicted_tokens
