@@ -667,3 +667,28 @@ fn filter_turn<'a>(
         secs: d.secs,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Questions;
+
+    fn questions(input: &[u8]) -> Questions {
+        Questions {
+            first: None,
+            tty: false,
+            input: Box::new(std::io::Cursor::new(input.to_vec())),
+            after_cr: false,
+            line_no: 0,
+        }
+    }
+
+    #[test]
+    fn lines_end_at_lf_cr_or_crlf_and_bad_lines_are_skipped() {
+        let mut q = questions(b"one\rtwo\r\nthree\n\r\nbad \xff\nnul \0\nfour\r/exit\nnever");
+        let mut got = Vec::new();
+        while let Some(l) = q.next().unwrap() {
+            got.push(l);
+        }
+        assert_eq!(got, ["one", "two", "three", "four"]);
+    }
+}

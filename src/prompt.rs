@@ -420,7 +420,34 @@ pub fn process_escapes(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::process_escapes;
+    use super::{process_escapes, split_rendered, Part, Pieces};
+
+    #[test]
+    fn rendered_templates_split_at_their_placeholders_only() {
+        let mut p = Pieces::default();
+        let (a, b) = (p.put("doc"), p.put("question"));
+        let rendered = format!("{a}<|im_start|>user\n{b}\u{E000}9\u{E001}\u{E000}x");
+        let parts = split_rendered(&rendered, p.texts.len());
+        let shown: Vec<String> = parts
+            .iter()
+            .map(|x| match x {
+                Part::Template(t) => format!("T{t:?}"),
+                Part::Piece(i) => format!("P{i}"),
+            })
+            .collect();
+        // Always a template part first; a placeholder out of range stays template text.
+        assert_eq!(
+            shown,
+            [
+                "T\"\"",
+                "P0",
+                "T\"<|im_start|>user\\n\"",
+                "P1",
+                "T\"\\u{e000}9\\u{e001}\\u{e000}x\""
+            ]
+        );
+        assert!(matches!(split_rendered("", 0)[..], [Part::Template("")]));
+    }
 
     #[test]
     fn escapes() {
