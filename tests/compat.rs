@@ -177,6 +177,14 @@ fn chat_builtin(model: &Path, extra: &[&str]) {
     same(model, QUESTION, &e);
 }
 
+/// One chat turn with no system prompt, through llama.cpp's jinja engine: Qwen2.5's template
+/// then writes its own default system prompt, which llama.cpp's built-in formatter leaves out.
+fn chat_jinja_plain(model: &Path, extra: &[&str]) {
+    let mut e = vec!["--jinja"];
+    e.extend_from_slice(extra);
+    same(model, QUESTION, &e);
+}
+
 macro_rules! matrix {
     ($($name:ident: $model:ident, $how:ident, $extra:expr;)*) => {
         $(
@@ -217,6 +225,7 @@ matrix! {
     qwen05_chat_greedy: qwen05, chat_builtin, &["--temp", "0", "-st"];
     qwen05_jinja_system: qwen05, chat, &["--temp", "0", "-st"];
     qwen05_jinja_seeded: qwen05, chat, &["-st"];
+    qwen05_jinja_default_system: qwen05, chat_jinja_plain, &["--temp", "0", "-st"];
 }
 
 /// The model's vocabulary and template only (no weights).
