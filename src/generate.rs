@@ -113,6 +113,9 @@ pub struct Sampling {
     pub logit_bias: Vec<(i32, f32)>,
     /// GBNF text (`--grammar`, `--grammar-file`).
     pub grammar: Option<String>,
+    /// `--ignore-eos`: llama.cpp biases every end-of-generation token to -inf (when the
+    /// vocabulary has an EOS token), so none is ever sampled.
+    pub ban_eog: bool,
     pub seed: u32,
 }
 
@@ -145,6 +148,7 @@ impl Default for Sampling {
             stages: Stage::DEFAULT.to_vec(),
             logit_bias: Vec::new(),
             grammar: None,
+            ban_eog: false,
             seed: u32::MAX,
         }
     }
@@ -181,6 +185,7 @@ impl Sampling {
             && (self.dry_multiplier == 0.0 || self.dry_penalty_last_n == 0)
             && self.logit_bias.is_empty()
             && self.grammar.is_none()
+            && !self.ban_eog
     }
 
     fn last_n(n: i32, n_ctx: u32) -> i32 {
@@ -215,12 +220,21 @@ impl Sampling {
     pub fn chain(&self, model: &LlamaModel, n_ctx: u32) -> Result<Sampler> {
         let n_vocab = model.n_vocab();
         let mut chain = Vec::new();
-        if !self.logit_bias.is_empty() {
-            let biases: Vec<LlamaLogitBias> = self
-                .logit_bias
-                .iter()
-                .map(|&(t, b)| LlamaLogitBias::new(LlamaToken::new(t), b))
-                .collect();
+        let mut biases: Vec<LlamaLogitBias> = self
+            .logit_bias
+            .iter()
+            .map(|&(t, b)| LlamaLogitBias::new(LlamaToken::new(t), b))
+            .collect();
+        let vocab = model.vocab();
+        if self.ban_eog && vocab.eos().0 >= 0 {
+            biases.extend(
+                (0..n_vocab)
+                    .map(LlamaToken::new)
+                    .filter(|&t| vocab.is_eog(t))
+                    .map(|t| LlamaLogitBias::new(t, f32::NEG_INFINITY)),
+            );
+        }
+        if !biases.is_empty() {
             chain.push(LlamaSampler::logit_bias(n_vocab, &biases));
         }
         match self.mirostat {

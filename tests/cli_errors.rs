@@ -187,3 +187,51 @@ fn model_without_block_count_is_named_as_such() {
     assert_one_error(&o, "llama.block_count (its number of layers) is missing");
     assert!(!stderr(&o).contains("--gem-layer"), "{}", stderr(&o));
 }
+
+#[test]
+fn draft_layer_and_prompt_cache_are_named() {
+    let q = qwen05();
+    let q = q.to_str().unwrap();
+    let o = run(&[
+        "-m",
+        q,
+        "-p",
+        "hi",
+        "--gem-draft",
+        q,
+        "--gem-draft-layer",
+        "999",
+    ]);
+    assert_one_error(&o, "--gem-draft-layer 999 is out of range");
+    let d = tmpdir("pcache-st");
+    let cache = d.join("doc.cache");
+    let o = run(&[
+        "-m",
+        q,
+        "-p",
+        "hi",
+        "-st",
+        "--prompt-cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert_one_error(
+        &o,
+        "--prompt-cache keeps conversation mode's document state",
+    );
+    assert!(!cache.exists());
+}
+
+#[test]
+fn a_draft_with_another_tokenizer_is_refused_before_calibrating_it() {
+    let d = tmpdir("draft-cal");
+    let o = cached(&d)
+        .env("GEMFILTER_PRESETS", d.join("presets.toml"))
+        .args(["-m", qwen05().to_str().unwrap(), "-p", "hi"])
+        .args(["--gem-draft", smollm2().to_str().unwrap()])
+        .args(["--gem-calibrate", "force"])
+        .output()
+        .unwrap();
+    assert_one_error(&o, "tokenizer differs");
+    assert!(!stderr(&o).contains("calibrat"), "{}", stderr(&o));
+    assert!(!d.join("presets.toml").exists());
+}

@@ -344,7 +344,8 @@ pub struct SamplingArgs {
     #[arg(short = 'r', long = "reverse-prompt", value_name = "PROMPT")]
     pub reverse_prompt: Vec<String>,
 
-    /// Keep generating past end-of-generation tokens.
+    /// Never stop at an end-of-generation token: as in llama.cpp, they get a -inf logit bias
+    /// (when the vocabulary has an EOS token), so none is sampled.
     #[arg(long = "ignore-eos")]
     pub ignore_eos: bool,
 

@@ -86,17 +86,6 @@ impl Cli {
     }
 }
 
-/// Names of the subcommands (their own flags are left to clap).
-const SUBCOMMANDS: &[&str] = &[
-    "synth",
-    "layers",
-    "bench",
-    "niah",
-    "calibrate",
-    "rpc-server",
-    "serve",
-];
-
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
@@ -131,23 +120,20 @@ pub fn parse_args(
     if argv.get(1).is_some_and(|a| a == "--help-options") {
         return Ok(Parsed::OptionsDoc(options_doc()));
     }
-    let sub = argv
+    // A subcommand's own flags are left to clap; only table options it also has are rewritten.
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let longs = argv
         .get(1)
         .and_then(|a| a.to_str())
-        .filter(|a| SUBCOMMANDS.contains(a));
-    let longs = sub.map(|name| {
-        let cmd = <Cli as clap::CommandFactory>::command();
-        let mut longs: std::collections::HashSet<String> = cmd
-            .find_subcommand(name)
-            .map(|c| {
-                c.get_arguments()
-                    .filter_map(|a| a.get_long().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        longs.insert("help".into());
-        longs
-    });
+        .and_then(|name| cmd.find_subcommand(name))
+        .map(|c| {
+            let mut longs: std::collections::HashSet<String> = c
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_owned))
+                .collect();
+            longs.insert("help".into());
+            longs
+        });
     let lexed = defs::lex(&argv, longs.as_ref(), env).map_err(ParseError::Refused)?;
     let cli = Cli::try_parse_from(lexed.args).map_err(ParseError::Clap)?;
     Ok(Parsed::Run(Box::new(cli), lexed.notices))

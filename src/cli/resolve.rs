@@ -775,6 +775,7 @@ pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
             .map(|b| logit_bias(b))
             .collect::<Result<_>>()?,
         grammar,
+        ban_eog: s.ignore_eos,
         // llama.cpp reads the seed as unsigned; -1 (LLAMA_DEFAULT_SEED) means random.
         seed: if s.seed < 0 {
             u32::MAX
