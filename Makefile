@@ -42,7 +42,7 @@ bench: build
 	$(CARGO) bench --bench select
 
 # llama.cpp's own llama-completion, built from the same llama.cpp source into .reference/ (about
-# 8 minutes on 2 cores, once): the reference tests/compat.rs compares gemfilter against.
+# 8 to 25 minutes on 2 cores, once): the reference tests/compat.rs compares gemfilter against.
 reference: deps
 	@scripts/reference-llama.sh
 
