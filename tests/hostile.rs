@@ -27,23 +27,12 @@ fn run_limited(mut cmd: Command, limit: Duration) -> (Output, Duration) {
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("spawn gemfilter");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "still running after {limit:?}: {cmd:?}\nstderr: {}",
-                String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default())
-                    .chars()
-                    .take(2000)
-                    .collect::<String>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_within(&mut child, t0, limit, &cmd, || {
+        String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default())
+            .chars()
+            .take(2000)
+            .collect()
+    });
     let elapsed = t0.elapsed();
     let o = Output {
         status,

@@ -5,50 +5,10 @@
 //! (bytes compared before and after). Everything lives in the test's own temp directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use crate::util::*;
-
-/// Run `cmd` with stdin closed; fail the test if it is still running after `limit` (a hang).
-fn run_limited(mut cmd: Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gemfilter");
-    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut out, &mut b).unwrap();
-        b
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut err, &mut b).unwrap();
-        b
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {limit:?} (a hang): {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
 
 const NEEDLE: &str = "The secret passkey for the vault is 48213.";
 const QUESTION: &str = "What is the secret passkey for the vault?";
@@ -78,7 +38,7 @@ fn cnv(dir: &Path, doc: &Path, cache: &Path) -> Output {
         "128",
     ])
     .args(["--prompt-cache", cache.to_str().unwrap()]);
-    run_limited(c, Duration::from_mins(2))
+    run_within(c, None, Duration::from_mins(2)).0
 }
 
 /// A successful turn that answered the passkey.
@@ -323,7 +283,7 @@ fn empty_cache_variable_is_unset_and_prefix_writing_is_quiet() {
             "--gem-topk",
             "128",
         ]);
-    let o = run_limited(c, Duration::from_mins(2));
+    let o = run_within(c, None, Duration::from_mins(2)).0;
     assert_answered(&o);
     let err = stderr(&o);
     assert!(err.contains("prefix of the model"), "{err}");
@@ -364,7 +324,7 @@ fn presets_file_that_is_not_ours_is_never_written_or_hung_on() {
             "-t",
             "2",
         ]);
-    let o = run_limited(c, Duration::from_mins(2));
+    let o = run_within(c, None, Duration::from_mins(2)).0;
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
@@ -401,7 +361,7 @@ fn presets_file_that_is_not_ours_is_never_written_or_hung_on() {
         let mut c = gemfilter();
         c.env("GEMFILTER_PRESETS", p)
             .args(["-m", m.to_str().unwrap(), "-p", "hi", "-n", "1"]);
-        let o = run_limited(c, Duration::from_secs(30));
+        let o = run_within(c, None, Duration::from_secs(30)).0;
         assert_one_error(&o, what);
     }
     std::fs::remove_dir_all(&d).unwrap();
@@ -421,7 +381,7 @@ fn haystack_and_synth_output_must_be_regular_files() {
         fifo.to_str().unwrap(),
     ])
     .args(["--lengths", "600", "--depths", "50"]);
-    let o = run_limited(c, Duration::from_secs(30));
+    let o = run_within(c, None, Duration::from_secs(30)).0;
     assert_one_error(&o, "is a FIFO, not a regular file");
     // synth -o: a FIFO or a symlink is refused; a write that fails half-way (a file size limit)
     // removes only its own temp file and leaves the file that was there.
@@ -433,7 +393,7 @@ fn haystack_and_synth_output_must_be_regular_files() {
     for (p, what) in [(&out_fifo, "is a FIFO"), (&link, "is a symbolic link")] {
         let mut c = gemfilter();
         c.args(["synth", "--shape", "tiny-qwen2", "-o", p.to_str().unwrap()]);
-        let o = run_limited(c, Duration::from_secs(30));
+        let o = run_within(c, None, Duration::from_secs(30)).0;
         assert_one_error(&o, what);
     }
     let before = snapshot(&d);
@@ -444,7 +404,7 @@ fn haystack_and_synth_output_must_be_regular_files() {
         env!("CARGO_BIN_EXE_gemfilter"),
         victim.to_str().unwrap(),
     ]);
-    let o = run_limited(c, Duration::from_mins(1));
+    let o = run_within(c, None, Duration::from_mins(1)).0;
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
@@ -474,7 +434,7 @@ fn self_calibration_keeps_the_users_presets_and_stores_no_failure_or_one_off_k()
             .args(["-m", model.to_str().unwrap(), "-f", doc.to_str().unwrap()])
             .args(["-p", QUESTION, "-n", "2", "--temp", "0", "-t", "2"])
             .args(["--gem-calibrate", "force", "--gem-topk", k]);
-        run_limited(c, Duration::from_mins(2))
+        run_within(c, None, Duration::from_mins(2)).0
     };
     let o = calibrate("32");
     let err = stderr(&o);

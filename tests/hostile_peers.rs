@@ -7,60 +7,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use gemfilter::engine::{Engine, LoadOptions};
 use gemfilter::prompt::{self, Exchange, PromptInput, Template};
 
 use crate::util::*;
-
-/// Run `cmd` with `input` on stdin, killing it after `limit` (a hang fails the test).
-fn run_within(mut cmd: Command, input: &[u8], limit: Duration) -> (Output, Duration) {
-    let t0 = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn gemfilter");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = out.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = err.read_to_end(&mut b);
-        b
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running after {limit:?}: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let elapsed = t0.elapsed();
-    feeder.join().unwrap();
-    let o = Output {
-        status,
-        stdout: reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    };
-    (o, elapsed)
-}
 
 /// A fake RPC peer on 127.0.0.1: every connection is served by `serve` on its own thread.
 fn fake_peer(serve: fn(TcpStream)) -> String {
@@ -142,7 +95,7 @@ fn both_refuse(ep: &str, what: &str, secs: u64) {
     ] {
         let mut c = gemfilter();
         c.args(&args);
-        let (o, dt) = run_within(c, b"", Duration::from_mins(1));
+        let (o, dt) = run_within(c, Some(b""), Duration::from_mins(1));
         assert_one_error(&o, what);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         assert!(dt < Duration::from_secs(secs), "{args:?}: took {dt:?}");
@@ -348,7 +301,7 @@ fn conversation(dir: &Path, ctx: &str, input: &[u8]) -> Output {
     .args(["-cnv", "--json", "-c", ctx, "-n", "16", "--temp", "0"])
     // One thread: ggml's spinning workers slow down 10x on a busy 2-core machine.
     .args(["-t", "1", "--gem-layer", "21", "--gem-topk", "128"]);
-    run_within(c, input, Duration::from_mins(3)).0
+    run_within(c, Some(input), Duration::from_mins(3)).0
 }
 
 fn answers(o: &Output) -> Vec<String> {
@@ -504,7 +457,7 @@ fn special_token_text_in_the_conversation_stays_text() {
 fn eval_refusal(args: &[&str], what: &str) {
     let mut c = gemfilter();
     c.args(args);
-    let (o, dt) = run_within(c, b"", Duration::from_mins(1));
+    let (o, dt) = run_within(c, Some(b""), Duration::from_mins(1));
     assert_one_error(&o, what);
     assert!(dt < Duration::from_secs(20), "{args:?}: took {dt:?}");
 }
@@ -564,7 +517,7 @@ fn nul_in_the_prompt_names_its_offset_once() {
         "1",
         "-st",
     ]);
-    let (o, _) = run_within(c, b"", Duration::from_mins(1));
+    let (o, _) = run_within(c, Some(b""), Duration::from_mins(1));
     assert_one_error(&o, "the prompt (-p) holds a NUL byte (at byte 3)");
     assert_eq!(stderr(&o).matches("NUL").count(), 1, "{}", stderr(&o));
 }

@@ -1,7 +1,9 @@
 //! Shared helpers: paths to the real test models, running the binary, building haystacks.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -156,4 +158,72 @@ pub fn lines(p: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Wait for `child`, killing it and failing the test if it is still running `limit` after `t0`
+/// (a hang); `stderr` is shown in the failure.
+pub fn wait_within(
+    child: &mut Child,
+    t0: Instant,
+    limit: Duration,
+    what: &dyn std::fmt::Debug,
+    stderr: impl Fn() -> String,
+) -> ExitStatus {
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after {limit:?} (a hang): {what:?}\nstderr: {}",
+                stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Run `cmd` with `input` on stdin (`None`: stdin closed), draining its output on threads so
+/// a chatty child never blocks; a run past `limit` fails the test. Output and wall time.
+pub fn run_within(mut cmd: Command, input: Option<&[u8]>, limit: Duration) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let mut child = cmd
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gemfilter");
+    let feeder = input.map(|bytes| {
+        let mut stdin = child.stdin.take().unwrap();
+        let bytes = bytes.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&bytes);
+        })
+    });
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            b
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = wait_within(&mut child, t0, limit, &cmd, String::new);
+    let elapsed = t0.elapsed();
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
+    let o = Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    };
+    (o, elapsed)
 }
