@@ -327,7 +327,7 @@ pub struct SamplingArgs {
     #[arg(long = "repeat-penalty", default_value_t = 1.0, value_name = "N")]
     pub repeat_penalty: f32,
 
-    /// Last n tokens considered for the penalty (0 = disabled, -1 = context size).
+    /// Last n tokens considered for the penalty (0 = disabled).
     #[arg(
         long = "repeat-last-n",
         default_value_t = 64,
@@ -418,7 +418,7 @@ pub struct SamplingArgs {
     )]
     pub dry_allowed_length: i32,
 
-    /// Tokens DRY scans for repetitions (0 = disabled, -1 = the context size).
+    /// Tokens DRY scans for repetitions (0 = disabled).
     #[arg(
         long = "dry-penalty-last-n",
         default_value_t = 64,

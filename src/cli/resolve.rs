@@ -694,13 +694,16 @@ pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
         "--repeat-penalty must be a positive number, got {}",
         s.repeat_penalty
     );
+    // llama.cpp refuses negative counts here (it once read -1 as the context size).
     ensure!(
-        s.repeat_last_n >= -1,
-        "--repeat-last-n must be -1 (the context), 0 (off) or a count"
+        s.repeat_last_n >= 0,
+        "--repeat-last-n must be 0 (off) or a count of tokens, got {}",
+        s.repeat_last_n
     );
     ensure!(
-        s.dry_penalty_last_n >= -1,
-        "--dry-penalty-last-n must be -1 (the context), 0 (off) or a count"
+        s.dry_penalty_last_n >= 0,
+        "--dry-penalty-last-n must be 0 (off) or a count of tokens, got {}",
+        s.dry_penalty_last_n
     );
     ensure!(
         (0..=2).contains(&s.mirostat),
