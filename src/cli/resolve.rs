@@ -172,7 +172,7 @@ pub fn resolve(cli: Cli) -> Result<Resolved> {
         Some(Command::Calibrate(a)) => Mode::Calibrate(Box::new(calibrate(&a, st)?)),
         Some(Command::Synth(a)) => Mode::Synth(synth(&a)?),
         Some(Command::RpcServer(a)) => Mode::RpcServer(rpc_server(&a)?),
-        Some(Command::Serve(a)) => Mode::Serve(Box::new(super::serve::settings(&a, st)?)),
+        Some(Command::Serve(a)) => Mode::Serve(Box::new(serve(&a, st)?)),
     };
     Ok(Resolved { mode, steps })
 }
@@ -413,6 +413,22 @@ fn gem_device(model: &mut ModelSettings, g: &GemArgs, steps: &mut Vec<Step>) -> 
         });
     }
     Ok(())
+}
+
+/// `gemfilter serve`: its own checks, then the CLI's model, sampling and `--gem-*` flags.
+fn serve(
+    a: &super::serve::ServeArgs,
+    steps: &mut Vec<Step>,
+) -> Result<crate::server::ServeSettings> {
+    super::serve::check(a)?;
+    let sampling = sampling(&a.run.sampling)?;
+    let model = model(&a.run.model, steps)?;
+    let gem = match a.run.gem.gem {
+        OnOff::On => Some(gem(&a.run.gem, &model, steps)?),
+        OnOff::Off => None,
+    };
+    let key = super::serve::api_key(a, |f| read_prompt_file(f, 64 << 10))?;
+    super::serve::settings(a, model, sampling, gem, key)
 }
 
 /// `gemfilter rpc-server`.

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
 
-use super::llama::{OnOff, RunArgs};
-use super::resolve;
+use super::llama::RunArgs;
+use crate::generate::Sampling;
+use crate::pipeline::GemSettings;
 use crate::server::ServeSettings;
+use crate::settings::ModelSettings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
@@ -72,12 +74,11 @@ const BODY_BYTES_PER_TOKEN: u64 = 64;
 const MIN_BODY_BYTES: u64 = 2 << 20;
 const MAX_BODY_BYTES: u64 = 512 << 20;
 
-/// Resolve `serve`'s flags.
+/// `serve`'s own checks, before the model is read: the prompt comes from each request.
 ///
 /// # Errors
-/// Any invalid flag, an unreadable API key file, or a model header that cannot be read.
-/// Device probes and a first-use calibration are left in `steps`.
-pub fn settings(a: &ServeArgs, steps: &mut Vec<resolve::Step>) -> Result<ServeSettings> {
+/// A prompt flag, a bad `-n`, `--parallel` or `--timeout`.
+pub fn check(a: &ServeArgs) -> Result<()> {
     let r = &a.run;
     let p = &r.prompt;
     ensure!(
@@ -98,27 +99,28 @@ pub fn settings(a: &ServeArgs, steps: &mut Vec<resolve::Step>) -> Result<ServeSe
         "--parallel (-np) must be 1 to {MAX_SLOTS}"
     );
     ensure!(a.timeout >= 1, "--timeout must be at least 1 second");
-    let sampling = resolve::sampling(&r.sampling)?;
-    let model = resolve::model(&r.model, steps)?;
-    let gem = match r.gem.gem {
-        OnOff::On => {
-            let g = resolve::gem(&r.gem, &model, steps)?;
-            ensure!(
-                g.draft.is_none(),
-                "--gem-draft is not available in serve (the document cache keeps the target's own filter state)"
-            );
-            Some(g)
-        }
-        OnOff::Off => None,
-    };
-    let api_key = match (&a.api_key, &a.api_key_file) {
-        (Some(k), _) => Some(k.clone()),
-        (None, Some(f)) => Some(read_key(f)?),
-        (None, None) => None,
-    };
+    Ok(())
+}
+
+/// `serve`'s settings from its flags and the pieces `resolve` made of the shared ones.
+///
+/// # Errors
+/// `--gem-draft` (the document cache keeps the target's own filter state), an empty API key.
+pub fn settings(
+    a: &ServeArgs,
+    model: ModelSettings,
+    sampling: Sampling,
+    gem: Option<GemSettings>,
+    api_key: Option<String>,
+) -> Result<ServeSettings> {
+    ensure!(
+        gem.as_ref().is_none_or(|g| g.draft.is_none()),
+        "--gem-draft is not available in serve (the document cache keeps the target's own filter state)"
+    );
     if api_key.as_deref().is_some_and(str::is_empty) {
         bail!("--api-key is empty");
     }
+    let r = &a.run;
     let body = (u64::from(model.ctx_limit()).saturating_mul(BODY_BYTES_PER_TOKEN))
         .clamp(MIN_BODY_BYTES, MAX_BODY_BYTES);
     Ok(ServeSettings {
@@ -126,7 +128,7 @@ pub fn settings(a: &ServeArgs, steps: &mut Vec<resolve::Step>) -> Result<ServeSe
         protect: r.gem.gem_protect,
         sampling,
         n_predict: r.sampling.n_predict,
-        chat_template: p.chat_template.clone(),
+        chat_template: r.prompt.chat_template.clone(),
         host: a.host.clone(),
         port: a.port,
         api_key,
@@ -139,16 +141,27 @@ pub fn settings(a: &ServeArgs, steps: &mut Vec<resolve::Step>) -> Result<ServeSe
     })
 }
 
-fn read_key(f: &std::path::Path) -> Result<String> {
+/// The API key: `--api-key`, else the first line of `--api-key-file` (read by `read`).
+///
+/// # Errors
+/// An unreadable key file or an empty first line.
+pub fn api_key(
+    a: &ServeArgs,
+    read: impl Fn(&std::path::Path) -> Result<String>,
+) -> Result<Option<String>> {
+    let f = match (&a.api_key, &a.api_key_file) {
+        (Some(k), _) => return Ok(Some(k.clone())),
+        (None, Some(f)) => f,
+        (None, None) => return Ok(None),
+    };
     let shown = crate::sanitize::quote(&f.display().to_string());
-    let text = resolve::read_prompt_file(f, 64 << 10)
-        .map_err(|e| anyhow::anyhow!("--api-key-file {shown}: {e:#}"))?;
+    let text = read(f).map_err(|e| anyhow::anyhow!("--api-key-file {shown}: {e:#}"))?;
     let key = text.lines().next().unwrap_or("").trim().to_owned();
     ensure!(
         !key.is_empty(),
         "--api-key-file {shown}: its first line is empty"
     );
-    Ok(key)
+    Ok(Some(key))
 }
 
 #[cfg(test)]
