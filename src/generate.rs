@@ -528,6 +528,13 @@ pub fn generate(
         out.decode_secs = now.duration_since(first).as_secs_f64();
         if vocab.is_eog(tok) && !limits.ignore_eos {
             out.stop = StopReason::EndOfGeneration;
+            // `-sp` shows the end-of-turn marker as llama.cpp does; the answer's text stays
+            // without it (a conversation renders earlier answers into its next prompt).
+            if limits.special {
+                pending.extend(vocab.token_to_piece(tok, true, None));
+                let shown = String::from_utf8_lossy(&std::mem::take(&mut pending)).into_owned();
+                sink.text(&shown)?;
+            }
             break;
         }
         out.tokens.push(tok);
