@@ -211,15 +211,26 @@ fn show_selection(engine: &Engine, assembled: &Assembled, out: &Outcome) {
 
 fn print_perf(r: &RunRecord) {
     let t = &r.timings;
+    let decode = t
+        .decode_tok_per_s
+        .map_or("n/a".into(), |v| format!("{v:.1} tok/s"));
+    // The standard path (--gem off, or the filter skipped) has no filter pass or selection:
+    // its one prompt pass is a prefill of the whole prompt.
+    if !r.gem || r.filter_skipped.is_some() {
+        eprintln!(
+            "gemfilter: load {:.2} s | prefill {:.3} s ({} tokens) | first token {:.3} s | decode {decode}",
+            t.load_s, t.rerun_s, r.selected_tokens, t.first_token_s,
+        );
+        return;
+    }
     eprintln!(
-        "gemfilter: load {:.2} s | filter pass {:.3} s | selection {:.4} s | re-run {:.3} s ({} tokens) | first token {:.3} s | decode {} | prompt {} tokens",
+        "gemfilter: load {:.2} s | filter pass {:.3} s | selection {:.4} s | re-run {:.3} s ({} tokens) | first token {:.3} s | decode {decode} | prompt {} tokens",
         t.load_s,
         t.filter_pass_s,
         t.selection_s,
         t.rerun_s,
         r.selected_tokens,
         t.first_token_s,
-        t.decode_tok_per_s.map_or("n/a".into(), |v| format!("{v:.1} tok/s")),
         r.prompt_tokens
     );
 }
