@@ -18,10 +18,9 @@ fn doc(dir: &Path) -> PathBuf {
     write(dir, "doc.txt", haystack(1500, NEEDLE, 0.5).as_bytes())
 }
 
-/// One `-cnv` question about `doc` on SmolLM2 with `--prompt-cache cache` (stdin closed: one
-/// turn), prefix models cached in the test's directory.
-fn cnv(dir: &Path, doc: &Path, cache: &Path) -> Output {
-    let mut c = cached(dir);
+/// `c` asking one `-cnv` question about `doc` on SmolLM2 (stdin closed: one turn), greedy, at
+/// its measured layer 21 with k 128.
+fn ask(mut c: Command, doc: &Path) -> Command {
     c.args([
         "-m",
         smollm2().to_str().unwrap(),
@@ -36,8 +35,15 @@ fn cnv(dir: &Path, doc: &Path, cache: &Path) -> Output {
         "21",
         "--gem-topk",
         "128",
-    ])
-    .args(["--prompt-cache", cache.to_str().unwrap()]);
+    ]);
+    c
+}
+
+/// One question about `doc` with `--prompt-cache cache`, prefix models cached in the test's
+/// directory.
+fn cnv(dir: &Path, doc: &Path, cache: &Path) -> Output {
+    let mut c = ask(cached(dir), doc);
+    c.args(["--prompt-cache", cache.to_str().unwrap()]);
     run_within(c, None, Duration::from_mins(2)).0
 }
 
@@ -267,22 +273,8 @@ fn empty_cache_variable_is_unset_and_prefix_writing_is_quiet() {
     c.current_dir(&work)
         .env("GEMFILTER_CACHE", "")
         .env("HOME", &home)
-        .env_remove("XDG_CACHE_HOME")
-        .args([
-            "-m",
-            smollm2().to_str().unwrap(),
-            "-f",
-            doc.to_str().unwrap(),
-        ])
-        .args(["-cnv", "-p", QUESTION, "-n", "24", "--temp", "0", "-t", "1"])
-        .args([
-            "--gem-calibrate",
-            "off",
-            "--gem-layer",
-            "21",
-            "--gem-topk",
-            "128",
-        ]);
+        .env_remove("XDG_CACHE_HOME");
+    let c = ask(c, &doc);
     let o = run_within(c, None, Duration::from_mins(2)).0;
     assert_answered(&o);
     let err = stderr(&o);
