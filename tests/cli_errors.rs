@@ -102,6 +102,22 @@ fn unreadable_and_non_utf8_prompt_files() {
         "q",
     ]);
     assert_one_error(&o, "not valid UTF-8");
+    // A FIFO as the document is refused at once, never read until it ends.
+    let fifo = d.join("doc.fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = run(&[
+        "-m",
+        m.to_str().unwrap(),
+        "-f",
+        fifo.to_str().unwrap(),
+        "-p",
+        "q",
+    ]);
+    assert_one_error(&o, "is a FIFO, not a regular file");
 }
 
 #[test]

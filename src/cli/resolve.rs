@@ -823,8 +823,8 @@ pub fn read_prompt_file(path: &Path, limit: u64) -> Result<String> {
     if path.is_dir() {
         bail!("prompt file {shown} is a directory");
     }
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read prompt file {shown}"))?;
+    // A FIFO or device would block the read or never end: regular files only.
+    let file = crate::fsutil::open_following(path, "prompt file")?;
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
