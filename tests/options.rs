@@ -275,23 +275,20 @@ fn environment_applies_under_the_command_line() {
     );
 }
 
-/// The answer alone (raw completion, no echo) of SmolLM2 to `prompt` with `extra` options.
-fn answer(prompt: &str, extra: &[&str]) -> String {
+/// SmolLM2's output with `--gem off`, `base` and then `extra`; the run must succeed.
+fn output(base: &[&str], extra: &[&str]) -> String {
     let m = smollm2();
-    let mut args = vec![
-        "-m",
-        m.to_str().unwrap(),
-        "-p",
-        prompt,
-        "-no-cnv",
-        "--no-display-prompt",
-        "--gem",
-        "off",
-    ];
+    let mut args = vec!["-m", m.to_str().unwrap(), "--gem", "off"];
+    args.extend_from_slice(base);
     args.extend_from_slice(extra);
     let o = run(&args);
     assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
     stdout(&o)
+}
+
+/// The answer alone (raw completion, no echo) of SmolLM2 to `prompt` with `extra` options.
+fn answer(prompt: &str, extra: &[&str]) -> String {
+    output(&["-p", prompt, "-no-cnv", "--no-display-prompt"], extra)
 }
 
 #[test]
@@ -479,23 +476,10 @@ fn chat_template_options_reach_the_prompt() {
     let m = smollm2();
     let m = m.to_str().unwrap();
     let chat = |extra: &[&str]| {
-        let mut args = vec![
-            "-m",
-            m,
-            "-p",
-            "Say hello.",
-            "-st",
-            "--gem",
-            "off",
-            "-n",
-            "8",
-            "--temp",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        let o = run(&args);
-        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
-        stdout(&o)
+        output(
+            &["-p", "Say hello.", "-st", "-n", "8", "--temp", "0"],
+            extra,
+        )
     };
     let builtin = chat(&[]);
     assert_eq!(chat(&["--no-jinja"]), builtin);
