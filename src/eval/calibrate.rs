@@ -1,6 +1,7 @@
 //! Which filter layer and scoring for this model? Recall-per-layer curves on built-in needles
-//! (filter passes only, every global layer captured in one prefill per cell), then the rule of
-//! [`choose`] on each layer's worst probe length. `gemfilter calibrate` prints it (`--write`
+//! (filter passes only, every candidate layer captured in one prefill per cell), then the cheapest
+//! candidate within a tolerance of the best ([`choose_cheapest`]) on each layer's worst probe
+//! length. `gemfilter calibrate` prints it (`--write`
 //! stores it in the user presets file, which overrides models.toml); [`auto`] does the same
 //! unasked, once, for a model with no preset.
 
@@ -9,8 +10,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use super::curves::{
-    aggregate_curves, choose, curve_cells, curve_table, curves_by_length, worst_over_lengths,
-    Choice, CurveJob, CurvePoint, Curves, TOLERANCE,
+    aggregate_curves, choose_cheapest, common_points, curve_cells_capped, curve_table,
+    curves_by_length, early_stop_layer, filter_cost, worst_over_lengths, Choice, CurveJob,
+    CurvePoint, Curves, COST_TOLERANCE,
 };
 use super::niah::grid::{self, Cell, Style, Variant};
 use super::niah::needles;
@@ -158,7 +160,8 @@ pub fn probe_k(top_k: usize, len: usize) -> usize {
 }
 
 /// Self-calibration's probe lengths: what the machine prefills in seconds (8K and 16K tokens on
-/// a GPU; 2K on a CPU), within the model's context.
+/// a GPU; 1.5K on a CPU, where a 0.5B model prefills some 60 tokens a second on two cores),
+/// within the model's context.
 #[must_use]
 pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
     let ctx = meta
@@ -166,11 +169,19 @@ pub fn auto_lengths(meta: &ModelMeta, gpu: bool) -> Vec<usize> {
         .unwrap_or(8192)
         .saturating_sub(512)
         .max(600);
-    let want: &[usize] = if gpu { &[8192, 16384] } else { &[3072] };
+    let want: &[usize] = if gpu {
+        &[8192, 16384]
+    } else {
+        &[CPU_PROBE_TOKENS]
+    };
     let mut v: Vec<usize> = want.iter().map(|&l| l.min(ctx)).collect();
     v.dedup();
     v
 }
+
+/// A CPU probe's length: three of them through three quarters of a 0.5B model's layers fit
+/// first use in a minute on two cores.
+const CPU_PROBE_TOKENS: usize = 1536;
 
 /// Self-calibration's needle depths: five on a GPU (seconds each), three on a CPU.
 #[must_use]
@@ -178,8 +189,27 @@ pub fn auto_depths(gpu: bool) -> Vec<u32> {
     if gpu {
         vec![10, 30, 50, 70, 90]
     } else {
-        vec![25, 50, 75]
+        vec![20, 50, 80]
     }
+}
+
+/// The deepest share of the model a self-calibrated filter pass may run through. Past it the
+/// filter pass saves too little of a prefill to be worth the re-run, and on both Qwen2.5-Coder
+/// models' curves (8K-31K, bench/runs/2026-12-02-h200-calibration-rule) no layer past it recalled
+/// better than the best before it; the probes stop there, a quarter cheaper.
+pub const MAX_FILTER_SHARE: f64 = 0.75;
+
+/// The candidate filter layers of self-calibration: `layers` through [`MAX_FILTER_SHARE`] of the
+/// model's `n_layer` (the shallowest one at least, whatever the share).
+#[must_use]
+pub fn candidate_layers(layers: &[usize], n_layer: usize) -> Vec<usize> {
+    #[allow(clippy::cast_precision_loss)]
+    let within = |l: usize| (l + 1) as f64 <= MAX_FILTER_SHARE * n_layer as f64;
+    let mut v: Vec<usize> = layers.iter().copied().filter(|&l| within(l)).collect();
+    if v.is_empty() {
+        v.extend(layers.iter().min());
+    }
+    v
 }
 
 /// One needle per cell, in turn: the curve averages over needles without multiplying cells.
@@ -207,13 +237,16 @@ pub struct Calibration {
     pub cells: usize,
 }
 
-/// Recall per layer and scoring on the probe cells, then the choice on each layer's worst length:
-/// a layer must hold up at every probe length (one that is good at 8K and lost at 16K is lost
-/// again at 32K; short cells alone do not predict long prompts).
+/// Recall per layer and scoring on the probe cells, then the cost-aware choice
+/// ([`choose_cheapest`], within [`COST_TOLERANCE`] of the best) on each layer's worst length: a
+/// layer must hold up at every probe length (one that is good at 8K and lost at 16K is lost
+/// again at 32K; short cells alone do not predict long prompts). With `early_stop`, once a
+/// candidate recalls at least 1 - [`COST_TOLERANCE`] on every cell so far, the next filter
+/// passes stop at its layer ([`early_stop_layer`]): nothing deeper could be chosen.
 ///
 /// # Errors
 /// Engine failures.
-pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
+pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration> {
     let cells = cells(&s.lengths, &s.depths)?;
     let model_name = s.model.name();
     let job = CurveJob {
@@ -231,15 +264,27 @@ pub fn calibrate(s: &CalibrateSettings) -> Result<Calibration> {
         context_k: s.context_k,
         seed: 0,
     };
+    let n_layer = s.model.meta.block_count;
     let mut recs = Vec::new();
-    curve_cells(&job, &cells, &[], &mut |r| {
-        recs.push(r);
-        Ok(())
-    })?;
+    curve_cells_capped(
+        &job,
+        &cells,
+        &[],
+        &mut |r| {
+            recs.push(r);
+            Ok(())
+        },
+        &mut |done| {
+            early_stop
+                .then(|| early_stop_layer(done, n_layer, COST_TOLERANCE))
+                .flatten()
+        },
+    )?;
+    let recs = common_points(recs);
     let by_length = curves_by_length(&recs);
     let curves = by_length.last().map(|c| c.1.clone()).unwrap_or_default();
-    let choice =
-        choose(&worst_over_lengths(&by_length), TOLERANCE).context("no recall measured")?;
+    let choice = choose_cheapest(&worst_over_lengths(&by_length), n_layer, COST_TOLERANCE)
+        .context("no recall measured")?;
     Ok(Calibration {
         choice,
         curves,
@@ -263,7 +308,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         lengths,
         depths: auto_depths(gpu),
         scorings: auto_scorings(),
-        layers,
+        layers: candidate_layers(&layers, model.meta.block_count),
         top_k: k,
         protect: Protect::All,
         style: if model.meta.has_chat_template {
@@ -284,17 +329,19 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
     );
     let quiet = crate::messages::quiet();
     crate::messages::set_quiet(true);
-    let c = calibrate(&s);
+    let c = calibrate(&s, true);
     crate::messages::set_quiet(quiet);
     let mut c = c?;
     c.choice = answer_choice(c.choice);
     let secs = t0.elapsed().as_secs_f64();
     let line = format!(
-        "calibrated {} in {secs:.1} s: layer {} with {} (needle recall {:.2} with pool 5 at the share k {k} is of {} tokens, worst over {} prompts of {:?} tokens)",
+        "calibrated {} in {secs:.1} s: layer {} with {}, the cheapest filter pass within {COST_TOLERANCE} of the best recall ({:.0}% of the model; needle recall {:.2}, best {:.2}, with pool 5 at the share k {k} is of {} tokens, worst over {} prompts of {:?} tokens)",
         model.meta.display_name(),
         c.choice.layer,
         c.choice.scoring,
+        100.0 * filter_cost(c.choice.scoring, c.choice.layer, model.meta.block_count),
         c.choice.recall,
+        c.choice.best,
         TARGET_TOKENS,
         c.cells,
         s.lengths
@@ -337,7 +384,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         s.layers,
         s.top_k
     );
-    let c = calibrate(s)?;
+    let c = calibrate(s, false)?;
     if !crate::messages::quiet() {
         for (len, curves) in &c.by_length {
             eprintln!("mean recall at {len} tokens:");
@@ -412,6 +459,28 @@ mod tests {
             answer_choice(pick("reference")).scoring,
             ScoringSpec::REFERENCE
         );
+    }
+
+    #[test]
+    fn candidates_stop_at_three_quarters_of_the_model() {
+        let all: Vec<usize> = (0..24).collect();
+        assert_eq!(candidate_layers(&all, 24), (0..18).collect::<Vec<_>>());
+        // Gemma-3-270M: global layers 5, 11, 17 of 18; 17 is the whole model.
+        assert_eq!(candidate_layers(&[5, 11, 17], 18), [5, 11]);
+        // A model whose only global layer is past the share keeps it.
+        assert_eq!(candidate_layers(&[20], 24), [20]);
+    }
+
+    #[test]
+    fn cpu_probes_are_short_and_within_the_context() {
+        let meta = |ctx: Option<usize>| ModelMeta {
+            context_length: ctx,
+            ..ModelMeta::default()
+        };
+        assert_eq!(auto_lengths(&meta(Some(32_768)), false), [CPU_PROBE_TOKENS]);
+        assert_eq!(auto_lengths(&meta(Some(32_768)), true), [8192, 16384]);
+        assert_eq!(auto_lengths(&meta(Some(1024)), false), [600]);
+        assert_eq!(auto_depths(false).len(), 3);
     }
 
     #[test]

@@ -360,6 +360,22 @@ pub fn curve_cells(
     existing: &[CurveRecord],
     sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
 ) -> Result<usize> {
+    curve_cells_capped(job, cells, existing, sink, &mut |_| None)
+}
+
+/// [`curve_cells`] where `deepest`, shown every record so far, may lower the deepest layer the
+/// next filter passes run to (an early stop once a shallow layer is known to be good enough);
+/// the passes never go deeper again.
+///
+/// # Errors
+/// As [`curve_cells`].
+pub fn curve_cells_capped(
+    job: &CurveJob<'_>,
+    cells: &[Cell],
+    existing: &[CurveRecord],
+    sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
+    deepest: &mut dyn FnMut(&[CurveRecord]) -> Option<usize>,
+) -> Result<usize> {
     let key_of = |c: &Cell| curve_key(job, c);
     let wanted = wanted_points(job);
     let done: HashSet<&str> = existing
@@ -384,6 +400,10 @@ pub fn curve_cells(
     let hay = Hay::new(&vocab, &text, max_len + 64);
     let engine = Engine::load(job.path, &job.load)?;
     let bar = progress(todo.len() as u64, "filter passes");
+    // Elapsed time and the estimate keep moving while a pass runs.
+    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    let mut layers = job.layers.clone();
+    let mut done_recs: Vec<CurveRecord> = Vec::new();
     for c in &todo {
         bar.set_message(format!(
             "{} tokens, depth {}%, {}",
@@ -401,7 +421,7 @@ pub fn curve_cells(
             &b.asm.tokens,
             &protected,
             &b.targets,
-            &job.layers,
+            &layers,
             &job.scorings,
             k,
             &job.ctx,
@@ -421,7 +441,7 @@ pub fn curve_cells(
                 best.map_or(0, |p| p.layer)
             ),
         );
-        sink(CurveRecord {
+        let rec = CurveRecord {
             key: key_of(c),
             model: job.model_name.to_owned(),
             length: c.length,
@@ -434,7 +454,15 @@ pub fn curve_cells(
             prompt_tokens: b.asm.tokens.len(),
             filter_pass_s: secs,
             points,
-        })?;
+        };
+        done_recs.push(rec.clone());
+        if let Some(cap) = deepest(&done_recs) {
+            // At least one layer stays: a pass needs a layer to stop after.
+            if layers.iter().any(|&l| l <= cap) {
+                layers.retain(|&l| l <= cap);
+            }
+        }
+        sink(rec)?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -501,6 +529,100 @@ pub fn choose(curves: &[(ScoringSpec, Vec<(usize, f64)>)], tol: f64) -> Option<C
     candidates.iter().min_by_key(|c| c.1 .0).map(pick)
 }
 
+/// Self-calibration's tolerance: a candidate whose recall is at most this much below the best
+/// is as good as the best, and the cheapest such candidate is chosen. A needle probe's recall
+/// moves in steps of 1/(needle tokens × cells) (about 0.015 for three 23-token needles), so 0.05
+/// is three such steps: a shallower layer is not given up for one or two tokens of one needle.
+pub const COST_TOLERANCE: f64 = 0.05;
+
+/// What scoring one query against every key of one layer costs, in filter-pass layers: a q·k
+/// over all keys is 2·d FLOPs per token against some 24·d² for a layer (d ≥ 576 on every model
+/// here), so 1/1024 rounds the ratio up; it orders scorings at one layer (the reference's one
+/// query before a 32-query window, one layer before three) and never outweighs a layer.
+pub const SCORE_QUERY_COST: f64 = 1.0 / 1024.0;
+
+/// A candidate's filter cost as a share of the model's `n_layer` layers: the filter pass through
+/// `layer` ((layer+1)/n_layer) plus its scoring, [`SCORE_QUERY_COST`] per query per scored layer
+/// (a multi-layer scoring reads layers the pass runs anyway: it costs scoring, not layers).
+#[must_use]
+pub fn filter_cost(scoring: ScoringSpec, layer: usize, n_layer: usize) -> f64 {
+    let span = scoring.layers.clamp(1, layer + 1);
+    #[allow(clippy::cast_precision_loss)]
+    let layers = (layer + 1) as f64 + (span * scoring.queries_needed()) as f64 * SCORE_QUERY_COST;
+    #[allow(clippy::cast_precision_loss)]
+    let n = n_layer.max(1) as f64;
+    layers / n
+}
+
+/// The cost-aware rule: B is the best recall over every (scoring, layer); of the candidates
+/// whose recall is within `tol` of B, the one with the lowest [`filter_cost`] wins (equal costs:
+/// the scoring listed first). A deeper layer or a dearer scoring is chosen only when it recalls
+/// more than `tol` better than everything cheaper; multi-layer scorings and wider pools compete
+/// because they can let a shallower layer select as well.
+#[must_use]
+pub fn choose_cheapest(curves: &[Series], n_layer: usize, tol: f64) -> Option<Choice> {
+    let best = best_recall(curves.iter().flat_map(|c| c.1.iter()))?;
+    let floor = best - tol - 1e-12;
+    curves
+        .iter()
+        .flat_map(|(s, pts)| pts.iter().map(move |&(l, r)| (*s, l, r)))
+        .filter(|c| c.2.is_finite() && c.2 >= floor)
+        .min_by(|a, b| filter_cost(a.0, a.1, n_layer).total_cmp(&filter_cost(b.0, b.1, n_layer)))
+        .map(|(scoring, layer, recall)| Choice {
+            scoring,
+            layer,
+            recall,
+            best,
+        })
+}
+
+/// The early stop: the layer of the cheapest (scoring, layer) whose recall is at least `1 - tol`
+/// on every record so far. Whatever deeper passes found, the best recall is at most 1, so that
+/// candidate stays within `tol` of it and nothing deeper can be chosen: the next passes may stop
+/// there. None while no candidate is that good everywhere.
+#[must_use]
+pub fn early_stop_layer(recs: &[CurveRecord], n_layer: usize, tol: f64) -> Option<usize> {
+    let first = recs.first()?;
+    first
+        .points
+        .iter()
+        .filter(|p| {
+            recs.iter().all(|r| {
+                r.points.iter().any(|q| {
+                    q.layer == p.layer && q.scoring == p.scoring && q.recall >= 1.0 - tol - 1e-12
+                })
+            })
+        })
+        .min_by(|a, b| {
+            filter_cost(a.scoring, a.layer, n_layer)
+                .total_cmp(&filter_cost(b.scoring, b.layer, n_layer))
+        })
+        .map(|p| p.layer)
+}
+
+/// The records with only the (layer, scoring) points every one of them has: after an early stop
+/// the deeper layers were measured on the first cells only, and a mean over those few is not
+/// comparable with the others.
+#[must_use]
+pub fn common_points(mut recs: Vec<CurveRecord>) -> Vec<CurveRecord> {
+    let Some(first) = recs.first() else {
+        return recs;
+    };
+    let keep: Vec<(usize, ScoringSpec)> = first
+        .points
+        .iter()
+        .map(|p| (p.layer, p.scoring))
+        .filter(|&(l, s)| {
+            recs.iter()
+                .all(|r| r.points.iter().any(|q| q.layer == l && q.scoring == s))
+        })
+        .collect();
+    for r in &mut recs {
+        r.points.retain(|p| keep.contains(&(p.layer, p.scoring)));
+    }
+    recs
+}
+
 /// One scoring's (layer, mean recall) points.
 pub type Series = (ScoringSpec, Vec<(usize, f64)>);
 
@@ -562,4 +684,150 @@ pub fn series(curves: &[(ScoringSpec, Vec<CurvePoint>)]) -> Vec<(ScoringSpec, Ve
         .iter()
         .map(|(s, pts)| (*s, pts.iter().map(|q| (q.layer, q.mean_recall)).collect()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> ScoringSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_layer_costs_more_than_any_scoring_and_scorings_are_ordered_at_one_layer() {
+        let n = 24;
+        let cost = |s: &str, l: usize| filter_cost(spec(s), l, n);
+        assert!((cost("reference", 23) - (1.0 + 1.0 / 1024.0 / 24.0)).abs() < 1e-12);
+        assert!(cost("window-softmax:32+layers3", 12) < cost("reference", 13));
+        assert!(cost("reference", 13) < cost("reference+layers3", 13));
+        assert!(cost("reference+layers3", 13) < cost("window-softmax:32", 13));
+        assert!(cost("window-softmax:32", 13) < cost("window-softmax:32+layers3", 13));
+        // Pooling and whole sentences cost nothing the rule counts.
+        assert_eq!(
+            cost("window-softmax:32", 13),
+            cost("window-softmax:32+pool31+sent", 13)
+        );
+        // A span is cut where the model begins.
+        assert_eq!(cost("reference+layers3", 0), cost("reference", 0));
+    }
+
+    #[test]
+    fn the_cheapest_candidate_within_the_tolerance_of_the_best_wins() {
+        // The Qwen2.5-Coder-0.5B shape: the best recall is deep and multi-layer, a single-layer
+        // window 3 layers shallower is within 0.05; the reference is never close.
+        let curves = vec![
+            (spec("reference"), vec![(9, 0.2), (13, 0.6), (16, 0.8)]),
+            (
+                spec("window-softmax:32"),
+                vec![(9, 0.7), (13, 0.93), (16, 0.9)],
+            ),
+            (
+                spec("window-softmax:32+layers3"),
+                vec![(9, 0.69), (13, 0.92), (16, 0.97)],
+            ),
+        ];
+        let c = choose_cheapest(&curves, 24, COST_TOLERANCE).unwrap();
+        assert_eq!((c.scoring, c.layer), (spec("window-softmax:32"), 13));
+        assert!((c.recall - 0.93).abs() < 1e-12 && (c.best - 0.97).abs() < 1e-12);
+        // With the old tolerance of 0.01 the deep multi-layer point is the only candidate.
+        let c = choose_cheapest(&curves, 24, 0.01).unwrap();
+        assert_eq!(
+            (c.scoring, c.layer),
+            (spec("window-softmax:32+layers3"), 16)
+        );
+        // A multi-layer scoring that lets a shallower layer select wins over a deeper single one.
+        let curves = vec![
+            (spec("reference"), vec![(9, 0.5), (15, 1.0)]),
+            (spec("reference+layers3"), vec![(9, 0.96), (15, 1.0)]),
+        ];
+        let c = choose_cheapest(&curves, 24, COST_TOLERANCE).unwrap();
+        assert_eq!((c.scoring, c.layer), (spec("reference+layers3"), 9));
+        // At one layer, the cheaper scoring wins whatever the order they are listed in.
+        let curves = vec![
+            (spec("window-softmax:32"), vec![(11, 1.0)]),
+            (spec("reference"), vec![(11, 0.96)]),
+        ];
+        let c = choose_cheapest(&curves, 24, COST_TOLERANCE).unwrap();
+        assert_eq!(c.scoring, spec("reference"));
+        // Just outside the tolerance is out.
+        let curves = vec![(spec("reference"), vec![(4, 0.949), (8, 1.0)])];
+        assert_eq!(
+            choose_cheapest(&curves, 24, COST_TOLERANCE).unwrap().layer,
+            8
+        );
+        // Nothing measured, nothing chosen; a NaN point is never a candidate.
+        assert_eq!(choose_cheapest(&[], 24, COST_TOLERANCE), None);
+        let curves = vec![(spec("reference"), vec![(2, f64::NAN), (5, 0.5)])];
+        assert_eq!(
+            choose_cheapest(&curves, 24, COST_TOLERANCE).unwrap().layer,
+            5
+        );
+    }
+
+    fn rec(points: &[(&str, usize, f64)]) -> CurveRecord {
+        CurveRecord {
+            key: String::new(),
+            model: "m".into(),
+            length: 1536,
+            depth: 50,
+            needle: "n".into(),
+            variant: Variant::Single,
+            style: Style::Chat,
+            k: 48,
+            protect: Protect::All,
+            prompt_tokens: 1536,
+            filter_pass_s: 1.0,
+            points: points
+                .iter()
+                .map(|&(s, layer, recall)| LayerRecall {
+                    layer,
+                    scoring: spec(s),
+                    recall,
+                    best_rank: 0,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn passes_stop_early_only_at_a_candidate_near_full_recall_on_every_cell() {
+        let a = rec(&[
+            ("reference", 5, 0.96),
+            ("window-softmax:32", 5, 1.0),
+            ("reference", 9, 1.0),
+            ("window-softmax:32", 9, 1.0),
+        ]);
+        assert_eq!(early_stop_layer(&[a.clone()], 24, COST_TOLERANCE), Some(5));
+        // Layer 5 falls below 0.95 on the next cell: only layer 9 is good everywhere.
+        let b = rec(&[
+            ("reference", 5, 0.9),
+            ("window-softmax:32", 5, 0.94),
+            ("reference", 9, 0.95),
+            ("window-softmax:32", 9, 0.6),
+        ]);
+        assert_eq!(
+            early_stop_layer(&[a.clone(), b.clone()], 24, COST_TOLERANCE),
+            Some(9)
+        );
+        let c = rec(&[("reference", 5, 0.2), ("reference", 9, 0.8)]);
+        assert_eq!(early_stop_layer(&[a, b, c], 24, COST_TOLERANCE), None);
+        assert_eq!(early_stop_layer(&[], 24, COST_TOLERANCE), None);
+    }
+
+    #[test]
+    fn after_an_early_stop_only_the_points_of_every_cell_are_compared() {
+        let full = rec(&[
+            ("reference", 5, 1.0),
+            ("reference", 9, 1.0),
+            ("reference", 13, 1.0),
+        ]);
+        let capped = rec(&[("reference", 5, 0.5), ("reference", 9, 0.97)]);
+        let kept = common_points(vec![full, capped]);
+        for r in &kept {
+            let layers: Vec<usize> = r.points.iter().map(|p| p.layer).collect();
+            assert_eq!(layers, [5, 9]);
+        }
+        assert!(common_points(Vec::new()).is_empty());
+    }
 }
