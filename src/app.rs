@@ -21,7 +21,7 @@ pub fn run(cli: Cli, notices: &[String]) -> Result<()> {
         step.run(&mut mode)?;
     }
     match mode {
-        Mode::Run(s) if s.conversation => crate::conversation::run(&s),
+        Mode::Run(s) if s.conversation => crate::conversation::interactive::run(&s),
         Mode::Run(s) => crate::run::run(&s),
         Mode::Bench(s) => crate::tools::bench::run(&s),
         Mode::Niah(s) => crate::eval::niah::run(&s),

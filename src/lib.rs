@@ -27,6 +27,7 @@ pub mod run;
 pub mod sanitize;
 pub mod scoring;
 pub mod select;
+pub mod selector;
 pub mod seq_state;
 pub mod server;
 pub mod settings;

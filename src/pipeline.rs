@@ -5,55 +5,30 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use llama_cpp_2::token::LlamaToken;
 
-use crate::capture::{CaptureSpec, KSource, LayerCapture};
-use crate::draft::{self, Draft};
-use crate::engine::{prefill, prefill_at, prefix, ContextOptions, Engine, LoadOptions};
+use crate::capture::{CaptureSpec, CaptureState, KSource, LayerCapture};
+use crate::engine::{prefill, prefill_at, ContextOptions, Engine, LoadOptions};
 use crate::generate::{generate, GenLimits, Generated, Sampling, Start, TokenSink};
 use crate::report::Timings;
-use crate::scoring::ScoringSpec;
 use crate::select;
-pub use crate::settings::Positions;
-
-/// GemFilter parameters for one run.
-#[derive(Debug, Clone)]
-pub struct GemSettings {
-    /// Filter layer of the model that selects (the draft's, with a draft).
-    pub layer: usize,
-    pub top_k: usize,
-    /// Scoring, window and pooling kernel.
-    pub spec: ScoringSpec,
-    /// Disable the early exit (tests use it to show the exit is real).
-    pub no_early_exit: bool,
-    /// Run the filter pass on the cached (r+1)-layer prefix model instead of the full model.
-    pub prefix: bool,
-    /// Physical batch size of the filter pass (None: the context's).
-    pub ubatch: Option<u32>,
-    /// Prompts shorter than this are answered whole (0: always filter).
-    pub min_tokens: usize,
-    /// Where the filter pass reads layer r's keys (None: from the KV cache on a GPU when the
-    /// model's last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
-    pub k_source: Option<KSource>,
-    /// A smaller model with the same tokenizer runs the filter pass instead of the target.
-    pub draft: Option<Draft>,
-    pub positions: Positions,
-}
+use crate::selector::{self, Selector};
+use crate::settings::ModelSettings;
+pub use crate::settings::{GemSettings, Positions};
 
 /// The models a run needs, loaded only when needed: the filter pass (prefix model) and the
 /// answer (full model) never hold the device at the same time.
 pub struct Models {
     pub path: PathBuf,
-    pub n_layer: usize,
     pub opts: LoadOptions,
     full: Option<Engine>,
+    /// Which model selects and on what (None with `--gem off`).
+    selector: Option<Selector>,
     /// Seconds spent loading models so far (draft included).
     pub load_secs: f64,
     /// Of which loading the draft (or its prefix).
     pub draft_load_secs: f64,
-    /// Token ids target and draft share, once checked.
-    draft_shared: Option<usize>,
 }
 
 impl std::fmt::Debug for Models {
@@ -66,17 +41,23 @@ impl std::fmt::Debug for Models {
 }
 
 impl Models {
+    /// The models of `model`, selecting as `gem` says (None: every answer from the whole prompt).
     #[must_use]
-    pub fn new(path: PathBuf, n_layer: usize, opts: LoadOptions) -> Self {
+    pub fn new(model: &ModelSettings, gem: Option<&GemSettings>) -> Self {
         Self {
-            path,
-            n_layer,
-            opts,
+            path: model.path.clone(),
+            opts: model.load.clone(),
             full: None,
+            selector: gem.map(|g| Selector::new(model, g)),
             load_secs: 0.0,
             draft_load_secs: 0.0,
-            draft_shared: None,
         }
+    }
+
+    /// The run's selector (None with `--gem off`).
+    #[must_use]
+    pub fn selector(&self) -> Option<&Selector> {
+        self.selector.as_ref()
     }
 
     /// The full model, loaded on first use.
@@ -100,27 +81,13 @@ impl Models {
         self.full = None;
     }
 
-    /// The draft reads this prompt's ids as the target does: the vocabularies are compared once
-    /// (vocab-only loads), the prompt's ids every time.
-    fn check_draft(&mut self, d: &Draft, tokens: &[LlamaToken]) -> Result<()> {
-        let shared = if let Some(n) = self.draft_shared {
-            n
-        } else {
-            let target = draft::token_texts(&Engine::load_vocab(&self.path, &self.opts)?);
-            let other = draft::token_texts(&Engine::load_vocab(&d.path, &self.opts)?);
-            let n = draft::same_tokenizer(&target, &other)?;
-            self.draft_shared = Some(n);
-            n
-        };
-        draft::check_prompt(tokens, shared)
-    }
-
-    /// Selection as configured: on the prefix model (full model freed first) or the full one;
-    /// with a draft, on the draft's prefix model (or the whole draft at its last layer), the
-    /// target freed first.
+    /// Selection as the selector decides: on the prefix model (full model freed first) or the
+    /// full one; with a draft, on the draft's prefix model (or the whole draft at its last
+    /// layer), the target freed first. `gem` is the answer's (its layer is the selector's).
     ///
     /// # Errors
-    /// A draft with another tokenizer; prefix writing, loading or filter-pass failures.
+    /// Models set up with GemFilter off; a draft with another tokenizer; loading or filter-pass
+    /// failures.
     pub fn select(
         &mut self,
         tokens: &[LlamaToken],
@@ -129,37 +96,24 @@ impl Models {
         ctx: &ContextOptions,
         progress: bool,
     ) -> Result<Selected> {
-        let (path, n_layer) = match &gem.draft {
-            Some(d) => {
-                self.check_draft(d, tokens)?;
-                (d.path.clone(), d.n_layer)
-            }
-            None => (self.path.clone(), self.n_layer),
+        let Some(selector) = &self.selector else {
+            bail!("these models were set up with GemFilter off");
         };
-        let prefix_path = if gem.prefix && gem.layer + 1 < n_layer {
-            // A cache that cannot be written costs memory, not the answer: fall back.
-            prefix::prefix_model(&path, gem.layer + 1, n_layer, self.opts.verbose)
-                .map_err(|e| crate::notice!("{e:#}; running the filter pass on the full model"))
-                .ok()
-        } else {
-            None
-        };
-        if prefix_path.is_none() && gem.draft.is_none() {
+        selector.check_tokens(tokens)?;
+        let draft = selector.draft().is_some();
+        let Some(file) = selector.filter_file() else {
             if self.opts.placement.filter_devices.is_some() {
                 crate::notice!("--gem-device: the filter pass runs on the full model here (no prefix model), placed as the full model");
             }
             let engine = self.full()?;
             return select_tokens(engine, tokens, protected, gem, ctx, progress);
-        }
+        };
         self.release_full();
         let t0 = Instant::now();
-        let engine = Engine::load(
-            prefix_path.as_deref().unwrap_or(&path),
-            &self.opts.for_filter(),
-        )?;
+        let engine = Engine::load(&file, &self.opts.for_filter())?;
         let secs = t0.elapsed().as_secs_f64();
         self.load_secs += secs;
-        if gem.draft.is_some() {
+        if draft {
             self.draft_load_secs += secs;
         }
         select_tokens(&engine, tokens, protected, gem, ctx, progress)
@@ -175,6 +129,8 @@ pub struct Selected {
     /// Part of `filter_secs` spent reading layer r's keys from the KV cache.
     pub read_secs: f64,
     pub selection_secs: f64,
+    /// Why scoring on the device fell back to the host, if it did (shown with -v).
+    pub score_fallback: Option<String>,
     pub device_mem: Option<u64>,
     /// Highest layer whose graph nodes ran during the filter pass.
     pub max_layer_reached: Option<usize>,
@@ -214,7 +170,8 @@ pub fn select_tokens(
         ctx.n_ubatch = ub;
         ctx.n_batch = ctx.n_batch.max(ub);
     }
-    let pass = engine.filter_pass(tokens, spec, &ctx, progress)?;
+    let state = CaptureState::new(spec).with_graph_scoring(gem.score_on.graph(gem.spec.scoring));
+    let pass = engine.filter_pass_with(tokens, state, &ctx, progress)?;
     let t0 = Instant::now();
     let ends = if gem.spec.sentences {
         engine.sentence_ends(tokens)
@@ -222,11 +179,14 @@ pub fn select_tokens(
         Vec::new()
     };
     let indices = select_from(&pass.capture.layers, gem, protected, &ends)?;
+    // Device scoring runs inside the filter pass (in its last ubatch) but is selection work.
+    let scored = pass.capture.score_secs;
     Ok(Selected {
         indices,
-        filter_secs: pass.secs,
+        filter_secs: pass.secs - scored,
         read_secs: pass.capture.read_secs,
-        selection_secs: t0.elapsed().as_secs_f64(),
+        selection_secs: t0.elapsed().as_secs_f64() + scored,
+        score_fallback: pass.capture.graph_fallback.clone(),
         device_mem: pass.device_mem,
         max_layer_reached: pass.capture.max_layer_reached(),
         early_exits: pass.capture.early_exits,
@@ -244,6 +204,20 @@ pub fn select_from(
     protected: &[bool],
     ends: &[bool],
 ) -> Result<Vec<usize>> {
+    if layers.iter().any(|lc| lc.scores.is_some()) {
+        // Scored on the device: pool, combine and rank the n scores here.
+        let per_layer = layers
+            .iter()
+            .map(|lc| {
+                lc.scores
+                    .as_deref()
+                    .map(ndarray::ArrayView1::from)
+                    .context("a layer was scored on the host and another on the device")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ranked = gem.spec.ranked(&per_layer, ends, protected)?;
+        return Ok(select::select_top_k(ranked.view(), gem.top_k, protected));
+    }
     if let ([lc], false) = (layers, gem.spec.sentences) {
         // The reference path, exactly as the paper's code does it.
         let sel = select::gemfilter_select_pooled(
@@ -373,24 +347,9 @@ pub fn answer(models: &mut Models, job: &Job<'_>, sink: &mut dyn TokenSink) -> R
     let mut skipped = None;
     let mut selected = None;
     if let Some(gem) = &job.gem {
-        if n <= gem.top_k.max(n_protected) {
-            skipped = Some(format!(
-                "prompt has {n} tokens, no more than the {} that would be kept: answering from the whole prompt",
-                gem.top_k.max(n_protected)
-            ));
-        } else if n < gem.min_tokens {
-            skipped = Some(format!(
-                "prompt has {n} tokens, fewer than --gem-min-tokens {}: below that the filter pass \
-                 costs more than it saves, answering from the whole prompt",
-                gem.min_tokens
-            ));
-        } else {
-            if gem.top_k <= n_protected {
-                crate::notice!(
-                    "--gem-topk {} is not more than the {n_protected} tokens always kept (chat template, system prompt, -p): no document token is kept; raise --gem-topk above {n_protected} or use --gem-protect none",
-                    gem.top_k
-                );
-            }
+        skipped = selector::skip(gem, n, n_protected);
+        if skipped.is_none() {
+            selector::warn_if_nothing_kept(gem, n_protected);
             selected =
                 Some(models.select(job.tokens, job.protected, gem, &job.ctx, job.progress)?);
         }

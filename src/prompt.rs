@@ -50,9 +50,7 @@ pub enum Template {
 }
 
 /// Which tokens always survive selection.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protect {
     /// Template scaffolding, system prompt and `-p` text are kept; top-k is chosen from the

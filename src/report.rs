@@ -1,5 +1,7 @@
-//! The `--json` record of one run. Field names are a stable interface (bench, niah and users'
-//! scripts read them): add fields, never rename.
+//! The `--json` record: one shape, [`Record`], for a single answer and for every turn of a
+//! conversation (documented in `docs/usage.md`). Field names are a stable interface (users'
+//! scripts read them): add fields, never rename; a change of meaning raises
+//! [`SCHEMA_VERSION`].
 
 use serde::Serialize;
 
@@ -7,7 +9,8 @@ use crate::generate::StopReason;
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Timings {
-    /// Model load (s).
+    /// Model load (s); a conversation turn's models are loaded before its first turn (0 unless
+    /// the full model is loaded for each answer).
     pub load_s: f64,
     /// Filter pass: prefill through layer r of the whole prompt (s); 0 with --gem off.
     pub filter_pass_s: f64,
@@ -21,12 +24,34 @@ pub struct Timings {
     pub first_token_s: f64,
     /// Generation speed after the first token (tokens/s); null with fewer than 2 tokens.
     pub decode_tok_per_s: Option<f64>,
-    /// Whole run after load (s).
+    /// Whole run (or turn) after load (s).
     pub total_s: f64,
 }
 
+/// The `--json` record's schema version (`schema_version`), raised when a field changes
+/// meaning or goes away; new fields do not raise it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a record answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    /// A single answer (the default mode).
+    Run,
+    /// One turn of conversation mode (`-cnv`), one record per question.
+    Turn,
+}
+
+/// One answer, as `--json` writes it in every mode.
 #[derive(Debug, Clone, Serialize)]
-pub struct RunRecord {
+pub struct Record {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    pub kind: RecordKind,
+    /// The conversation's turn, from 1; null for a single answer.
+    pub turn: Option<usize>,
+    /// The question (`-p`, or the conversation's line); null without one.
+    pub question: Option<String>,
     pub answer: String,
     pub model: String,
     pub architecture: String,
@@ -43,14 +68,22 @@ pub struct RunRecord {
     pub protected_tokens: usize,
     /// Token range of the -f context within the prompt, [start, end).
     pub context_range: [usize; 2],
-    /// Selected prompt positions as inclusive [start, end] runs.
+    /// Selected prompt positions as inclusive [start, end] runs (a conversation turn lists
+    /// those within the document: the conversation after it is always kept).
     pub selected_ranges: Vec<[usize; 2]>,
     /// Why the filter pass was skipped, if it was.
     pub filter_skipped: Option<String>,
-    /// Highest layer whose graph nodes ran in the filter pass (should equal `layer`).
+    /// Tokens decoded through the filter layers: the whole prompt when it is filtered, only
+    /// what follows the document in a conversation's later turns (its state is kept); 0 when
+    /// nothing was filtered.
+    pub filter_tokens_decoded: usize,
+    /// Highest layer whose graph nodes ran in the filter pass (should equal `layer`); null
+    /// where it is not traced (conversation turns).
     pub filter_max_layer: Option<usize>,
     pub generated_tokens: usize,
     pub stop_reason: StopReason,
+    /// Ctrl-C stopped the answer (conversation mode).
+    pub interrupted: bool,
     pub timings: Timings,
     /// Peak device memory this process used (bytes), where the backend reports it (GPU).
     pub peak_device_mem_bytes: Option<u64>,

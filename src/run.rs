@@ -7,39 +7,14 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::engine::Engine;
-use crate::generate::{GenLimits, Sampling, Stdout, TokenSink};
+use crate::generate::{Stdout, TokenSink};
 use crate::notice;
-use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
-use crate::prompt::{self, Assembled, PromptInput, Protect};
-use crate::report::{DraftRecord, RunRecord};
+use crate::pipeline::{answer, Job, Models, Outcome};
+use crate::prompt::{self, Assembled};
+use crate::report::{DraftRecord, Record, RecordKind, SCHEMA_VERSION};
 use crate::select;
-use crate::settings::ModelSettings;
-
-/// Everything the default mode needs, resolved from the flags.
-#[derive(Debug, Clone)]
-pub struct RunSettings {
-    pub model: ModelSettings,
-    pub input: PromptInput,
-    /// Raw completion (`-no-cnv`): no chat template.
-    pub no_conversation: bool,
-    /// Conversation mode: many questions about one document (`-cnv`, or a terminal).
-    pub conversation: bool,
-    /// `--prompt-cache`: the document's filter state saved to / loaded from this file.
-    pub prompt_cache: Option<std::path::PathBuf>,
-    pub chat_template: Option<String>,
-    /// `--jinja`, `--reasoning`: how a chat template is applied.
-    pub chat: prompt::ChatSettings,
-    /// None with `--gem off`.
-    pub gem: Option<GemSettings>,
-    pub protect: Protect,
-    pub sampling: Sampling,
-    pub limits: GenLimits,
-    /// Echo the raw prompt before the answer (`-no-cnv` without `--no-display-prompt`).
-    pub echo_prompt: bool,
-    pub show_selection: bool,
-    pub json: bool,
-    pub perf: bool,
-}
+use crate::selector;
+pub use crate::settings::RunSettings;
 
 /// The prompt, tokenized through the template, with the vocab it was tokenized with.
 struct Prepared {
@@ -68,12 +43,12 @@ fn prepare(s: &RunSettings) -> Result<Prepared> {
             }
         );
     }
+    let protected = assembled.protected(s.protect);
     // A prompt that will be filtered must be at least as long as the pooling kernel (shorter
     // ones are answered whole, whatever the kernel).
-    if let Some(g) = s.gem.as_ref().filter(|g| n > g.top_k) {
-        g.spec.validate(Some(n)).map_err(anyhow::Error::msg)?;
+    if let Some(g) = &s.gem {
+        selector::check_prompt(g, n, protected.iter().filter(|&&p| p).count())?;
     }
-    let protected = assembled.protected(s.protect);
     Ok(Prepared {
         vocab,
         assembled,
@@ -103,11 +78,7 @@ pub fn run(s: &RunSettings) -> Result<()> {
         progress: !s.json,
     };
     let mut sink = Stdout { enabled: !s.json };
-    let mut models = Models::new(
-        s.model.path.clone(),
-        s.model.meta.block_count,
-        s.model.load.clone(),
-    );
+    let mut models = Models::new(&s.model, s.gem.as_ref());
     let mut out = answer(&mut models, &job, &mut sink)?;
     out.timings.load_s = p.secs + out.load_secs;
     emit(s, &p, &out, &mut sink)
@@ -150,9 +121,13 @@ fn emit(s: &RunSettings, p: &Prepared, out: &Outcome, sink: &mut Stdout) -> Resu
     Ok(())
 }
 
-fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> RunRecord {
+fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> Record {
     let gem = s.gem.as_ref();
-    RunRecord {
+    Record {
+        schema_version: SCHEMA_VERSION,
+        kind: RecordKind::Run,
+        turn: None,
+        question: s.input.question.clone(),
         answer: out.generated.text.clone(),
         model: s.model.path.display().to_string(),
         architecture: s.model.meta.architecture.clone(),
@@ -176,9 +151,11 @@ fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> RunRecord {
             })
             .unwrap_or_default(),
         filter_skipped: out.skipped.clone(),
+        filter_tokens_decoded: out.selected.as_ref().map_or(0, |_| p.assembled.tokens.len()),
         filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
         generated_tokens: out.generated.n_tokens(),
         stop_reason: out.generated.stop,
+        interrupted: false,
         timings: out.timings.clone(),
         peak_device_mem_bytes: out.peak_device_mem,
         draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
@@ -209,7 +186,7 @@ fn show_selection(engine: &Engine, assembled: &Assembled, out: &Outcome) {
     );
 }
 
-fn print_perf(r: &RunRecord) {
+fn print_perf(r: &Record) {
     let t = &r.timings;
     let decode = t
         .decode_tok_per_s

@@ -3,8 +3,13 @@
 
 use std::path::PathBuf;
 
+use crate::capture::{KSource, ScoreOn};
+use crate::draft::Draft;
 use crate::engine::{ContextOptions, LoadOptions};
+use crate::generate::{GenLimits, Sampling};
 use crate::gguf_info::ModelMeta;
+use crate::prompt::{self, PromptInput, Protect};
+use crate::scoring::ScoringSpec;
 
 /// The model and how to run it (`-m`, `-c`, `-ngl`, `-t`, `-b`, `-ub`, `-fa`, `-ctk`, `-ctv`).
 #[derive(Debug, Clone)]
@@ -41,6 +46,58 @@ impl ModelSettings {
     }
 }
 
+/// GemFilter parameters for one run.
+#[derive(Debug, Clone)]
+pub struct GemSettings {
+    /// Filter layer of the model that selects (the draft's, with a draft).
+    pub layer: usize,
+    pub top_k: usize,
+    /// Scoring, window and pooling kernel.
+    pub spec: ScoringSpec,
+    /// Disable the early exit (tests use it to show the exit is real).
+    pub no_early_exit: bool,
+    /// Run the filter pass on the cached (r+1)-layer prefix model instead of the full model.
+    pub prefix: bool,
+    /// Physical batch size of the filter pass (None: the context's).
+    pub ubatch: Option<u32>,
+    /// Prompts shorter than this are answered whole (0: always filter).
+    pub min_tokens: usize,
+    /// Where the filter pass reads layer r's keys (None: from the KV cache on a GPU when the
+    /// model's last layer is r, i.e. the prefix model; per ubatch with early exit otherwise).
+    pub k_source: Option<KSource>,
+    /// Where layer r's token scores are computed (the cache's device, or the host).
+    pub score_on: ScoreOn,
+    /// A smaller model with the same tokenizer runs the filter pass instead of the target.
+    pub draft: Option<Draft>,
+    pub positions: Positions,
+}
+
+/// Everything the default mode needs, resolved from the flags.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    pub model: ModelSettings,
+    pub input: PromptInput,
+    /// Raw completion (`-no-cnv`): no chat template.
+    pub no_conversation: bool,
+    /// Conversation mode: many questions about one document (`-cnv`, or a terminal).
+    pub conversation: bool,
+    /// `--prompt-cache`: the document's filter state saved to / loaded from this file.
+    pub prompt_cache: Option<std::path::PathBuf>,
+    pub chat_template: Option<String>,
+    /// `--jinja`, `--reasoning`: how a chat template is applied.
+    pub chat: prompt::ChatSettings,
+    /// None with `--gem off`.
+    pub gem: Option<GemSettings>,
+    pub protect: Protect,
+    pub sampling: Sampling,
+    pub limits: GenLimits,
+    /// Echo the raw prompt before the answer (`-no-cnv` without `--no-display-prompt`).
+    pub echo_prompt: bool,
+    pub show_selection: bool,
+    pub json: bool,
+    pub perf: bool,
+}
+
 /// Where the selected tokens sit when the target re-runs them.
 #[derive(
     Debug,
@@ -49,7 +106,6 @@ impl ModelSettings {
     PartialEq,
     Eq,
     Default,
-    clap::ValueEnum,
     serde::Serialize,
     serde::Deserialize,
 )]

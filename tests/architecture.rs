@@ -373,6 +373,41 @@ fn nothing_below_cli_imports_cli() {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
+/// Lines of `s` where `word` stands as a whole identifier.
+fn word_lines(s: &Source, word: &str) -> Vec<String> {
+    s.code
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            line.match_indices(word).any(|(at, w)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + w.len()..].chars().next();
+                !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+            })
+        })
+        .map(|(n, line)| format!("{}:{}: {}", s.file.display(), n + 1, line.trim()))
+        .collect()
+}
+
+/// The command-line library is the command line's business: the core's types get their flag
+/// names in `src/cli` (`cli/enums.rs`), so the engine and the tools build without it.
+#[test]
+fn clap_only_in_cli() {
+    let all = sources();
+    let (cli, rest): (Vec<&Source>, Vec<&Source>) = all
+        .iter()
+        .partition(|s| s.module.first().is_some_and(|m| m == "cli" || m == "app"));
+    // The reader must see clap where it is, or a reader that found nothing would pass.
+    let seen: usize = cli.iter().map(|s| word_lines(s, "clap").len()).sum();
+    assert!(seen > 5, "clap seen {seen} times in src/cli");
+    let wrong: Vec<String> = rest.iter().flat_map(|s| word_lines(s, "clap")).collect();
+    assert!(
+        wrong.is_empty(),
+        "clap outside src/cli:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[test]
 fn unsafe_only_in_engine_ffi() {
     let all = sources();

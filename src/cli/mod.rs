@@ -1,6 +1,7 @@
 //! Command line: the default mode takes llama-cli's flags; subcommands are the tools.
 
 pub mod defs;
+pub mod enums;
 pub mod eval;
 pub mod llama;
 pub mod resolve;

@@ -131,7 +131,7 @@ impl LoadOptions {
 }
 
 /// llama.cpp's `llama_split_mode` (`-sm`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SplitMode {
     /// One device (`-mg`) holds the whole offloaded model.
     None,

@@ -25,6 +25,7 @@ use crate::generate::{GenLimits, StopReason, TokenSink};
 use crate::pipeline::{respond, GemSettings, Job};
 use crate::prompt::{self, Assembled, Template};
 use crate::select;
+use crate::selector;
 
 /// What a worker sends back for one request: `Started` (or `Failed`) first, then text, then
 /// `Done` or `Failed`.
@@ -245,18 +246,15 @@ fn answer(
     let n_protected = protected.iter().filter(|&&p| p).count();
     let filter = match &gem {
         Some(_) if asm.context.is_empty() => Err("the prompt has no document to filter".to_owned()),
-        Some(g) if n <= g.top_k.max(n_protected) => Err(format!(
-            "the prompt has {n} tokens, no more than the {} that would be kept",
-            g.top_k.max(n_protected)
-        )),
-        Some(g) if n < g.min_tokens => Err(format!(
-            "the prompt has {n} tokens, fewer than the {} below which the whole prompt is answered",
-            g.min_tokens
-        )),
-        Some(g) => {
-            g.spec.validate(Some(n)).map_err(ApiError::bad)?;
-            Ok(g)
-        }
+        // When to filter is the selector's rule, as in every mode.
+        Some(g) => match selector::skip(g, n, n_protected) {
+            Some(why) => Err(why),
+            None => {
+                selector::check_prompt(g, n, n_protected)
+                    .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+                Ok(g)
+            }
+        },
         None => Err("GemFilter is off for this request".to_owned()),
     };
     let _ = task.events.send(Event::Started);
@@ -362,6 +360,7 @@ fn filtered(
         sampling: &req.sampling,
         limits,
         prompt_cache: None,
+        progress: false,
     };
     let rec = conv
         .turn(&settings, asm, 1, "", sink)

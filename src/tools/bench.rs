@@ -177,23 +177,11 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         })?;
     }
     let (source, bos, vocab) = source_tokens(s)?;
-    let meta = &s.model.meta;
-    // The model that selects: the target, or the draft.
-    let (sel_path, sel_layers) = s
-        .gem
-        .draft
-        .as_ref()
-        .map_or((&s.model.path, meta.block_count), |d| (&d.path, d.n_layer));
-    if s.gem.prefix && s.gem.layer + 1 < sel_layers {
-        // Written once per model and layer; not part of any measured run.
-        crate::engine::prefix::prefix_model(
-            sel_path,
-            s.gem.layer + 1,
-            sel_layers,
-            s.model.load.verbose,
-        )?;
+    let mut models = Models::new(&s.model, Some(&s.gem));
+    // The prefix model is written once per model and layer, before any measured run.
+    if let Some(sel) = models.selector() {
+        sel.prefix_model();
     }
-    let mut models = Models::new(s.model.path.clone(), meta.block_count, s.model.load.clone());
     // Warm-up: first use of a device pays one-time initialisation; keep it out of the numbers.
     answer(
         &mut models,
@@ -273,6 +261,7 @@ fn job<'a>(
             ignore_eos: true,
             reverse_prompts: Vec::new(),
             special: false,
+            shift: None,
         },
         progress: true,
     }

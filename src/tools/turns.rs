@@ -153,6 +153,7 @@ fn gem_turns(
         sampling,
         limits,
         prompt_cache: None,
+        progress: false,
     };
     let mut tokens = doc.to_vec();
     let mut rows = Vec::new();

@@ -74,9 +74,7 @@ fn read_text(p: &Path, limit: u64) -> Result<String> {
 }
 
 /// Which answers a cell gets.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// The whole prompt.
@@ -89,9 +87,7 @@ pub enum Method {
 }
 
 /// How the prompt is worded.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Style {
     /// Raw completion: `<context>\n\nQuestion: <q> Answer:` (what both small models answer).
@@ -107,9 +103,7 @@ pub enum Style {
 }
 
 /// Which needles a cell hides and asks.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Variant {
     /// One needle, asked.

@@ -213,11 +213,7 @@ fn generate_cells(s: &NiahSettings, todo: &[&(String, &Cell, Method)], out: &Pat
     let max_len = todo.iter().map(|t| t.1.length).max().unwrap_or(0);
     let text = grid::load_haystack(s.haystack.as_deref())?;
     let hay = Hay::new(&vocab, &text, max_len + 64);
-    let mut models = Models::new(
-        s.model.path.clone(),
-        s.model.meta.block_count,
-        s.model.load.clone(),
-    );
+    let mut models = Models::new(&s.model, Some(&s.gem));
     let bar = progress(todo.len() as u64, "niah");
     let mut built: Option<(String, Built)> = None;
     for (key, cell, method) in todo.iter().map(|t| (&t.0, t.1, t.2)) {
@@ -241,6 +237,7 @@ fn generate_cells(s: &NiahSettings, todo: &[&(String, &Cell, Method)], out: &Pat
             ignore_eos: false,
             reverse_prompts: vec!["\nQuestion:".into()],
             special: false,
+            shift: None,
         };
         let o = answer_cell(s, &mut models, b, method, limits)?;
         let rec = record(s, key, cell, method, b, &o);
@@ -585,11 +582,7 @@ fn run_tasks(s: &NiahSettings) -> Result<()> {
 fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &Path) -> Result<()> {
     let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
     let haystack = grid::load_haystack(s.haystack.as_deref())?;
-    let mut models = Models::new(
-        s.model.path.clone(),
-        s.model.meta.block_count,
-        s.model.load.clone(),
-    );
+    let mut models = Models::new(&s.model, Some(&s.gem));
     let bar = progress(todo.len() as u64, "tasks");
     let mut built: Option<(String, tasks::BuiltTask)> = None;
     for (key, cell, method) in todo.iter().map(|t| (&t.0, t.1, t.2)) {
@@ -608,6 +601,7 @@ fn answer_tasks(s: &NiahSettings, todo: &[&(String, &TaskCell, Method)], out: &P
             ignore_eos: false,
             reverse_prompts: Vec::new(),
             special: false,
+            shift: None,
         };
         let o = answer_cell(s, &mut models, &b.built, method, limits)?;
         let gem = s.gem_for(method);

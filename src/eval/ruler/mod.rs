@@ -70,49 +70,38 @@ pub use score::{postprocess_pred, string_match_all, string_match_part, Metric};
     Ord,
     Serialize,
     Deserialize,
-    clap::ValueEnum,
 )]
 pub enum Task {
     /// One needle in the repeated noise text; 7-digit number value.
     #[serde(rename = "niah_single_1")]
-    #[value(name = "niah_single_1")]
     NiahSingle1,
     /// One needle in the essay haystack; number value.
     #[serde(rename = "niah_single_2")]
-    #[value(name = "niah_single_2")]
     NiahSingle2,
     /// One needle in the essay haystack; UUID value.
     #[serde(rename = "niah_single_3")]
-    #[value(name = "niah_single_3")]
     NiahSingle3,
     /// Four needles with different keys in the essay haystack; one key asked.
     #[serde(rename = "niah_multikey_1")]
-    #[value(name = "niah_multikey_1")]
     NiahMultikey1,
     /// One needle in a haystack made only of needles with other word keys; number values.
     #[serde(rename = "niah_multikey_2")]
-    #[value(name = "niah_multikey_2")]
     NiahMultikey2,
     /// One needle in a haystack made only of needles; UUID keys and values.
     #[serde(rename = "niah_multikey_3")]
-    #[value(name = "niah_multikey_3")]
     NiahMultikey3,
     /// Four values for one key in the essay haystack; all four asked.
     #[serde(rename = "niah_multivalue")]
-    #[value(name = "niah_multivalue")]
     NiahMultivalue,
     /// Four keys with one value each in the essay haystack; all four asked.
     #[serde(rename = "niah_multiquery")]
-    #[value(name = "niah_multiquery")]
     NiahMultiquery,
     /// Variable tracking: one chain of 4 hops (`VAR B = VAR A`) in the noise text.
     #[serde(rename = "vt")]
-    #[value(name = "vt")]
     Vt,
     /// Common words extraction: the 10 words that appear 30 times (6 below 4K) in a numbered
     /// list where the others appear 3 times (once).
     #[serde(rename = "cwe")]
-    #[value(name = "cwe")]
     Cwe,
 }
 

@@ -16,24 +16,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 
 use crate::engine::ffi::gguf::{Gguf, TensorType};
 pub use shapes::{base_vocab_len, find_shape, Arch, Llama3Rope, Shape, SHAPES};
 
 /// Storage type of the 2-D weights.
 #[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightType {
-    #[value(name = "q4_0")]
     Q4_0,
-    #[value(name = "q4_k")]
     Q4_K,
-    #[value(name = "q8_0")]
     Q8_0,
-    #[value(name = "f16")]
     F16,
-    #[value(name = "f32")]
     F32,
 }
 
