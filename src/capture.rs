@@ -5,6 +5,8 @@
 
 use ndarray::{ArrayView3, ShapeBuilder};
 
+use crate::select::Scoring;
+
 /// Which tensors to record during one prefill.
 #[derive(Debug, Clone)]
 pub struct CaptureSpec {
@@ -35,6 +37,45 @@ pub enum KSource {
     Cache,
 }
 
+/// Where a layer's token scores are computed (`--gem-score-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScoreOn {
+    /// On the KV cache's device when it is a GPU's (cache mode), else on the host.
+    #[default]
+    Auto,
+    /// Always on the host, from keys copied out of the graph or the cache.
+    Host,
+    /// With ggml wherever the cache is, the CPU backend included (cache mode; tests, benches).
+    Graph,
+}
+
+impl ScoreOn {
+    /// The capture's device scoring for `scoring` under this choice.
+    #[must_use]
+    pub fn graph(self, scoring: Scoring) -> Option<GraphScoring> {
+        match self {
+            ScoreOn::Host => None,
+            ScoreOn::Auto => Some(GraphScoring {
+                scoring,
+                on_host: false,
+            }),
+            ScoreOn::Graph => Some(GraphScoring {
+                scoring,
+                on_host: true,
+            }),
+        }
+    }
+}
+
+/// Score the keys where they are, with a ggml graph on the KV cache's device, instead of copying
+/// them to the host (cache mode). Keys in host memory or on an RPC server are read as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GraphScoring {
+    pub scoring: Scoring,
+    /// Also run the graph when the cache is in host memory (the CPU backend): tests, benches.
+    pub on_host: bool,
+}
+
 /// Per-layer capture: queries of the last `q_window` tokens, keys of every token.
 #[derive(Debug, Clone, Default)]
 pub struct LayerCapture {
@@ -43,8 +84,10 @@ pub struct LayerCapture {
     pub head_dim: usize,
     /// `[q_window, n_head, head_dim]`, row-major.
     pub q: Vec<f32>,
-    /// `[n_tokens, n_head_kv, head_dim]`, row-major.
+    /// `[n_tokens, n_head_kv, head_dim]`, row-major (empty when `scores` came from the device).
     pub k: Vec<f32>,
+    /// Raw per-token scores computed on the cache's device ([`GraphScoring`]), if they were.
+    pub scores: Option<Vec<f32>>,
     q_seen: usize,
     k_seen: usize,
 }
@@ -107,6 +150,7 @@ impl LayerCapture {
             head_dim: self.head_dim,
             q: self.q.clone(),
             k,
+            scores: None,
             q_seen: self.q_seen,
             k_seen: self.k_seen + earlier.len() / row,
         }
@@ -134,6 +178,12 @@ pub struct CaptureState {
     pub early_exits: usize,
     /// Seconds spent reading keys out of the KV cache (cache mode).
     pub read_secs: f64,
+    /// Score on the cache's device instead of reading keys (cache mode), when set.
+    pub graph_scoring: Option<GraphScoring>,
+    /// Seconds spent scoring on the device.
+    pub score_secs: f64,
+    /// Why the device scoring fell back to reading keys, if it did.
+    pub graph_fallback: Option<String>,
 }
 
 /// Parse `"Qcur-13"` → (`Role::Q`, 13). Other names → None.
@@ -213,6 +263,36 @@ impl CaptureState {
             error: None,
             early_exits: 0,
             read_secs: 0.0,
+            graph_scoring: None,
+            score_secs: 0.0,
+            graph_fallback: None,
+        }
+    }
+
+    /// Score cached keys on their device (see [`GraphScoring`]).
+    #[must_use]
+    pub fn with_graph_scoring(mut self, graph: Option<GraphScoring>) -> Self {
+        self.graph_scoring = graph;
+        self
+    }
+
+    /// The layer's keys are in: read, or scored on the device.
+    #[must_use]
+    pub fn keys_in(&self, slot: usize) -> bool {
+        let lc = &self.layers[slot];
+        !lc.k.is_empty() || lc.scores.is_some()
+    }
+
+    /// Cache mode: the device's per-token scores of a layer (instead of its keys).
+    pub fn record_scores(&mut self, slot: usize, scores: Vec<f32>) {
+        if scores.len() == self.spec.n_tokens {
+            self.layers[slot].scores = Some(scores);
+        } else {
+            self.error = Some(format!(
+                "{} device scores for {} tokens",
+                scores.len(),
+                self.spec.n_tokens
+            ));
         }
     }
 
@@ -347,8 +427,7 @@ impl CaptureState {
     /// Cache mode: the layer's cache now holds every prompt token and has not been read yet.
     #[must_use]
     pub fn cache_due(&self, slot: usize) -> bool {
-        let lc = &self.layers[slot];
-        lc.k_seen == self.spec.n_tokens && lc.k.is_empty()
+        self.layers[slot].k_seen == self.spec.n_tokens && !self.keys_in(slot)
     }
 
     /// Cache mode: the first `n_tokens` cache rows (cell i holds position i in a fresh,
@@ -418,7 +497,8 @@ impl CaptureState {
                     lc.k_seen, lc.q_seen, self.spec.n_tokens
                 ));
             }
-            if lc.k.len() != self.spec.n_tokens * lc.n_head_kv * lc.head_dim {
+            if lc.scores.is_none() && lc.k.len() != self.spec.n_tokens * lc.n_head_kv * lc.head_dim
+            {
                 return Err(format!(
                     "layer {il}: the KV cache of this layer was not read (no cache_k_l{il} node)"
                 ));
@@ -439,6 +519,7 @@ mod tests {
             head_dim: 2,
             q: vec![1.0, 0.0],
             k: vec![5.0, 6.0],
+            scores: None,
             q_seen: 1,
             k_seen: 1,
         };

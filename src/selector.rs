@@ -130,17 +130,20 @@ impl Selector {
 /// `gem` (the server's requests may change `top_k` and `min_tokens`); None: filter it.
 #[must_use]
 pub fn skip(gem: &GemSettings, n: usize, n_protected: usize) -> Option<String> {
-    let kept = gem.top_k.max(n_protected);
+    skip_reason(gem.top_k, gem.min_tokens, n, n_protected)
+}
+
+fn skip_reason(top_k: usize, min_tokens: usize, n: usize, n_protected: usize) -> Option<String> {
+    let kept = top_k.max(n_protected);
     if n <= kept {
         return Some(format!(
             "prompt has {n} tokens, no more than the {kept} that would be kept: answering from the whole prompt"
         ));
     }
-    if n < gem.min_tokens {
+    if n < min_tokens {
         return Some(format!(
-            "prompt has {n} tokens, fewer than --gem-min-tokens {}: below that the filter pass \
-             costs more than it saves, answering from the whole prompt",
-            gem.min_tokens
+            "prompt has {n} tokens, fewer than --gem-min-tokens {min_tokens}: below that the \
+             filter pass costs more than it saves, answering from the whole prompt"
         ));
     }
     None
@@ -170,37 +173,19 @@ pub fn warn_if_nothing_kept(gem: &GemSettings, n_protected: usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::scoring::ScoringSpec;
-    use crate::settings::Positions;
-
-    fn gem(top_k: usize, min_tokens: usize) -> GemSettings {
-        GemSettings {
-            layer: 3,
-            top_k,
-            spec: ScoringSpec::REFERENCE,
-            no_early_exit: false,
-            prefix: true,
-            ubatch: None,
-            min_tokens,
-            k_source: None,
-            score_on: crate::capture::ScoreOn::Auto,
-            draft: None,
-            positions: Positions::Compact,
-        }
-    }
+    use super::skip_reason;
 
     #[test]
     fn short_prompts_and_prompts_below_min_tokens_are_answered_whole() {
-        let g = gem(100, 0);
-        assert!(skip(&g, 100, 0).unwrap().contains("no more than the 100"));
-        assert!(skip(&g, 101, 0).is_none());
+        let skip = |n, n_protected| skip_reason(100, 0, n, n_protected);
+        assert!(skip(100, 0).unwrap().contains("no more than the 100"));
+        assert!(skip(101, 0).is_none());
         // The protected tokens count when they are more than k.
-        assert!(skip(&g, 150, 150).unwrap().contains("the 150 that"));
-        let g = gem(100, 500);
-        assert!(skip(&g, 499, 0)
+        assert!(skip(150, 150).unwrap().contains("the 150 that"));
+        let skip = |n| skip_reason(100, 500, n, 0);
+        assert!(skip(499)
             .unwrap()
-            .contains("fewer than --gem-min-tokens 500"));
-        assert!(skip(&g, 500, 0).is_none());
+            .contains("fewer than --gem-min-tokens 500: below that the filter pass costs more"));
+        assert!(skip(500).is_none());
     }
 }

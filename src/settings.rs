@@ -99,16 +99,7 @@ pub struct RunSettings {
 }
 
 /// Where the selected tokens sit when the target re-runs them.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Positions {
     /// At 0..k-1, a fresh short prompt (GemFilter's reference code).

@@ -16,6 +16,7 @@ fn engine() -> Engine {
             use_mmap: true,
             verbose: false,
             placement: gemfilter::engine::Placement::default(),
+            adjust: gemfilter::engine::adapters::Adjust::default(),
         },
     )
     .unwrap()
@@ -212,4 +213,50 @@ fn keys_read_from_the_kv_cache_match_the_per_ubatch_capture() {
     let sc = pick(lc);
     let overlap = sa.iter().filter(|i| sc.binary_search(i).is_ok()).count();
     assert!(overlap >= 240, "q8_0 top-256 overlap {overlap}");
+}
+
+/// Scores from a ggml graph over the KV cache (here the CPU backend; a GPU's cache in real runs)
+/// equal the host path's scores from the same cache, for every scoring and a quantized cache.
+#[test]
+fn scores_computed_on_the_cache_device_match_the_host_scores() {
+    use gemfilter::capture::{CaptureState, GraphScoring};
+    let e = engine();
+    let toks = tokens(&e, 1500);
+    let n = toks.len();
+    for (scoring, type_k) in [
+        (Scoring::Reference, KvCacheType::F16),
+        (Scoring::WindowSoftmax { window: 8 }, KvCacheType::F16),
+        (Scoring::WindowSoftmax { window: 8 }, KvCacheType::Q8_0),
+    ] {
+        let mut c = ctx(128);
+        c.type_k = type_k;
+        let window = scoring.queries_needed();
+        let host = e
+            .filter_pass(&toks, spec_cache(vec![8, 9], n, window), &c, false)
+            .unwrap();
+        let state = CaptureState::new(spec_cache(vec![8, 9], n, window)).with_graph_scoring(Some(
+            GraphScoring {
+                scoring,
+                on_host: true,
+            },
+        ));
+        let dev = e.filter_pass_with(&toks, state, &c, false).unwrap();
+        assert_eq!(dev.capture.graph_fallback, None);
+        assert!(dev.capture.score_secs > 0.0);
+        for (lh, ld) in host.capture.layers.iter().zip(&dev.capture.layers) {
+            assert!(ld.k.is_empty(), "{scoring:?}: keys were never copied to the host");
+            let got = ld.scores.as_ref().expect("scored on the device");
+            let want = select::scores(lh.q_view(), lh.k_view(), scoring).unwrap();
+            let err = rel_err(got, want.as_slice().unwrap());
+            assert!(err < 1e-4, "{scoring:?} {type_k:?}: relative error {err}");
+            let top = |s: &[f32]| {
+                let pooled = select::avg_pool(ndarray::ArrayView1::from(s), 5);
+                select::select_top_k(pooled.view(), 256, &[])
+            };
+            assert_eq!(top(got), top(want.as_slice().unwrap()), "{scoring:?}: same selection");
+        }
+        // Not vacuous: the two layers score differently.
+        let (a, b) = (&dev.capture.layers[0], &dev.capture.layers[1]);
+        assert!(rel_err(a.scores.as_ref().unwrap(), b.scores.as_ref().unwrap()) > 0.05);
+    }
 }

@@ -217,6 +217,42 @@ pub struct ModelArgs {
     /// Silence notices (errors are still printed).
     #[arg(long = "log-disable")]
     pub log_disable: bool,
+
+    /// LoRA adapter GGUF applied at scale 1 (comma-separated or repeated for several); the
+    /// filter pass then runs on the full model with the adapter.
+    #[arg(long = "lora", value_name = "FNAME")]
+    pub lora: Vec<String>,
+
+    /// LoRA adapters with their scales: FNAME:SCALE,...
+    #[arg(long = "lora-scaled", value_name = "FNAME:SCALE,...")]
+    pub lora_scaled: Vec<String>,
+
+    /// Control vector GGUF added to the hidden state at strength 1 (comma-separated or repeated
+    /// for several, summed); the filter pass adds it too.
+    #[arg(long = "control-vector", value_name = "FNAME")]
+    pub control_vector: Vec<String>,
+
+    /// Control vectors with their strengths: FNAME:SCALE,...
+    #[arg(long = "control-vector-scaled", value_name = "FNAME:SCALE,...")]
+    pub control_vector_scaled: Vec<String>,
+
+    /// Layers the control vectors apply to, START and END inclusive (default: 1 to the last).
+    #[arg(long = "control-vector-layer-range", value_name = "START END")]
+    pub control_vector_layer_range: Option<String>,
+
+    /// Override model metadata: KEY=TYPE:VALUE,... with TYPE int, float, bool or str (e.g.
+    /// tokenizer.ggml.add_bos_token=bool:false); the filter pass's model too.
+    #[arg(long = "override-kv", value_name = "KEY=TYPE:VALUE,...")]
+    pub override_kv: Vec<String>,
+
+    /// Check the model's tensor data for invalid values (NaN, inf, bad quant blocks) on load.
+    #[arg(long = "check-tensors")]
+    pub check_tensors: bool,
+
+    /// Print a bash completion script for gemfilter and exit (`source <(gemfilter
+    /// --completion-bash)`).
+    #[arg(long = "completion-bash")]
+    pub completion_bash: bool,
 }
 
 /// Prompt flags.
@@ -343,6 +379,24 @@ pub struct SamplingArgs {
     /// Stop when the output ends with this text (repeatable).
     #[arg(short = 'r', long = "reverse-prompt", value_name = "PROMPT")]
     pub reverse_prompt: Vec<String>,
+
+    /// When the context is full, drop half of what follows the --keep tokens and go on
+    /// generating (llama.cpp's context shift); without it generation stops there.
+    #[arg(long = "context-shift", overrides_with = "no_context_shift")]
+    pub context_shift: bool,
+
+    /// Stop generating when the context is full (the default).
+    #[arg(long = "no-context-shift", overrides_with = "context_shift")]
+    pub no_context_shift: bool,
+
+    /// Prompt tokens kept when the context shifts, after the BOS token (-1 = the whole prompt).
+    #[arg(
+        long = "keep",
+        default_value_t = 0,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub keep: i32,
 
     /// Never stop at an end-of-generation token: as in llama.cpp, they get a -inf logit bias
     /// (when the vocabulary has an EOS token), so none is sampled.
@@ -553,6 +607,12 @@ pub struct GemArgs {
     #[arg(long = "gem-k-source", value_enum, default_value = "auto", hide = true)]
     pub gem_k_source: KSourceArg,
 
+    /// Where layer r's token scores are computed: auto (on the GPU that holds the KV cache, when
+    /// the filter pass reads keys from the cache; on the host otherwise), host, or graph (ggml on
+    /// the cache's device, the CPU included).
+    #[arg(long = "gem-score-on", value_enum, default_value = "auto", hide = true)]
+    pub gem_score_on: ScoreOnArg,
+
     /// Debug: compute every layer in the filter pass (no early exit).
     #[arg(long = "gem-no-early-exit", hide = true)]
     pub gem_no_early_exit: bool,
@@ -607,6 +667,14 @@ pub enum Calibrate {
     Auto,
     Off,
     Force,
+}
+
+/// `--gem-score-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoreOnArg {
+    Auto,
+    Host,
+    Graph,
 }
 
 /// `--gem-k-source`.

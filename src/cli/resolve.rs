@@ -8,19 +8,19 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use llama_cpp_2::context::params::KvCacheType;
 
-use super::eval::{CalibrateArgs, LayersArgs, NiahArgs};
+use super::eval::{CalibrateArgs, LayersArgs, NiahArgs, BENCH_LENGTHS, NIAH_LENGTHS};
 use super::llama::{
     Calibrate, GemArgs, KSourceArg, LoadMode, ModelArgs, OnOff, OnOffAuto, PromptArgs, RopeScaling,
-    RunArgs, SamplingArgs,
+    RunArgs, SamplingArgs, ScoreOnArg,
 };
 use super::tools::{BenchArgs, SynthArgs};
 use super::values;
 use super::{Cli, Command};
-use crate::capture::KSource;
+use crate::capture::{KSource, ScoreOn};
 use crate::engine::{ContextExtras, ContextOptions, LoadOptions, Placement};
 use crate::eval::calibrate::CalibrateSettings;
 use crate::eval::layers::LayersSettings;
-use crate::eval::niah::{needles, NiahSettings};
+use crate::eval::niah::{needles, Experiment, NiahSettings};
 use crate::generate::{GenLimits, Sampling, Stage};
 use crate::gguf_info::{self, ModelMeta, SUPPORTED_ARCHS};
 use crate::pipeline::GemSettings;
@@ -392,7 +392,49 @@ fn load_options(m: &ModelArgs) -> Result<LoadOptions> {
         use_mmap,
         verbose: m.verbose,
         placement,
+        adjust: adjust(m)?,
     })
+}
+
+/// `--lora*`, `--control-vector*`, `--override-kv`, `--check-tensors`: files checked readable,
+/// values parsed as llama.cpp parses them.
+fn adjust(m: &ModelArgs) -> Result<crate::engine::adapters::Adjust> {
+    use crate::engine::adapters::{adapter_file, parse_kv_override};
+    let mut a = crate::engine::adapters::Adjust {
+        check_tensors: m.check_tensors,
+        ..Default::default()
+    };
+    for v in &m.lora {
+        for item in values::csv_row(v) {
+            a.lora.push((adapter_file("--lora", &item)?, 1.0));
+        }
+    }
+    for v in &m.lora_scaled {
+        for (name, scale) in values::parse_scaled("--lora-scaled", v)? {
+            a.lora.push((adapter_file("--lora-scaled", &name)?, scale));
+        }
+    }
+    for v in &m.control_vector {
+        for item in values::csv_row(v) {
+            a.control_vectors
+                .push((adapter_file("--control-vector", &item)?, 1.0));
+        }
+    }
+    for v in &m.control_vector_scaled {
+        for (name, scale) in values::parse_scaled("--control-vector-scaled", v)? {
+            a.control_vectors
+                .push((adapter_file("--control-vector-scaled", &name)?, scale));
+        }
+    }
+    if let Some(r) = &m.control_vector_layer_range {
+        a.cvec_layers = values::parse_layer_range(r)?;
+    }
+    for v in &m.override_kv {
+        for item in values::csv_row(v) {
+            a.kv_overrides.push(parse_kv_override(&item)?);
+        }
+    }
+    Ok(a)
 }
 
 /// `--gem-device`: where the filter pass's model goes, when not where `-dev` puts the full one.
@@ -506,6 +548,17 @@ fn selector(args: &GemArgs, model: &ModelSettings) -> Result<(ModelSettings, Opt
 /// Impossible layer or k, sliding-window layers, unsupported architectures, bad scorings.
 pub fn gem(args: &GemArgs, model: &ModelSettings, steps: &mut Vec<Step>) -> Result<GemSettings> {
     supported(&model.meta)?;
+    let adjust = &model.load.adjust;
+    ensure!(
+        args.gem_draft.is_none()
+            || (adjust.lora.is_empty()
+                && adjust.control_vectors.is_empty()
+                && adjust.kv_overrides.is_empty()),
+        "--lora, --control-vector and --override-kv change -m's model, and --gem-draft selects with another model they do not fit: drop --gem-draft (or them)"
+    );
+    if !adjust.lora.is_empty() && args.gem_prefix == OnOff::On {
+        crate::notice!("--lora: the filter pass runs on the full model with the adapter (a prefix model has no place for the adapter's later layers)");
+    }
     let (selector, layer_flag) = selector(args, model)?;
     let meta = &selector.meta;
     let (user, builtin) = crate::presets::load()?;
@@ -590,13 +643,18 @@ fn gem_settings(
         top_k,
         spec,
         no_early_exit: args.gem_no_early_exit,
-        prefix: args.gem_prefix == OnOff::On,
+        prefix: args.gem_prefix == OnOff::On && model.load.adjust.lora.is_empty(),
         ubatch: args.gem_ubatch.filter(|&u| u > 0),
         min_tokens,
         k_source: match args.gem_k_source {
             KSourceArg::Auto => None,
             KSourceArg::Ubatch => Some(KSource::Ubatch),
             KSourceArg::Cache => Some(KSource::Cache),
+        },
+        score_on: match args.gem_score_on {
+            ScoreOnArg::Auto => ScoreOn::Auto,
+            ScoreOnArg::Host => ScoreOn::Host,
+            ScoreOnArg::Graph => ScoreOn::Graph,
         },
         draft: args.gem_draft.as_ref().map(|_| crate::draft::Draft {
             name: selector.name(),
@@ -942,6 +1000,8 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
                 .map(|r| unescape(&a.prompt, r))
                 .collect(),
             special: a.prompt.special,
+            shift: (a.sampling.context_shift && !a.sampling.no_context_shift)
+                .then_some(a.sampling.keep),
         },
         sampling,
         input,
@@ -976,7 +1036,8 @@ fn fit_lengths(lengths: &[usize], model: &ModelSettings, extra: usize, flag: &st
 }
 
 fn bench(a: &BenchArgs, steps: &mut Vec<Step>) -> Result<BenchSettings> {
-    let lengths = values::parse_lengths(&a.lengths).context("--lengths")?;
+    let lengths = values::parse_lengths(a.prompts.lengths.as_deref().unwrap_or(BENCH_LENGTHS))
+        .context("--lengths")?;
     ensure!(
         (0..=1 << 20).contains(&a.n_decode),
         "--n-decode must be between 0 and 1048576"
@@ -995,7 +1056,7 @@ fn bench(a: &BenchArgs, steps: &mut Vec<Step>) -> Result<BenchSettings> {
         lengths,
         n_decode: a.n_decode,
         turns: a.turns,
-        haystack: a.haystack.clone(),
+        haystack: a.prompts.haystack.clone(),
         output: a.output.clone(),
         standard: !a.no_standard,
         json: a.gem.json,
@@ -1047,7 +1108,8 @@ fn probe_layers(list: Option<&str>, meta: &ModelMeta) -> Result<Vec<usize>> {
 }
 
 fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
-    let lengths = values::parse_lengths(&a.lengths).context("--lengths")?;
+    let lengths = values::parse_lengths(a.prompts.lengths.as_deref().unwrap_or(NIAH_LENGTHS))
+        .context("--lengths")?;
     let depths = values::parse_depths(&a.depths).context("--depths")?;
     let needles = needles::parse_list(&a.needles).context("--needles")?;
     ensure!(
@@ -1058,7 +1120,7 @@ fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
         (1..=1 << 16).contains(&a.n_predict),
         "-n must be between 1 and 65536"
     );
-    if let Some(h) = &a.haystack {
+    if let Some(h) = &a.prompts.haystack {
         ensure!(
             h.exists(),
             "haystack {} does not exist",
@@ -1100,10 +1162,25 @@ fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
         (1..=10_000).contains(&a.samples),
         "--samples must be between 1 and 10000"
     );
+    let experiment = match layers {
+        Some(layers) => {
+            ensure!(
+                tasks.is_empty(),
+                "--layers measures recall per layer on the needle grid: drop --tasks"
+            );
+            Experiment::Layers {
+                layers,
+                scorings: scorings_with_pools(&a.scorings, &pools, a.gem.gem_window)?,
+            }
+        }
+        None if !tasks.is_empty() => Experiment::Tasks {
+            tasks,
+            samples: a.samples,
+        },
+        None => Experiment::Needles,
+    };
     Ok(NiahSettings {
-        tasks,
-        samples: a.samples,
-        scorings: scorings_with_pools(&a.scorings, &pools, a.gem.gem_window)?,
+        experiment,
         methods: if a.gem.gem == OnOff::Off {
             vec![crate::eval::niah::Method::Full]
         } else {
@@ -1111,7 +1188,7 @@ fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
         },
         gem: gem_settings,
         protect: a.gem.gem_protect,
-        haystack: a.haystack.clone(),
+        haystack: a.prompts.haystack.clone(),
         lengths,
         depths,
         needles,
@@ -1121,7 +1198,6 @@ fn niah(a: &NiahArgs, steps: &mut Vec<Step>) -> Result<NiahSettings> {
         n_predict: a.n_predict,
         seed: a.seed,
         output: a.output.clone(),
-        layers,
         fresh: a.fresh,
         report_only: a.report_only,
         model,
@@ -1170,7 +1246,7 @@ fn calibrate(a: &CalibrateArgs, steps: &mut Vec<Step>) -> Result<CalibrateSettin
     ensure!(a.top_k >= 1, "--gem-topk must be at least 1");
     let model = model(&a.model, steps)?;
     supported(&model.meta)?;
-    let lengths = match &a.lengths {
+    let lengths = match &a.prompts.lengths {
         Some(s) => values::parse_lengths(s).context("--lengths")?,
         None => crate::eval::calibrate::default_lengths(&model.meta),
     };
@@ -1183,7 +1259,7 @@ fn calibrate(a: &CalibrateArgs, steps: &mut Vec<Step>) -> Result<CalibrateSettin
         top_k: a.top_k,
         protect: a.protect,
         style: a.style,
-        haystack: a.haystack.clone(),
+        haystack: a.prompts.haystack.clone(),
         write: a.write,
         context_k: false,
         model,

@@ -1,6 +1,7 @@
 //! llama.cpp behind a small safe surface: load a model, run a capturing filter pass, and run
 //! ordinary prefill + generation sessions. FFI details live in [`ffi`].
 
+pub mod adapters;
 pub mod ffi;
 pub mod prefix;
 pub mod session;
@@ -101,6 +102,8 @@ pub struct LoadOptions {
     pub verbose: bool,
     /// Devices and how layers are split over them.
     pub placement: Placement,
+    /// LoRA adapters, control vectors, metadata overrides, tensor check.
+    pub adjust: adapters::Adjust,
 }
 
 impl LoadOptions {
@@ -305,6 +308,8 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend> {
 pub struct Engine {
     pub model: LlamaModel,
     backend: &'static LlamaBackend,
+    /// Adapters set on every context of this model.
+    adapters: adapters::Loaded,
     /// Layers were offloaded to a GPU (-ngl > 0 and a GPU backend present).
     pub on_gpu: bool,
 }
@@ -351,8 +356,9 @@ impl Engine {
             ffi::rpc::add_servers(&opts.placement.rpc)?;
             params = opts.placement.apply(params)?;
         }
+        let params = opts.adjust.apply_params(params)?;
         let placed = !opts.placement.is_default();
-        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+        let mut model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
             anyhow::anyhow!(
                 "llama.cpp could not load '{}' ({e}); the file may be damaged, of an unsupported \
                  architecture, or too large for memory{} (run with -v for llama.cpp's log)",
@@ -364,11 +370,25 @@ impl Engine {
                 }
             )
         })?;
+        let adapters = if vocab_only {
+            adapters::Loaded::default()
+        } else {
+            adapters::Loaded::load(&mut model, &opts.adjust)?
+        };
         Ok(Self {
             model,
             backend,
+            adapters,
             on_gpu: opts.offloads_to_gpu(),
         })
+    }
+
+    /// Set this model's adapters (`--lora`, `--control-vector`) on a context made from it.
+    ///
+    /// # Errors
+    /// llama.cpp refusing them.
+    pub fn adapt(&self, ctx: &mut LlamaContext<'_>) -> Result<()> {
+        self.adapters.set_on(ctx)
     }
 
     /// Device memory this process uses now (all models and contexts), where reported.
@@ -397,9 +417,12 @@ impl Engine {
     /// # Errors
     /// When llama.cpp cannot allocate the KV cache or compute buffers (out of memory).
     pub fn session(&self, opts: &ContextOptions, n_ctx: u32) -> Result<LlamaContext<'_>> {
-        self.model
+        let mut ctx = self
+            .model
             .new_context(self.backend, Self::context_params(opts, n_ctx))
-            .map_err(|e| out_of_memory(e, n_ctx))
+            .map_err(|e| out_of_memory(e, n_ctx))?;
+        self.adapt(&mut ctx)?;
+        Ok(ctx)
     }
 
     /// Which of `tokens` end a sentence or line ([`crate::select::sentence_ends`] on their text).
@@ -425,8 +448,22 @@ impl Engine {
         opts: &ContextOptions,
         progress: bool,
     ) -> Result<FilterPass> {
+        self.filter_pass_with(tokens, CaptureState::new(spec), opts, progress)
+    }
+
+    /// [`Engine::filter_pass`] from a prepared capture state (e.g. scoring on the device).
+    ///
+    /// # Errors
+    /// As [`Engine::filter_pass`].
+    pub fn filter_pass_with(
+        &self,
+        tokens: &[LlamaToken],
+        state: CaptureState,
+        opts: &ContextOptions,
+        progress: bool,
+    ) -> Result<FilterPass> {
         let n_ctx = u32::try_from(tokens.len()).context("prompt too long")?;
-        let handle = ffi::CaptureHandle::new(CaptureState::new(spec));
+        let handle = ffi::CaptureHandle::new(state);
         let t0 = Instant::now();
         let mut ctx = self
             .model
@@ -435,7 +472,9 @@ impl Engine {
                 handle.params(Self::context_params(opts, n_ctx)),
             )
             .map_err(|e| out_of_memory(e, n_ctx))?;
-        let res = prefill(&mut ctx, tokens, 0, progress.then_some("filter pass"));
+        let res = self
+            .adapt(&mut ctx)
+            .and_then(|()| prefill(&mut ctx, tokens, 0, progress.then_some("filter pass")));
         let device_mem = self.device_mem_now();
         let capture = handle.finish(ctx);
         res?;

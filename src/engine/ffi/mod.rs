@@ -9,6 +9,7 @@ pub mod abort;
 pub mod chat;
 pub mod gguf;
 pub mod rpc;
+pub mod score;
 pub mod signal;
 
 use std::ffi::{c_void, CStr};
@@ -18,7 +19,10 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_sys_2 as sys;
 
-use crate::capture::{parse_cache_k_name, parse_qk_name, CaptureState, KSource, Role};
+use crate::capture::{
+    hadamard_blocks, parse_cache_k_name, parse_qk_name, CaptureState, KSource, Role,
+};
+use crate::select::Scoring;
 
 /// Owns a [`CaptureState`] lent to llama.cpp as `cb_eval_user_data`.
 ///
@@ -172,8 +176,8 @@ fn on_node(state: &mut CaptureState, t: &sys::ggml_tensor, ask: bool) -> bool {
         }
     };
     let last_slot = slot + 1 == state.layers.len();
-    // Cache mode: this layer's keys are in once its cache was read (in the last ubatch).
-    let k_in = state.spec.k_source == KSource::Ubatch || !state.layers[slot].k.is_empty();
+    // Cache mode: this layer's keys are in once its cache was read or scored (last ubatch).
+    let k_in = state.spec.k_source == KSource::Ubatch || state.keys_in(slot);
     if state.spec.stop_after_last && last_slot && k_in && state.ubatch_done() {
         state.early_exits += 1;
         return false;
@@ -198,6 +202,20 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     }
     if cache.buffer.is_null() {
         return Err("cache tensor has no backend buffer".into());
+    }
+    if let Some(graph) = state.graph_scoring {
+        if graph.on_host || score::on_device(cache.buffer) {
+            let t0 = std::time::Instant::now();
+            match score_on_device(state, slot, cache, graph.scoring, k_rotation(t)) {
+                Ok(scores) => {
+                    state.score_secs += t0.elapsed().as_secs_f64();
+                    state.record_scores(slot, scores);
+                    return Ok(());
+                }
+                // The host path below still gives the right answer, only slower.
+                Err(e) => state.graph_fallback = Some(e),
+            }
+        }
     }
     // SAFETY: a plain lookup in ggml's static type table.
     let row_bytes = unsafe { sys::ggml_row_size(cache.type_, cache.ne[0]) };
@@ -234,6 +252,45 @@ fn read_cache(state: &mut CaptureState, slot: usize, t: &sys::ggml_tensor) -> Re
     state.read_secs += t0.elapsed().as_secs_f64();
     state.record_cache_k(slot, rows, k_rotation(t));
     Ok(())
+}
+
+/// A layer's scores from its cache on the device: the captured queries (rotated as the cache's
+/// keys were) against the first `n_tokens` cells.
+fn score_on_device(
+    state: &CaptureState,
+    slot: usize,
+    cache: &sys::ggml_tensor,
+    scoring: Scoring,
+    rotation: Option<usize>,
+) -> Result<Vec<f32>, String> {
+    let lc = &state.layers[slot];
+    let mut q = lc.q.clone();
+    if let Some(n) = rotation {
+        if !n.is_power_of_two() || !lc.head_dim.is_multiple_of(n) {
+            return Err(format!("K cache rotated in blocks of {n}"));
+        }
+        hadamard_blocks(&mut q, n);
+    }
+    let (window, softmax) = match scoring {
+        Scoring::Reference => (1, false),
+        Scoring::HeadSoftmax => (1, true),
+        Scoring::WindowSoftmax { window } => (window, true),
+    };
+    score::graph_scores(
+        &score::CacheKeys {
+            tensor: cache,
+            n: state.spec.n_tokens,
+            n_head_kv: lc.n_head_kv,
+            head_dim: lc.head_dim,
+        },
+        &score::Queries {
+            q: &q,
+            n_head: lc.n_head,
+            window,
+            softmax,
+        },
+        score::LOGIT_BUDGET,
+    )
 }
 
 /// A cache tensor read from several threads at once.
