@@ -1,11 +1,16 @@
 //! Cost of the selection step between the filter pass and the re-run, at Llama-3.1-8B's head
 //! shape (32 query heads, 8 KV heads, `head_dim` 128). Run: `cargo bench --bench select`.
+//!
+//! `score/*` compares the two places a filter pass can score: the host (keys read out of an f16
+//! cache, converted, scored with ndarray) and a ggml graph on the device that holds the cache
+//! (the first GPU, else the CPU backend). Lengths: `GEMFILTER_BENCH_N` (default 8192,32768).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use gemfilter::select::{avg_pool5, gemfilter_select, select_top_k, Scoring};
+use gemfilter::engine::ffi::score::{DeviceKeys, Place, F16, LOGIT_BUDGET};
+use gemfilter::select::{self, avg_pool5, gemfilter_select, select_top_k, Scoring};
 use ndarray::{Array1, Array3};
 
 const N_HEAD: usize = 32;
@@ -92,10 +97,60 @@ fn bench_window_softmax(c: &mut Criterion) {
     group.finish();
 }
 
+fn lengths() -> Vec<usize> {
+    std::env::var("GEMFILTER_BENCH_N")
+        .ok()
+        .and_then(|v| v.split(',').map(|x| x.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![8192, 32768])
+}
+
+fn bench_score_where(c: &mut Criterion) {
+    for (name, scoring) in [
+        ("reference", Scoring::Reference),
+        ("window-softmax-32", Scoring::WindowSoftmax { window: 32 }),
+    ] {
+        let mut group = c.benchmark_group(format!("score/{name}"));
+        group.sample_size(10);
+        group.measurement_time(Duration::from_secs(5));
+        let rows = scoring.queries_needed();
+        let q = random_array((rows, N_HEAD, HEAD_DIM), 6);
+        let q_flat = q.as_slice().expect("standard layout").to_vec();
+        for n in lengths() {
+            let k = random_array((n, N_HEAD_KV, HEAD_DIM), 7);
+            let keys = DeviceKeys::upload(
+                k.as_slice().expect("standard layout"),
+                N_HEAD_KV,
+                HEAD_DIM,
+                F16,
+                0,
+                Place::Gpu,
+            )
+            .expect("keys fit on the device");
+            let device = keys.device();
+            group.bench_with_input(BenchmarkId::new("host", n), &n, |b, _| {
+                b.iter(|| {
+                    let k = keys.read().expect("f16 converts");
+                    let k = Array3::from_shape_vec((n, N_HEAD_KV, HEAD_DIM), k).expect("shape");
+                    select::scores(q.view(), k.view(), scoring).expect("valid shapes")
+                });
+            });
+            let (window, softmax) = (rows, scoring != Scoring::Reference);
+            group.bench_with_input(BenchmarkId::new(format!("graph-{device}"), n), &n, |b, _| {
+                b.iter(|| {
+                    keys.scores(black_box(&q_flat), N_HEAD, window, softmax, LOGIT_BUDGET)
+                        .expect("the device runs the graph")
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 criterion_group!(
     benches,
     bench_reference,
     bench_pool_top_k,
-    bench_window_softmax
+    bench_window_softmax,
+    bench_score_where
 );
 criterion_main!(benches);

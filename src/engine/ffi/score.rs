@@ -476,7 +476,7 @@ impl DeviceKeys {
             let dev =
                 sys::ggml_backend_buft_get_device(sys::ggml_backend_buffer_get_type(self.buf));
             if dev.is_null() {
-                return "?".into();
+                return "CPU".into();
             }
             std::ffi::CStr::from_ptr(sys::ggml_backend_dev_name(dev))
                 .to_string_lossy()
