@@ -151,7 +151,10 @@ fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> Record {
             })
             .unwrap_or_default(),
         filter_skipped: out.skipped.clone(),
-        filter_tokens_decoded: out.selected.as_ref().map_or(0, |_| p.assembled.tokens.len()),
+        filter_tokens_decoded: out
+            .selected
+            .as_ref()
+            .map_or(0, |_| p.assembled.tokens.len()),
         filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
         generated_tokens: out.generated.n_tokens(),
         stop_reason: out.generated.stop,

@@ -74,6 +74,12 @@ fn two_questions_are_answered_and_the_second_decodes_only_what_follows_the_docum
         .collect();
     assert_eq!(turns.len(), 2, "two questions, then /exit: {turns:?}");
     let (t1, t2) = (&turns[0], &turns[1]);
+    // Each turn is the single answer's record (docs/json.md).
+    crate::end_to_end::assert_record(t1, "turn");
+    crate::end_to_end::assert_record(t2, "turn");
+    assert_eq!(t1["turn"], 1);
+    assert_eq!(t1["question"], PASSKEY);
+    assert!(t1["filter_skipped"].is_null() && t1["filter_pass_s"].is_null());
     assert!(
         t1["answer"].as_str().unwrap().contains("48213"),
         "turn 1: {}",
@@ -124,6 +130,77 @@ fn conversation_mode_without_a_document_or_with_gem_off_is_one_error() {
         "off",
     ]);
     assert_one_error(&o, "-st");
+}
+
+/// One `-cnv --json` turn on a random-weight tiny model (ChatML template) about a ~1K-token
+/// document, with `extra` flags and the prefix cache at `cache`.
+fn tiny_turn(
+    dir: &std::path::Path,
+    cache: &std::path::Path,
+    extra: &[&str],
+) -> (serde_json::Value, String) {
+    let model = synth(dir, "tiny-llama");
+    let doc = write(
+        dir,
+        "doc.txt",
+        haystack(4000, "The boat is blue.", 0.5).as_bytes(),
+    );
+    let o = gemfilter()
+        .args(["-m", model.to_str().unwrap(), "-f", doc.to_str().unwrap()])
+        .args([
+            "-cnv",
+            "--chat-template",
+            "chatml",
+            "-p",
+            "q",
+            "-n",
+            "2",
+            "--json",
+        ])
+        .args(["--gem-layer", "2", "--gem-topk", "64"])
+        .args(extra)
+        .env("GEMFILTER_CACHE", cache)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let turns: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    (turns[0].clone(), err)
+}
+
+/// The conversation decides as the single answer does (one selector): an unwritable prefix
+/// cache falls back to filtering on the full model, and a prompt below --gem-min-tokens is
+/// answered whole, both said in one line.
+#[test]
+fn a_turn_falls_back_and_skips_where_a_single_answer_does() {
+    let d = tmpdir("conversation-fallback");
+    let blocker = write(&d, "not-a-dir", b"x"); // a file where the cache directory should be
+    let (t, err) = tiny_turn(&d, &blocker.join("cache"), &[]);
+    assert!(
+        err.contains("running the filter pass on the full model"),
+        "{err}"
+    );
+    assert_eq!(t["filter_tokens_decoded"], t["prompt_tokens"]);
+    assert!(t["filter_skipped"].is_null());
+    let n = t["prompt_tokens"].as_u64().unwrap();
+    let selected = t["selected_tokens"].as_u64().unwrap();
+    assert!((64..n).contains(&selected), "{selected} of {n}");
+    let (t, _) = tiny_turn(&d, &d.join("cache"), &["--gem-min-tokens", "100000"]);
+    assert!(
+        t["filter_skipped"]
+            .as_str()
+            .unwrap()
+            .contains("fewer than --gem-min-tokens 100000"),
+        "{t}"
+    );
+    assert_eq!(t["filter_tokens_decoded"], 0);
+    assert_eq!(t["selected_tokens"], t["prompt_tokens"]);
+    assert_eq!(t["timings"]["filter_pass_s"], 0.0);
 }
 
 /// One `-cnv` run of a single question with `--prompt-cache`; returns its turn records.

@@ -28,6 +28,69 @@ fn base_args<'a>(m: &'a str, f: &'a str) -> Vec<&'a str> {
     a
 }
 
+/// The `--json` record's fields, as docs/json.md lists them: one shape for a single answer and
+/// a conversation turn.
+const RECORD_FIELDS: &[&str] = &[
+    "schema_version",
+    "kind",
+    "turn",
+    "question",
+    "answer",
+    "model",
+    "architecture",
+    "gem",
+    "layer",
+    "k",
+    "scoring",
+    "protect",
+    "positions",
+    "prompt_tokens",
+    "selected_tokens",
+    "protected_tokens",
+    "context_range",
+    "selected_ranges",
+    "filter_skipped",
+    "filter_tokens_decoded",
+    "filter_max_layer",
+    "generated_tokens",
+    "stop_reason",
+    "interrupted",
+    "timings",
+    "peak_device_mem_bytes",
+    "draft",
+    "target_load_s",
+];
+
+const TIMING_FIELDS: &[&str] = &[
+    "load_s",
+    "filter_pass_s",
+    "filter_read_s",
+    "selection_s",
+    "rerun_s",
+    "first_token_s",
+    "decode_tok_per_s",
+    "total_s",
+];
+
+/// `r` is a version-1 record of `kind` ("run" or "turn") with exactly the documented fields.
+pub fn assert_record(r: &serde_json::Value, kind: &str) {
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let mut want: Vec<String> = RECORD_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    want.sort();
+    assert_eq!(keys(r), want, "{r}");
+    let mut timings: Vec<String> = TIMING_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    timings.sort();
+    assert_eq!(keys(&r["timings"]), timings, "{r}");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["kind"], kind);
+    assert!(r["timings"]["first_token_s"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["answer"].is_string() && r["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
 #[test]
 fn gemfilter_selects_the_needle_and_answers_from_1024_of_6k_tokens() {
     let d = tmpdir("e2e");
@@ -37,10 +100,14 @@ fn gemfilter_selects_the_needle_and_answers_from_1024_of_6k_tokens() {
     args.push("--gem-show");
     let o = cached(&d).args(&args).output().unwrap();
     let r = json(&o);
+    assert_record(&r, "run");
     let prompt = r["prompt_tokens"].as_u64().unwrap();
     assert!((5500..7500).contains(&prompt), "prompt has {prompt} tokens");
     assert_eq!(r["gem"], true);
     assert_eq!(r["selected_tokens"], 1024);
+    assert_eq!(r["filter_tokens_decoded"].as_u64(), Some(prompt));
+    assert_eq!(r["turn"], serde_json::Value::Null);
+    assert_eq!(r["question"], QUESTION);
     assert_eq!(
         r["filter_max_layer"], r["layer"],
         "filter pass ran past layer r"

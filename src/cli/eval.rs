@@ -1,4 +1,5 @@
-//! Flags of the accuracy tools (`niah`, `layers`, `calibrate`).
+//! Flags of the accuracy tools (`niah`, `layers`, `calibrate`) and the prompt group they share
+//! with `bench`.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,28 @@ use crate::prompt::Protect;
 
 use super::llama::{GemArgs, ModelArgs, RunArgs};
 
+/// `niah`'s prompt lengths without `--lengths`.
+pub const NIAH_LENGTHS: &str = "1000,2000,4000";
+/// `bench`'s prompt lengths without `--lengths`.
+pub const BENCH_LENGTHS: &str = "8k,32k";
+
+/// The prompts a measuring tool cuts from a haystack (`niah`, `calibrate`, `bench`): one group,
+/// so the flags read the same everywhere; each tool's default lengths are applied in `resolve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromptsArgs {
+    /// Text the prompts are cut from: a directory of .txt files (concatenated in name order, as
+    /// the reference harness does with Paul Graham's essays) or one file, repeated as needed.
+    /// Default: the bundled essays.
+    #[arg(long = "haystack", value_name = "DIR|FILE")]
+    pub haystack: Option<PathBuf>,
+
+    /// Prompt lengths in tokens, comma-separated, with k and m suffixes (`2000,8k,7.5k`; 8k =
+    /// 8192). Default: niah 1000,2000,4000; calibrate 2000 and min(6000, context - 256);
+    /// bench 8k,32k.
+    #[arg(long = "lengths", value_name = "LIST")]
+    pub lengths: Option<String>,
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct NiahArgs {
     #[command(flatten)]
@@ -15,19 +38,8 @@ pub struct NiahArgs {
     #[command(flatten)]
     pub gem: GemArgs,
 
-    /// Haystack: a directory of .txt files (concatenated in name order, as the reference
-    /// harness does with Paul Graham's essays) or one file. Default: the bundled essays
-    /// (repeated as needed).
-    #[arg(long = "haystack", value_name = "DIR|FILE")]
-    pub haystack: Option<PathBuf>,
-
-    /// Prompt lengths in tokens, comma-separated; k = 1024 (`2000,8k,7.5k`).
-    #[arg(
-        long = "lengths",
-        default_value = "1000,2000,4000",
-        value_name = "LIST"
-    )]
-    pub lengths: String,
+    #[command(flatten)]
+    pub prompts: PromptsArgs,
 
     /// Needle depths in percent of the context, comma-separated.
     #[arg(
@@ -155,10 +167,8 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     pub model: ModelArgs,
 
-    /// Prompt lengths in tokens, comma-separated; k = 1024 (default: 2000 and
-    /// min(6000, context - 256)).
-    #[arg(long = "lengths", value_name = "LIST")]
-    pub lengths: Option<String>,
+    #[command(flatten)]
+    pub prompts: PromptsArgs,
 
     /// Needle depths in percent.
     #[arg(long = "depths", default_value = "25,50,75", value_name = "LIST")]
@@ -184,10 +194,6 @@ pub struct CalibrateArgs {
     /// Prompt wording (plain suits base and small models).
     #[arg(long = "style", value_enum, default_value = "plain")]
     pub style: Style,
-
-    /// Haystack directory or file (default: the bundled essays).
-    #[arg(long = "haystack", value_name = "DIR|FILE")]
-    pub haystack: Option<PathBuf>,
 
     /// Store the recommendation in the user presets file ($`GEMFILTER_PRESETS`, else
     /// ~/.config/gemfilter/presets.toml), replacing an earlier entry for this model.

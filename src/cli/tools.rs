@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::eval::PromptsArgs;
 use super::llama::{GemArgs, ModelArgs};
 use crate::tools::synth::{WeightType, NOISE_NOTE};
 
@@ -11,15 +12,11 @@ pub struct BenchArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub gem: GemArgs,
-    /// Prompt lengths in tokens, comma-separated; k and m suffixes (8k = 8192).
-    #[arg(long = "lengths", default_value = "8k,32k", value_name = "LIST")]
-    pub lengths: String,
+    #[command(flatten)]
+    pub prompts: PromptsArgs,
     /// Tokens to decode after the prompt, for the decode speed at that depth.
     #[arg(long = "n-decode", default_value_t = 32, value_name = "N")]
     pub n_decode: i32,
-    /// Text the prompts are cut from (repeated as needed); default: the bundled haystack.
-    #[arg(long = "haystack", value_name = "FILE")]
-    pub haystack: Option<PathBuf>,
     /// Also write the results (JSON) here after every length.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -39,7 +36,7 @@ pub struct BenchArgs {
 #[command(after_help = NOISE_NOTE)]
 pub struct SynthArgs {
     /// Model shape to copy (see --list): llama-3.1-8b, llama-3.2-1b, mistral-nemo-12b,
-    /// qwen2-7b, qwen2.5-0.5b, qwen2.5-7b, tiny-llama, tiny-qwen2.
+    /// qwen2-7b, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, tiny-llama, tiny-qwen2.
     #[arg(long, value_name = "NAME", required_unless_present = "list")]
     pub shape: Option<String>,
 

@@ -182,7 +182,7 @@ impl<'e> Conversation<'e> {
             selector::check_prompt(gem, n, n_protected)?;
             selector::warn_if_nothing_kept(gem, n_protected);
             status.stage("filter pass");
-            let f = filter_turn(s, self.filter, &mut self.kept, asm)?;
+            let f = filter_turn(s, &status, self.filter, &mut self.kept, asm)?;
             status.stage("selection");
             let t_sel = Instant::now();
             let ends = if gem.spec.sentences {
@@ -275,6 +275,13 @@ impl<'e> Conversation<'e> {
     }
 }
 
+/// A notice while the status line shows: the line steps aside for it.
+macro_rules! say {
+    ($status:expr, $($arg:tt)*) => {
+        $status.0.suspend(|| notice!($($arg)*))
+    };
+}
+
 /// A turn's status line on a terminal (standard error), with the time spent so far: nothing
 /// else shows while the filter pass and the re-run run, which take tens of seconds on a CPU.
 struct Status(ProgressBar);
@@ -358,6 +365,7 @@ pub fn load_models(
 /// and document; a mismatch or damage is said in one line and the state is rebuilt.
 fn restore<'a>(
     s: &TurnSettings<'_>,
+    status: &Status,
     filter: &'a Engine,
     path: &std::path::Path,
     id: &Identity,
@@ -371,7 +379,8 @@ fn restore<'a>(
     let mut session = CaptureSession::new(filter, &s.model.ctx, n_ctx)?;
     match doc_state::load(path, &mut session, id, prefix_tokens) {
         Ok(Some(keys)) => {
-            notice!(
+            say!(
+                status,
                 "loaded the document's filter state from {} ({} tokens): no filter pass over the document",
                 crate::sanitize::quote(&path.display().to_string()),
                 prefix_tokens.len()
@@ -386,7 +395,8 @@ fn restore<'a>(
         Ok(None) => Ok(None),
         Err(e) if doc_state::is_refusal(&e) => Err(e),
         Err(e) => {
-            notice!(
+            say!(
+                status,
                 "the prompt cache {} {e:#}: rebuilding it",
                 crate::sanitize::quote(&path.display().to_string())
             );
@@ -417,6 +427,7 @@ struct Filtered {
 /// and keep the document's state (saving it when asked).
 fn filter_turn<'a>(
     s: &TurnSettings<'_>,
+    status: &Status,
     filter: &'a Engine,
     kept: &mut Option<Kept<'a>>,
     asm: &Assembled,
@@ -436,11 +447,14 @@ fn filter_turn<'a>(
         .as_ref()
         .is_some_and(|k| asm.tokens.get(..doc_end) != Some(k.prefix.as_slice()))
     {
-        notice!("the template rendered the document differently this turn: filtering it again");
+        say!(
+            status,
+            "the template rendered the document differently this turn: filtering it again"
+        );
         *kept = None;
     }
     if kept.as_ref().is_some_and(|k| (k.n_ctx as usize) < n) {
-        notice!("the conversation outgrew the filter context: filtering the document again with more room");
+        say!(status, "the conversation outgrew the filter context: filtering the document again with more room");
         *kept = None;
     }
     let prefix_tokens = &asm.tokens[..doc_end];
@@ -449,7 +463,7 @@ fn filter_turn<'a>(
         None => None,
     };
     if let (None, Some(path), Some(id)) = (kept.as_ref(), s.prompt_cache, &id) {
-        *kept = restore(s, filter, path, id, prefix_tokens, n)?;
+        *kept = restore(s, status, filter, path, id, prefix_tokens, n)?;
     }
     if let Some(k) = kept {
         let suffix = &asm.tokens[doc_end..];
@@ -494,11 +508,12 @@ fn filter_turn<'a>(
         .collect();
     if let (Some(path), Some(id)) = (s.prompt_cache, &id) {
         match doc_state::save(path, &session, id, prefix_tokens, &keys) {
-            Ok(()) => notice!(
+            Ok(()) => say!(
+                status,
                 "saved the document's filter state to {} ({doc_end} tokens)",
                 crate::sanitize::quote(&path.display().to_string())
             ),
-            Err(e) => notice!("{e:#}; the conversation goes on without it"),
+            Err(e) => say!(status, "{e:#}; the conversation goes on without it"),
         }
     }
     *kept = Some(Kept {

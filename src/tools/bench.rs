@@ -104,15 +104,8 @@ fn mode(out: &Outcome) -> ModeResult {
 
 /// Text the prompts are cut from, tokenized once (with BOS first when the model has one).
 fn source_tokens(s: &BenchSettings) -> Result<(Vec<LlamaToken>, Option<LlamaToken>, Engine)> {
-    let text = match &s.haystack {
-        Some(p) => std::fs::read_to_string(p).with_context(|| {
-            format!(
-                "cannot read {}",
-                crate::sanitize::quote(&p.display().to_string())
-            )
-        })?,
-        None => include_str!("../../data/haystack.txt").to_owned(),
-    };
+    // A directory or a file, read as niah and calibrate read theirs.
+    let text = crate::eval::niah::grid::load_haystack(s.haystack.as_deref())?;
     let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
     let v = vocab.model.vocab();
     let source = v.tokenize(text.as_bytes(), false, false);

@@ -55,27 +55,30 @@ pub struct NiahSettings {
     pub n_predict: i32,
     pub seed: u64,
     pub output: PathBuf,
-    /// `--tasks`: RULER-style tasks instead of needles.
-    pub tasks: Vec<Task>,
-    /// Samples per task and length.
-    pub samples: usize,
-    /// `--layers`: recall-per-layer mode over these layers.
-    pub layers: Option<Vec<usize>>,
-    /// Scorings with pools compared in `--layers` mode.
-    pub scorings: Vec<ScoringSpec>,
+    pub experiment: Experiment,
     pub fresh: bool,
     pub report_only: bool,
 }
 
+/// What `niah` measures, chosen once from its flags.
+#[derive(Debug, Clone)]
+pub enum Experiment {
+    /// The needle grid (lengths × depths × needles × variants): every method answers every
+    /// cell, scored and with the selection's recall of the needle.
+    Needles,
+    /// RULER-style tasks (`--tasks`), `samples` per task and length, scored by RULER's rule.
+    Tasks { tasks: Vec<Task>, samples: usize },
+    /// Recall per filter layer (`--layers`) over the needle grid, from filter passes alone (no
+    /// generation), for each scoring.
+    Layers {
+        layers: Vec<usize>,
+        scorings: Vec<ScoringSpec>,
+    },
+}
+
 impl NiahSettings {
-    fn task_cells(&self) -> Vec<TaskCell> {
-        tasks::task_cells(
-            &self.tasks,
-            &self.lengths,
-            &self.depths,
-            self.samples,
-            self.seed,
-        )
+    fn task_cells(&self, tasks: &[Task], samples: usize) -> Vec<TaskCell> {
+        tasks::task_cells(tasks, &self.lengths, &self.depths, samples, self.seed)
     }
 
     fn cells(&self) -> Vec<Cell> {
@@ -166,12 +169,15 @@ fn prepare_output(dir: &Path, files: &[&str], fresh: bool) -> Result<()> {
 /// # Errors
 /// Engine failures, or output files that cannot be written.
 pub fn run(s: &NiahSettings) -> Result<()> {
-    if s.layers.is_some() {
-        return run_layers(s);
+    match &s.experiment {
+        Experiment::Needles => run_needles(s),
+        Experiment::Tasks { tasks, samples } => run_tasks(s, tasks, *samples),
+        Experiment::Layers { layers, scorings } => run_layers(s, layers, scorings),
     }
-    if !s.tasks.is_empty() {
-        return run_tasks(s);
-    }
+}
+
+/// The needle grid: every (cell, method), appended as each finishes, then the report.
+fn run_needles(s: &NiahSettings) -> Result<()> {
     prepare_output(&s.output, &["cells.jsonl"], s.fresh)?;
     let out = s.output.join("cells.jsonl");
     let cells = s.cells();
@@ -442,8 +448,7 @@ fn write_report(s: &NiahSettings, recs: &[CellRecord]) -> Result<()> {
     Ok(())
 }
 
-fn run_layers(s: &NiahSettings) -> Result<()> {
-    let layers = s.layers.clone().unwrap_or_default();
+fn run_layers(s: &NiahSettings, layers: &[usize], scorings: &[ScoringSpec]) -> Result<()> {
     let cells = s.cells();
     let model_name = s.model.name();
     prepare_output(&s.output, &["layers.jsonl"], s.fresh)?;
@@ -457,8 +462,8 @@ fn run_layers(s: &NiahSettings) -> Result<()> {
         style: s.style,
         chat_template: s.chat_template.as_deref(),
         protect: s.protect,
-        layers,
-        scorings: s.scorings.clone(),
+        layers: layers.to_vec(),
+        scorings: scorings.to_vec(),
         top_k: s.gem.top_k,
         context_k: false,
         seed: s.seed,
@@ -524,10 +529,10 @@ fn run_layers(s: &NiahSettings) -> Result<()> {
 }
 
 /// `niah --tasks`: every (task cell, method), appended as each finishes, then the task table.
-fn run_tasks(s: &NiahSettings) -> Result<()> {
+fn run_tasks(s: &NiahSettings, tasks: &[Task], samples: usize) -> Result<()> {
     prepare_output(&s.output, &["cells.jsonl"], s.fresh)?;
     let out = s.output.join("cells.jsonl");
-    let cells = s.task_cells();
+    let cells = s.task_cells(tasks, samples);
     let key = |c: &TaskCell, m: Method| {
         format!(
             "{}|{}|s:{:?}|{}",
