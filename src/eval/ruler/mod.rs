@@ -59,18 +59,7 @@ use crate::eval::niah::grid::SplitMix;
 pub use score::{postprocess_pred, string_match_all, string_match_part, Metric};
 
 /// One task of RULER's synthetic suite, named as in its `synthetic.yaml`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Task {
     /// One needle in the repeated noise text; 7-digit number value.
     #[serde(rename = "niah_single_1")]
