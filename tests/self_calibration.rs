@@ -77,16 +77,22 @@ fn a_calibrated_model_is_stored_and_never_calibrated_again() {
     let d = tmpdir("selfcal");
     let m = smollm2();
     let presets = d.join("presets.toml");
+    // ~3.7K tokens: the default k of 1024 keeps a quarter of them.
     let doc = write(
         &d,
         "doc.txt",
-        haystack(5000, "The secret passkey for the vault is 48213.", 0.5).as_bytes(),
+        haystack(16_000, "The secret passkey for the vault is 48213.", 0.5).as_bytes(),
     );
     let ask = |extra: &[&str]| {
         cached(&d)
             .env("GEMFILTER_PRESETS", &presets)
             .args(["-m", m.to_str().unwrap(), "-f", doc.to_str().unwrap()])
-            .args(["-p", "What is the secret passkey for the vault?", "-n", "4"])
+            .args([
+                "-p",
+                "What is the secret passkey for the vault?",
+                "-n",
+                "16",
+            ])
             .args(["--temp", "0", "-t", "2", "--json"])
             .args(extra)
             .output()
@@ -100,24 +106,41 @@ fn a_calibrated_model_is_stored_and_never_calibrated_again() {
         err.contains("calibrated ") && err.contains(" s: layer "),
         "{err}"
     );
+    assert!(
+        err.contains("the cheapest filter pass within 0.05 of the best recall"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(&presets).unwrap();
     let file = gemfilter::presets::parse(&text, "written").unwrap();
     assert_eq!(file.models.len(), 1);
     let e = &file.models[0];
     assert_eq!(e.block_count, Some(30));
     assert!(e.label.contains("calibrated"));
+    // Candidates stop at three quarters of the model's 30 layers.
+    assert!(e.filter_layer < 22, "layer {}", e.filter_layer);
     let rec = json(&first);
     assert_eq!(rec["layer"].as_u64().unwrap() as usize, e.filter_layer);
     assert_eq!(
         rec["scoring"].as_str().unwrap(),
         e.scoring.unwrap().to_string()
     );
-    // The stored preset wins from now on: no calibration, same layer and scoring.
+    // The stored preset wins from now on: no calibration, same layer and scoring; what it
+    // selects answers the needle.
     let second = ask(&[]);
     assert!(!stderr(&second).contains("calibrat"), "{}", stderr(&second));
     let rec2 = json(&second);
     assert_eq!(rec2["layer"], rec["layer"]);
     assert_eq!(rec2["scoring"], rec["scoring"]);
+    assert!(
+        rec2["prompt_tokens"].as_u64().unwrap() > 3000,
+        "{}",
+        rec2["prompt_tokens"]
+    );
+    assert!(
+        rec2["answer"].as_str().unwrap().contains("48213"),
+        "answer: {}",
+        rec2["answer"]
+    );
     // Off: the uncalibrated fallback, said so.
     let off = ask(&["--gem-calibrate", "off", "--gem-layer", "5"]);
     assert!(off.status.success(), "{}", stderr(&off));
