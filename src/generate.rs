@@ -386,6 +386,9 @@ pub struct GenLimits {
     pub reverse_prompts: Vec<String>,
     /// Print special tokens' text (`-sp`).
     pub special: bool,
+    /// `--context-shift` with `--keep N`: a full context drops half of what follows the kept
+    /// tokens and generation goes on, as llama-completion does; None: it stops.
+    pub shift: Option<i32>,
 }
 
 /// Why generation stopped.
@@ -554,8 +557,18 @@ pub fn generate(
             break;
         }
         if pos + 1 >= n_ctx {
-            out.stop = StopReason::ContextFull;
-            break;
+            // Shifting moves cells' positions; a selection decoded at its original positions
+            // (pos_offset > 0) has no contiguous positions to move.
+            match limits.shift {
+                Some(keep) if pos_offset == 0 && limits.n_predict != -2 => {
+                    let n_keep = keep_count(keep, n_past, vocab.should_add_bos());
+                    pos = shift(ctx, pos, n_keep)?;
+                }
+                _ => {
+                    out.stop = StopReason::ContextFull;
+                    break;
+                }
+            }
         }
         batch.clear();
         batch.add(
@@ -575,6 +588,37 @@ pub fn generate(
         sink.text(&rest)?;
     }
     Ok(out)
+}
+
+/// llama-completion's `n_keep`: `--keep` -1 (or more than the prompt) keeps the whole prompt,
+/// otherwise `--keep` tokens plus the BOS token when the vocabulary adds one.
+fn keep_count(keep: i32, n_prompt: usize, add_bos: bool) -> usize {
+    match usize::try_from(keep) {
+        Ok(k) if k <= n_prompt => k + usize::from(add_bos),
+        _ => n_prompt,
+    }
+}
+
+/// llama-completion's context shift: of the `n_past` cells, keep the first `n_keep`, drop half
+/// of the rest and move the later half back over them; returns the new `n_past`.
+///
+/// # Errors
+/// A context whose memory cannot shift (recurrent models), or nothing left to drop.
+fn shift(ctx: &mut LlamaContext<'_>, n_past: usize, n_keep: usize) -> Result<usize> {
+    let n_discard = n_past.saturating_sub(n_keep) / 2;
+    anyhow::ensure!(
+        n_discard > 0,
+        "--context-shift: the context is full and --keep leaves nothing to drop (use a larger -c or a smaller --keep)"
+    );
+    let p = |v: usize| u32::try_from(v).context("position overflow");
+    let removed = ctx
+        .clear_kv_cache_seq(Some(0), Some(p(n_keep)?), Some(p(n_keep + n_discard)?))
+        .map_err(|e| anyhow::anyhow!("--context-shift: cannot drop cells ({e})"))?;
+    anyhow::ensure!(removed, "--context-shift: this model's memory cannot shift");
+    let delta = -i32::try_from(n_discard).context("position overflow")?;
+    ctx.kv_cache_seq_add(0, Some(p(n_keep + n_discard)?), Some(p(n_past)?), delta)
+        .map_err(|e| anyhow::anyhow!("--context-shift: this model's memory cannot shift ({e})"))?;
+    Ok(n_past - n_discard)
 }
 
 fn argmax(logits: &[f32]) -> LlamaToken {

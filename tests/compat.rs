@@ -57,7 +57,12 @@ fn run(mut cmd: Command, args: &[String]) -> Output {
 fn same(model: &Path, prompt: &str, extra: &[&str]) {
     let mut args = common(model, prompt);
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let want = run(Command::new(reference()), &args);
+    same_args(&args);
+}
+
+/// Run both with `args` and assert the same text.
+fn same_args(args: &[String]) {
+    let want = run(Command::new(reference()), args);
     assert!(
         want.status.success(),
         "llama-completion failed on {args:?}: {}",
@@ -237,6 +242,7 @@ fn vocab(path: &Path) -> gemfilter::engine::Engine {
             use_mmap: true,
             verbose: false,
             placement: gemfilter::engine::Placement::default(),
+            adjust: gemfilter::engine::adapters::Adjust::default(),
         },
     )
     .unwrap()
@@ -440,5 +446,159 @@ fn refuses_what_llama_cpp_refuses() {
         ours.extend(args.iter().cloned());
         let got = run(util::gemfilter(), &ours);
         util::assert_one_error(&got, bad[0]);
+    }
+}
+
+/// Deterministic values in `[-amp, amp]` (an LCG: the same file on every run).
+fn noise(n: usize, seed: u64, amp: f32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    let mut out = Vec::with_capacity(n * 4);
+    for _ in 0..n {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let u = (x >> 40) as f32 / (1u64 << 24) as f32;
+        out.extend_from_slice(&((u * 2.0 - 1.0) * amp).to_le_bytes());
+    }
+    out
+}
+
+/// Write a GGUF of F32 tensors with `kv` string keys.
+fn write_gguf(path: &Path, kv: &[(&str, &str)], tensors: &[(String, Vec<u64>, Vec<u8>)]) {
+    use gemfilter::engine::ffi::gguf::{Gguf, TensorType};
+    let mut g = Gguf::new();
+    for (k, v) in kv {
+        g.set_str(k, v).unwrap();
+    }
+    for (name, dims, _) in tensors {
+        g.add_tensor(name, dims, TensorType::F32).unwrap();
+    }
+    let mut data = g.write_meta(std::fs::File::create(path).unwrap()).unwrap();
+    for (_, _, bytes) in tensors {
+        data.write(bytes).unwrap();
+    }
+    data.finish().unwrap();
+}
+
+/// A rank-4 LoRA adapter for SmolLM2-135M (llama, 576 wide, 30 layers) on every layer's
+/// attention output and the last layer's feed-forward down projection (past any prefix model).
+pub fn smollm2_lora(dir: &Path) -> PathBuf {
+    let p = dir.join("smollm2-lora.gguf");
+    let (embd, ff, rank) = (576u64, 1536u64, 4u64);
+    let mut t = Vec::new();
+    for l in 0..30u64 {
+        let name = format!("blk.{l}.attn_output.weight");
+        t.push((
+            format!("{name}.lora_a"),
+            vec![embd, rank],
+            noise(2304, l, 0.3),
+        ));
+        t.push((
+            format!("{name}.lora_b"),
+            vec![rank, embd],
+            noise(2304, 100 + l, 0.3),
+        ));
+    }
+    t.push((
+        "blk.29.ffn_down.weight.lora_a".into(),
+        vec![ff, rank],
+        noise(6144, 7, 0.3),
+    ));
+    t.push((
+        "blk.29.ffn_down.weight.lora_b".into(),
+        vec![rank, embd],
+        noise(2304, 8, 0.3),
+    ));
+    write_gguf(
+        &p,
+        &[
+            ("general.architecture", "llama"),
+            ("general.type", "adapter"),
+            ("adapter.type", "lora"),
+        ],
+        &t,
+    );
+    p
+}
+
+/// A control vector for SmolLM2-135M: a direction for each of layers 1..=29.
+pub fn smollm2_control_vector(dir: &Path) -> PathBuf {
+    let p = dir.join("smollm2-cvec.gguf");
+    let t: Vec<_> = (1..30u64)
+        .map(|l| {
+            (
+                format!("direction.{l}"),
+                vec![576],
+                noise(576, 300 + l, 0.5),
+            )
+        })
+        .collect();
+    write_gguf(&p, &[("general.architecture", "llama")], &t);
+    p
+}
+
+/// LoRA adapters, control vectors and metadata overrides as llama-completion applies them.
+#[test]
+fn smollm2_adapters_and_overrides() {
+    let dir = util::tmpdir("compat-adapters");
+    let lora = smollm2_lora(&dir);
+    let cvec = smollm2_control_vector(&dir);
+    let (lora, cvec) = (lora.to_str().unwrap(), cvec.to_str().unwrap());
+    let m = util::smollm2();
+    raw(&m, &["--temp", "0", "--lora", lora]);
+    raw(&m, &["--lora-scaled", &format!("{lora}:0.5")]);
+    raw(&m, &["--temp", "0", "--control-vector", cvec]);
+    raw(
+        &m,
+        &[
+            "--temp",
+            "0",
+            "--control-vector-scaled",
+            &format!("{cvec}:0.7"),
+            "--control-vector-layer-range",
+            "5",
+            "20",
+        ],
+    );
+    raw(
+        &m,
+        &[
+            "--temp",
+            "0",
+            "--override-kv",
+            "llama.attention.layer_norm_rms_epsilon=float:0.01",
+            "--check-tensors",
+        ],
+    );
+}
+
+/// `--context-shift` in a 64-token context: 120 tokens, the context shifting several times,
+/// keeping the BOS token only or the first 6 prompt tokens as well.
+#[test]
+fn smollm2_context_shift() {
+    let m = util::smollm2();
+    for keep in ["0", "6", "-1"] {
+        let args: Vec<String> = [
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            STORY,
+            "-n",
+            "120",
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "-c",
+            "64",
+            "--no-display-prompt",
+            "-no-cnv",
+            "--context-shift",
+            "--keep",
+            keep,
+        ]
+        .map(String::from)
+        .to_vec();
+        same_args(&args);
     }
 }

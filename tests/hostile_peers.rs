@@ -406,6 +406,7 @@ fn special_token_text_in_the_conversation_stays_text() {
             use_mmap: true,
             verbose: false,
             placement: gemfilter::engine::Placement::default(),
+            adjust: gemfilter::engine::adapters::Adjust::default(),
         },
     )
     .unwrap();

@@ -505,3 +505,219 @@ fn chat_template_options_reach_the_prompt() {
     ]);
     assert_one_error(&o, "--chat-template-file: cannot read");
 }
+
+const STORY: &str = "Once upon a time, in a small village by the sea, there lived";
+
+/// `--lora`, `--control-vector` and `--override-kv` change the answer, a zero scale leaves it
+/// as it was, and GemFilter filters with them (the LoRA on the full model, said once).
+#[test]
+fn adapters_and_overrides_change_the_answer() {
+    let dir = tmpdir("adapters");
+    let lora = crate::compat::smollm2_lora(&dir);
+    let cvec = crate::compat::smollm2_control_vector(&dir);
+    let (lora, cvec) = (lora.to_str().unwrap(), cvec.to_str().unwrap());
+    let greedy = ["-n", "16", "--temp", "0"];
+    let with = |extra: &[&str]| {
+        let mut e = greedy.to_vec();
+        e.extend_from_slice(extra);
+        answer(STORY, &e)
+    };
+    let base = with(&[]);
+    assert_ne!(with(&["--lora", lora]), base, "the adapter changed nothing");
+    assert_eq!(with(&["--lora-scaled", &format!("{lora}:0")]), base);
+    assert_ne!(with(&["--control-vector", cvec]), base);
+    assert_eq!(
+        with(&["--control-vector-scaled", &format!("{cvec}:0")]),
+        base
+    );
+    // A range outside the model's layers applies nothing.
+    assert_eq!(
+        with(&[
+            "--control-vector",
+            cvec,
+            "--control-vector-layer-range",
+            "40",
+            "50"
+        ]),
+        base
+    );
+    assert_ne!(
+        with(&[
+            "--override-kv",
+            "llama.attention.layer_norm_rms_epsilon=float:0.01"
+        ]),
+        base
+    );
+
+    // GemFilter over a ~2K-token document: LoRA filter pass on the full model, the control
+    // vector on the prefix model.
+    let doc = write(
+        &dir,
+        "doc.txt",
+        haystack(8000, "The vault code is 4417.", 0.5).as_bytes(),
+    );
+    let m = smollm2();
+    for (extra, notice) in [
+        (vec!["--lora", lora], true),
+        (vec!["--control-vector", cvec], false),
+    ] {
+        let mut args = vec![
+            "-m",
+            m.to_str().unwrap(),
+            "-f",
+            doc.to_str().unwrap(),
+            "-p",
+            "What is the vault code?",
+            "-n",
+            "8",
+            "--temp",
+            "0",
+            "--gem-topk",
+            "256",
+            "--json",
+            "-no-cnv",
+        ];
+        args.extend(extra);
+        let o = cached(&dir).args(&args).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let r = json(&o);
+        assert_eq!(r["gem"], true, "{r}");
+        assert_eq!(r["selected_tokens"], 256, "{r}");
+        assert_eq!(
+            stderr(&o).contains("--lora: the filter pass runs on the full model"),
+            notice,
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn bad_adapters_and_overrides_are_one_line() {
+    let dir = tmpdir("bad-adapters");
+    let not_gguf = write(&dir, "text.gguf", b"not a gguf file");
+    let cvec = crate::compat::smollm2_control_vector(&dir);
+    let m = smollm2();
+    let m = m.to_str().unwrap();
+    let nf = not_gguf.to_str().unwrap();
+    let cv = cvec.to_str().unwrap();
+    for (extra, what) in [
+        (vec!["--lora", "/nonexistent/a.gguf"], "--lora"),
+        (
+            vec!["--lora", nf],
+            "--lora: llama.cpp could not load the adapter",
+        ),
+        (
+            vec!["--lora", cv],
+            "--lora: llama.cpp could not load the adapter",
+        ),
+        (vec!["--lora-scaled", nf], "--lora-scaled: "),
+        (vec!["--lora-scaled", "a:b:1"], "is not FNAME:SCALE"),
+        (vec!["--control-vector", nf], "--control-vector: "),
+        (
+            vec!["--control-vector-layer-range", "1"],
+            "expects values (START END)",
+        ),
+        (
+            vec!["--control-vector-layer-range", "a", "2"],
+            "not a layer number",
+        ),
+        (
+            vec!["--override-kv", "x"],
+            "--override-kv: 'x' is not KEY=TYPE:VALUE",
+        ),
+        (
+            vec!["--override-kv", "k=bool:yes"],
+            "neither true nor false",
+        ),
+        (vec!["--override-kv", "k=blob:1"], "unknown type"),
+        (vec!["--lora", cv, "--gem-draft", m], "drop --gem-draft"),
+    ] {
+        let mut args = vec![
+            "-m",
+            m,
+            "-p",
+            "hi",
+            "-n",
+            "2",
+            "-no-cnv",
+            "--no-display-prompt",
+        ];
+        if !extra.contains(&"--gem-draft") {
+            args.extend(["--gem", "off"]);
+        }
+        args.extend(extra.iter().copied());
+        let o = run(&args);
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        assert_one_error(&o, what);
+    }
+}
+
+/// `--completion-bash` prints a script bash accepts, whose function completes option names
+/// (llama.cpp's and gemfilter's own) and offers GGUF files after `--lora`.
+#[test]
+fn bash_completion_completes_options_and_files() {
+    let o = gemfilter().arg("--completion-bash").output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tmpdir("completion");
+    let script = write(&dir, "gemfilter.bash", &o.stdout);
+    write(&dir, "adapter.gguf", b"");
+    write(&dir, "notes.txt", b"");
+    let complete = |words: &str| {
+        let o = std::process::Command::new("bash")
+            .current_dir(&dir)
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}}-1)); \
+                 _gemfilter_completions; echo \"${{COMPREPLY[*]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().to_owned()
+    };
+    assert_eq!(complete("gemfilter --lora-sc"), "--lora-scaled");
+    assert_eq!(complete("gemfilter --gem-to"), "--gem-topk");
+    assert_eq!(complete("gemfilter -m m.gguf --lora ''"), "adapter.gguf");
+    assert_eq!(complete("gemfilter -f n"), "notes.txt");
+}
+
+/// Without `--context-shift` a full context ends the answer; with it the answer goes on to -n.
+#[test]
+fn context_shift_goes_past_a_full_context() {
+    let m = smollm2();
+    let base = [
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        STORY,
+        "-n",
+        "100",
+        "--temp",
+        "0",
+        "-c",
+        "64",
+        "-no-cnv",
+        "--gem",
+        "off",
+        "--json",
+        "--ignore-eos",
+    ];
+    let record = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        let o = run(&a);
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        json(&o)
+    };
+    let full = record(&[]);
+    assert_eq!(full["stop_reason"], "context_full", "{full}");
+    assert!(full["generated_tokens"].as_u64().unwrap() < 64, "{full}");
+    let shifted = record(&["--context-shift", "--keep", "4"]);
+    assert_eq!(shifted["stop_reason"], "max_tokens", "{shifted}");
+    assert_eq!(shifted["generated_tokens"], 100, "{shifted}");
+    // Keeping the whole prompt still shifts the generated half.
+    let all = record(&["--context-shift", "--keep", "-1"]);
+    assert_eq!(all["generated_tokens"], 100, "{all}");
+}

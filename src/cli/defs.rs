@@ -98,7 +98,6 @@ const FIT: &str =
 const WARMUP: &str = "the warm-up decode changes timing only; gemfilter does not run one";
 const SPEC: &str = "speculative decoding changes speed, not the answer; gemfilter decodes without it (--gem-draft selects prompt tokens with a small model instead)";
 const SELF_EXTEND: &str = "not supported: group-attention self-extend is not applied";
-const ADAPTERS: &str = "not supported yet: LoRA adapters and control vectors are not applied";
 const JINJA: &str = "not supported yet: chat templates are applied by llama.cpp's built-in formatter (--chat-template NAME picks one)";
 
 use Does::{Clap, Noted, Quiet, Refused};
@@ -108,7 +107,7 @@ pub static TABLE: &[Opt] = &[
     opt(&["-h", "--help", "--usage"], None, None, Clap("help")),
     opt(&["--version"], None, None, Clap("version")),
     opt(&["-cl", "--cache-list"], None, None, Refused(DOWNLOAD)),
-    opt(&["--completion-bash"], None, None, Refused("not supported yet: gemfilter has no shell completion script")),
+    opt(&["--completion-bash"], None, None, Clap("completion-bash")),
     opt(&["--server-base"], Some("URL"), None, Refused("not supported: gemfilter runs the model itself; pass -m with a local GGUF file")),
     opt(&["--verbose-prompt"], None, None, Noted("gemfilter does not print the prompt's tokens (--gem-show prints the selected text)")),
     opt(&["--display-prompt"], None, None, Clap("display-prompt")).neg(&["--no-display-prompt"], Clap("no-display-prompt")),
@@ -129,11 +128,11 @@ pub static TABLE: &[Opt] = &[
     opt(&["-n", "--predict", "--n-predict"], Some("N"), Some("LLAMA_ARG_N_PREDICT"), Clap("n-predict")),
     opt(&["-b", "--batch-size"], Some("N"), Some("LLAMA_ARG_BATCH"), Clap("batch-size")),
     opt(&["-ub", "--ubatch-size"], Some("N"), Some("LLAMA_ARG_UBATCH"), Clap("ubatch-size")),
-    opt(&["--keep"], Some("N"), None, Noted("tokens kept when the context shifts; gemfilter stops at a full context instead of shifting")),
+    opt(&["--keep"], Some("N"), None, Clap("keep")),
     opt(&["--swa-full"], None, Some("LLAMA_ARG_SWA_FULL"), Noted(MEMORY)),
     opt(&["-ctxcp", "--ctx-checkpoints", "--swa-checkpoints"], Some("N"), Some("LLAMA_ARG_CTX_CHECKPOINTS"), Noted(CACHE)),
     opt(&["-cram", "--cache-ram"], Some("N"), Some("LLAMA_ARG_CACHE_RAM"), Noted(CACHE)),
-    opt(&["--context-shift"], None, Some("LLAMA_ARG_CONTEXT_SHIFT"), Refused("not supported yet: generation stops when the context is full (use a larger -c)")).neg(&["--no-context-shift"], Quiet("generation stops when the context is full, which is what it asks")),
+    opt(&["--context-shift"], None, Some("LLAMA_ARG_CONTEXT_SHIFT"), Clap("context-shift")).neg(&["--no-context-shift"], Clap("no-context-shift")),
     opt(&["-fa", "--flash-attn"], Some("[on|off|auto]"), Some("LLAMA_ARG_FLASH_ATTN"), Clap("flash-attn")),
     opt(&["-p", "--prompt"], Some("PROMPT"), None, Clap("prompt")),
     opt(&["-sys", "--system-prompt"], Some("PROMPT"), None, Clap("system-prompt")),
@@ -141,7 +140,8 @@ pub static TABLE: &[Opt] = &[
     opt(&["--show-timings"], None, Some("LLAMA_ARG_SHOW_TIMINGS"), Clap("perf")).neg(&["--no-show-timings"], Clap("no-perf")),
     opt(&["-f", "--file"], Some("FNAME"), None, Clap("file")),
     opt(&["-sysf", "--system-prompt-file"], Some("FNAME"), None, Clap("system-prompt-file")),
-    opt(&["-bf", "--binary-file"], Some("FNAME"), None, Refused("not supported yet: pass the prompt as UTF-8 text with -f")),
+    // llama.cpp reads -bf's bytes as the prompt, as it reads -f's text: here they are -f.
+    opt(&["-bf", "--binary-file"], Some("FNAME"), None, Clap("file")),
     opt(&["-e", "--escape"], None, None, Clap("escape")).neg(&["--no-escape"], Clap("no-escape")),
     opt(&["-ptc", "--print-token-count"], Some("N"), None, Noted("gemfilter does not print running token counts (--json reports them at the end)")),
     opt(&["--prompt-cache"], Some("FNAME"), None, Clap("prompt-cache")),
@@ -238,14 +238,14 @@ pub static TABLE: &[Opt] = &[
     opt(&["-fit", "--fit"], Some("[on|off]"), Some("LLAMA_ARG_FIT"), Noted(FIT)),
     opt(&["-fitt", "--fit-target"], Some("MiB0,MiB1,MiB2,..."), Some("LLAMA_ARG_FIT_TARGET"), Noted(FIT)),
     opt(&["-fitc", "--fit-ctx"], Some("N"), Some("LLAMA_ARG_FIT_CTX"), Noted(FIT)),
-    opt(&["--check-tensors"], None, None, Refused("not supported yet: tensor data is not validated on load")),
-    opt(&["--override-kv"], Some("KEY=TYPE:VALUE,..."), None, Refused("not supported yet: the model's metadata is used as stored")),
+    opt(&["--check-tensors"], None, None, Clap("check-tensors")),
+    opt(&["--override-kv"], Some("KEY=TYPE:VALUE,..."), None, Clap("override-kv")),
     opt(&["--op-offload"], None, None, Quiet("operations run where llama.cpp schedules them, as by default")).neg(&["--no-op-offload"], Noted(PLACEMENT)),
-    opt(&["--lora"], Some("FNAME"), None, Refused(ADAPTERS)),
-    opt(&["--lora-scaled"], Some("FNAME:SCALE,..."), None, Refused(ADAPTERS)),
-    opt(&["--control-vector"], Some("FNAME"), None, Refused(ADAPTERS)),
-    opt(&["--control-vector-scaled"], Some("FNAME:SCALE,..."), None, Refused(ADAPTERS)),
-    opt(&["--control-vector-layer-range"], Some("START"), None, Refused(ADAPTERS)),
+    opt(&["--lora"], Some("FNAME"), None, Clap("lora")),
+    opt(&["--lora-scaled"], Some("FNAME:SCALE,..."), None, Clap("lora-scaled")),
+    opt(&["--control-vector"], Some("FNAME"), None, Clap("control-vector")),
+    opt(&["--control-vector-scaled"], Some("FNAME:SCALE,..."), None, Clap("control-vector-scaled")),
+    opt(&["--control-vector-layer-range"], Some("START END"), None, Clap("control-vector-layer-range")),
     opt(&["-m", "--model"], Some("FNAME"), Some("LLAMA_ARG_MODEL"), Clap("model")),
     opt(&["-mu", "--model-url"], Some("MODEL_URL"), Some("LLAMA_ARG_MODEL_URL"), Refused(DOWNLOAD)),
     opt(&["-dr", "--docker-repo"], Some("[<repo>/]<model>[:quant]"), Some("LLAMA_ARG_DOCKER_REPO"), Refused(DOWNLOAD)),
@@ -441,12 +441,19 @@ pub fn lex(
             (None, _) => None,
             (Some(_), Some(v)) => Some(v.to_owned()),
             (Some(hint), None) => {
-                let v = argv
-                    .get(i)
-                    .and_then(|v| v.to_str())
-                    .ok_or_else(|| format!("{name} expects a value ({hint})"))?;
-                i += 1;
-                Some(v.to_owned())
+                // `START END`: llama.cpp's two-value options take the next two arguments.
+                let n = hint.split(' ').count();
+                let vs = argv
+                    .get(i..i + n)
+                    .and_then(|vs| vs.iter().map(|v| v.to_str()).collect::<Option<Vec<_>>>())
+                    .ok_or_else(|| {
+                        format!(
+                            "{name} expects {} ({hint})",
+                            if n > 1 { "values" } else { "a value" }
+                        )
+                    })?;
+                i += n;
+                Some(vs.join(" "))
             }
         };
         apply(&mut out, opt, positive, &name, value.as_deref())?;
@@ -523,6 +530,64 @@ fn from_env(
 pub fn counts() -> (usize, usize) {
     let accepted = TABLE.iter().filter(|o| o.accepted()).count();
     (accepted, TABLE.len() - accepted)
+}
+
+/// `--completion-bash`: a bash completion script for gemfilter, as llama.cpp's
+/// `common_params_print_completion` writes one: every name of the table (refused ones too, so
+/// their reason is one Tab away) and gemfilter's own `longs`; GGUF, grammar and template files
+/// after the options that take them.
+#[must_use]
+pub fn bash_completion(longs: &[String]) -> String {
+    let mut names: Vec<String> = TABLE
+        .iter()
+        .flat_map(|o| o.names.iter().chain(o.neg))
+        .map(|n| (*n).to_owned())
+        .collect();
+    for l in longs {
+        let n = format!("--{l}");
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    let files = |ext: &str| {
+        format!("COMPREPLY=( $(compgen -f -X '!*.{ext}' -- \"$cur\") $(compgen -d -- \"$cur\") )")
+    };
+    format!(
+        "_gemfilter_completions() {{\n\
+         \x20   local cur prev opts\n\
+         \x20   COMPREPLY=()\n\
+         \x20   cur=\"${{COMP_WORDS[COMP_CWORD]}}\"\n\
+         \x20   prev=\"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\n\
+         \x20   opts=\"{}\"\n\n\
+         \x20   case \"$prev\" in\n\
+         \x20       --model|-m|--gem-draft|--lora|--control-vector)\n\
+         \x20           {}\n\
+         \x20           return 0\n\
+         \x20           ;;\n\
+         \x20       --grammar-file)\n\
+         \x20           {}\n\
+         \x20           return 0\n\
+         \x20           ;;\n\
+         \x20       --chat-template-file)\n\
+         \x20           {}\n\
+         \x20           return 0\n\
+         \x20           ;;\n\
+         \x20       -f|--file|-sysf|--system-prompt-file|-bf|--binary-file|-jf|--json-schema-file|--prompt-cache|-o|--output|--output-file|--log-file)\n\
+         \x20           COMPREPLY=( $(compgen -f -- \"$cur\") )\n\
+         \x20           return 0\n\
+         \x20           ;;\n\
+         \x20       *)\n\
+         \x20           COMPREPLY=( $(compgen -W \"${{opts}}\" -- \"$cur\") )\n\
+         \x20           return 0\n\
+         \x20           ;;\n\
+         \x20   esac\n\
+         }}\n\n\
+         complete -F _gemfilter_completions gemfilter\n",
+        names.join(" "),
+        files("gguf"),
+        files("gbnf"),
+        files("jinja"),
+    )
 }
 
 /// docs/options.md: every option with its status, from this table and clap's help.

@@ -92,7 +92,8 @@ impl Cli {
 pub enum Parsed {
     /// A mode to run, with notices about accepted options that have no effect.
     Run(Box<Cli>, Vec<String>),
-    /// `--help-options`: the option table as Markdown (docs/options.md).
+    /// Text to print as is, then exit: `--help-options` (the option table as Markdown,
+    /// docs/options.md) or `--completion-bash` (a bash completion script).
     OptionsDoc(String),
 }
 
@@ -120,6 +121,15 @@ pub fn parse_args(
     }
     if argv.get(1).is_some_and(|a| a == "--help-options") {
         return Ok(Parsed::OptionsDoc(options_doc()));
+    }
+    if argv.iter().skip(1).any(|a| a == "--completion-bash") {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        let longs: Vec<String> = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .filter_map(|a| a.get_long().map(str::to_owned))
+            .collect();
+        return Ok(Parsed::OptionsDoc(defs::bash_completion(&longs)));
     }
     // A subcommand's own flags are left to clap; only table options it also has are rewritten.
     let cmd = <Cli as clap::CommandFactory>::command();

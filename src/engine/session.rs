@@ -53,13 +53,14 @@ impl<'a> CaptureSession<'a> {
     /// When llama.cpp cannot allocate the context (out of memory).
     pub fn new(engine: &'a Engine, opts: &ContextOptions, n_ctx: u32) -> Result<Self> {
         let handle = CaptureHandle::new(idle());
-        let ctx = engine
+        let mut ctx = engine
             .model
             .new_context(
                 engine.backend,
                 handle.params(Engine::context_params(opts, n_ctx)),
             )
             .map_err(|e| out_of_memory(e, n_ctx))?;
+        engine.adapt(&mut ctx)?;
         Ok(Self { ctx, handle })
     }
 

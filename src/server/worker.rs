@@ -263,6 +263,7 @@ fn answer(
         ignore_eos: false,
         reverse_prompts: Vec::new(),
         special: false,
+        shift: None,
     };
     let mut sink = ChannelSink::new(&task.events, &req.stop);
     let a = match filter {

@@ -94,6 +94,7 @@ pub fn run(s: &RpcServerSettings) -> Result<()> {
         use_mmap: true,
         verbose: false,
         placement: engine::Placement::default(),
+        adjust: engine::adapters::Adjust::default(),
     };
     engine::add_rpc_servers(&quiet)?;
     engine::ffi::rpc::serve(&endpoint, cache.as_deref(), s.threads, s.mem)

@@ -103,6 +103,7 @@ pub fn measure(
         ignore_eos: true,
         reverse_prompts: Vec::new(),
         special: false,
+        shift: None,
     };
     let sampling = Sampling::greedy();
     let (mut rows, gem_load_s) = gem_turns(s, &doc, &questions, &limits, &sampling)?;

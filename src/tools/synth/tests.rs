@@ -384,6 +384,7 @@ fn generate_finite(path: &Path, n: usize) -> usize {
         use_mmap: true,
         verbose: false,
         placement: crate::engine::Placement::default(),
+        adjust: crate::engine::adapters::Adjust::default(),
     };
     let e = Engine::load(path, &load).unwrap();
     let opts = ContextOptions {

@@ -395,6 +395,71 @@ impl<'model> LlamaContext<'model> {
         Ok(())
     }
 
+    /// Sets several lora adapters at once, each with its scale (llama.cpp replaces the
+    /// context's whole set).
+    ///
+    /// # Errors
+    ///
+    /// See [`LlamaLoraAdapterSetError`] for more information.
+    ///
+    /// # Panics
+    ///
+    /// When `adapters` and `scales` differ in length.
+    pub fn lora_adapters_set(
+        &mut self,
+        adapters: &[LlamaLoraAdapter],
+        scales: &[f32],
+    ) -> Result<(), LlamaLoraAdapterSetError> {
+        assert_eq!(adapters.len(), scales.len(), "one scale per adapter");
+        // llama.cpp only stores the pointers; it never writes through them here.
+        let mut ptrs: Vec<*mut llama_cpp_sys_2::llama_adapter_lora> = adapters
+            .iter()
+            .map(|a| a.lora_adapter.as_ptr().cast_mut())
+            .collect();
+        let mut scales = scales.to_vec();
+        let err_code = unsafe {
+            llama_cpp_sys_2::llama_set_adapters_lora(
+                self.context.as_mut_ptr(),
+                ptrs.as_mut_ptr(),
+                ptrs.len(),
+                scales.as_mut_ptr(),
+            )
+        };
+        if err_code != 0 {
+            return Err(LlamaLoraAdapterSetError::ErrorResult(err_code));
+        }
+        Ok(())
+    }
+
+    /// Sets a control vector: `data` holds `n_embd` values per layer from layer 1, applied to
+    /// layers `il_start..=il_end` (`llama_set_adapter_cvec`).
+    ///
+    /// # Errors
+    ///
+    /// llama.cpp's non-zero result (e.g. `n_embd` differs from the model's).
+    pub fn adapter_cvec_set(
+        &mut self,
+        data: &[f32],
+        n_embd: i32,
+        il_start: i32,
+        il_end: i32,
+    ) -> Result<(), LlamaLoraAdapterSetError> {
+        let err_code = unsafe {
+            llama_cpp_sys_2::llama_set_adapter_cvec(
+                self.context.as_mut_ptr(),
+                data.as_ptr(),
+                data.len(),
+                n_embd,
+                il_start,
+                il_end,
+            )
+        };
+        if err_code != 0 {
+            return Err(LlamaLoraAdapterSetError::ErrorResult(err_code));
+        }
+        Ok(())
+    }
+
     /// Remove all lora adapters.
     ///
     /// Note: The upstream API now replaces all adapters at once via

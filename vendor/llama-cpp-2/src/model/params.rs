@@ -253,8 +253,6 @@ impl LlamaModelParams {
 
         // set the pointer to the (potentially) new vector
         self.params.kv_overrides = self.kv_overrides.as_ptr();
-
-        eprintln!("saved ptr: {:?}", self.params.kv_overrides);
     }
 }
 
@@ -536,6 +534,13 @@ impl LlamaModelParams {
     #[must_use]
     pub fn with_vocab_only(mut self, vocab_only: bool) -> Self {
         self.params.vocab_only = vocab_only;
+        self
+    }
+
+    /// sets `check_tensors`: validate tensor data (no NaN/inf, valid quant blocks) on load
+    #[must_use]
+    pub fn with_check_tensors(mut self, check: bool) -> Self {
+        self.params.check_tensors = check;
         self
     }
 
