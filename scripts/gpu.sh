@@ -2,8 +2,9 @@
 # gemfilter on a GPU machine: build, models, benches, the accuracy suite and its tables, in one
 # flow (docs/gpu.md). Run from anywhere; paths are relative to the repository root.
 #
-#   scripts/gpu.sh kit                          # on a machine with Rust: .gpu/bin/gemfilter, linked
-#                                               #   against shared llama.cpp libraries
+#   scripts/gpu.sh kit                          # on a machine with Rust: .gpu/bin/gemfilter and the
+#                                               #   selection benches, linked against shared llama.cpp
+#                                               #   libraries
 #   scripts/gpu.sh libs                         # on the GPU machine (nvcc, cmake): the CUDA libraries
 #                                               #   from the vendored llama.cpp, into .gpu/build, once
 #   scripts/gpu.sh run ARGS...                  # gemfilter with those libraries (any subcommand)
@@ -18,6 +19,8 @@
 #                                               # the RULER-style suite, one process per length
 #   scripts/gpu.sh tables OUT...                # per-task tables of every suite under each OUT
 #   scripts/gpu.sh pack OUT                     # gzip OUT's cells.jsonl records for the repository
+#   scripts/gpu.sh criterion [LENGTHS] [FILTER] # the criterion selection benches on this machine's GPU
+#                                               #   (default 32768,131072 and score/: host vs device)
 #   scripts/gpu.sh test                         # the GPU-only tests (needs Rust and CUDA there)
 #
 # Environment: GEMFILTER (the binary; default .gpu/bin/gemfilter when built, else
@@ -80,6 +83,11 @@ kit)
   mkdir -p .gpu/bin
   cp target/gpu/release/gemfilter .gpu/bin/gemfilter
   strip .gpu/bin/gemfilter
+  bench_exe=$(CARGO_TARGET_DIR=target/gpu cargo bench --features dynamic-link --bench select --no-run \
+    --message-format=json 2>/dev/null | sed -n 's/.*"executable":"\([^"]*select-[^"]*\)".*/\1/p' | tail -1)
+  [ -n "$bench_exe" ] || die "the selection benches did not build"
+  cp "$bench_exe" .gpu/bin/select-bench
+  strip .gpu/bin/select-bench
   echo ".gpu/bin/gemfilter ready: copy the checkout with .gpu/ to the GPU machine, then scripts/gpu.sh libs there" ;;
 libs) libs ;;
 run) gf "$@" ;;
@@ -153,6 +161,10 @@ pack)
   [ $# -eq 1 ] || die "usage: scripts/gpu.sh pack OUT"
   find "$1" -name '*.jsonl' -exec gzip -9n {} \;
   du -sh "$1" ;;
+criterion)
+  [ -x .gpu/bin/select-bench ] || die "no .gpu/bin/select-bench (scripts/gpu.sh kit)"
+  GEMFILTER_BENCH_N=${1:-32768,131072} LD_LIBRARY_PATH=$(libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+    .gpu/bin/select-bench --bench "${2:-score/}" ;;
 test)
   # Tests marked #[ignore = "needs a GPU: ..."]; they build the CUDA binary (cargo, the CUDA toolkit).
   cargo test --release --features cuda --test tests -- --ignored --test-threads=1 "$@" ;;

@@ -181,6 +181,9 @@ pub fn select_tokens(
     let indices = select_from(&pass.capture.layers, gem, protected, &ends)?;
     // Device scoring runs inside the filter pass (in its last ubatch) but is selection work.
     let scored = pass.capture.score_secs;
+    if let Some(why) = &pass.capture.graph_fallback {
+        crate::notice!("scoring on the host, not the GPU: {why}");
+    }
     Ok(Selected {
         indices,
         filter_secs: pass.secs - scored,

@@ -63,7 +63,7 @@ pub struct Shape {
 
 /// The known shapes. Hyperparameters are the models' published config.json values (Hugging
 /// Face: meta-llama/Llama-3.1-8B, meta-llama/Llama-3.2-1B, mistralai/Mistral-Nemo-Base-2407,
-/// Qwen/Qwen2-7B, Qwen/Qwen2.5-0.5B, Qwen/Qwen2.5-7B-Instruct).
+/// Qwen/Qwen2-7B, Qwen/Qwen2.5-0.5B, Qwen/Qwen2.5-1.5B, Qwen/Qwen2.5-7B-Instruct).
 pub const SHAPES: &[Shape] = &[
     Shape {
         name: "llama-3.1-8b",
@@ -188,6 +188,30 @@ pub const SHAPES: &[Shape] = &[
         llama3_rope: None,
         tied_embd: true,
         note: "tied embeddings; hidden 896 is not whole Q4_K blocks",
+    },
+    Shape {
+        // hidden 1536, intermediate 8960, 12/2 heads (head_dim 128), 28 layers, vocab 151936,
+        // rope_theta 1e6, max_position_embeddings 32768, rms 1e-6, QKV biases,
+        // tie_word_embeddings true: 1.54B params.
+        name: "qwen2.5-1.5b",
+        arch: Arch::Qwen2,
+        display: "Qwen2.5-1.5B",
+        basename: "Qwen2.5",
+        size_label: Some("1.5B"),
+        n_layer: 28,
+        n_embd: 1536,
+        n_head: 12,
+        n_head_kv: 2,
+        head_dim: 128,
+        n_ff: 8960,
+        n_vocab: Some(151_936),
+        n_ctx: 32_768,
+        rope_base: 1_000_000.0,
+        rms_eps: 1e-6,
+        qkv_bias: true,
+        llama3_rope: None,
+        tied_embd: true,
+        note: "tied embeddings; the 0.5B drafts for it (same vocabulary)",
     },
     Shape {
         // hidden 3584, intermediate 18944, 28/4 heads (head_dim 128), 28 layers, vocab 152064,

@@ -263,6 +263,7 @@ fn real_shapes_have_published_sizes() {
     assert_eq!(params("qwen2-7b"), 7_615_616_512);
     assert_eq!(params("llama-3.2-1b"), 1_235_814_400 + 32);
     assert_eq!(params("qwen2.5-0.5b"), 494_032_768);
+    assert_eq!(params("qwen2.5-1.5b"), 1_543_714_304);
     assert_eq!(params("qwen2.5-7b"), 7_615_616_512);
     let nemo = find_shape("mistral-nemo-12b").unwrap();
     let p = plan(&Config::new(nemo, 1, 1024, WeightType::Q4_K)).unwrap();
