@@ -202,14 +202,15 @@ pub const MAX_FILTER_SHARE: f64 = 0.75;
 /// The candidate filter layers of self-calibration: `layers` through [`MAX_FILTER_SHARE`] of the
 /// model's `n_layer` (the shallowest one at least, whatever the share).
 #[must_use]
-pub fn candidate_layers(layers: &[usize], n_layer: usize) -> Vec<usize> {
+pub fn candidate_layers(mut layers: Vec<usize>, n_layer: usize) -> Vec<usize> {
     #[allow(clippy::cast_precision_loss)]
     let within = |l: usize| (l + 1) as f64 <= MAX_FILTER_SHARE * n_layer as f64;
-    let mut v: Vec<usize> = layers.iter().copied().filter(|&l| within(l)).collect();
-    if v.is_empty() {
-        v.extend(layers.iter().min());
+    let shallowest = layers.iter().min().copied();
+    layers.retain(|&l| within(l));
+    if layers.is_empty() {
+        layers.extend(shallowest);
     }
-    v
+    layers
 }
 
 /// One needle per cell, in turn: the curve averages over needles without multiplying cells.
@@ -308,7 +309,7 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         lengths,
         depths: auto_depths(gpu),
         scorings: auto_scorings(),
-        layers: candidate_layers(&layers, model.meta.block_count),
+        layers: candidate_layers(layers, model.meta.block_count),
         top_k: k,
         protect: Protect::All,
         style: if model.meta.has_chat_template {
@@ -464,11 +465,11 @@ mod tests {
     #[test]
     fn candidates_stop_at_three_quarters_of_the_model() {
         let all: Vec<usize> = (0..24).collect();
-        assert_eq!(candidate_layers(&all, 24), (0..18).collect::<Vec<_>>());
+        assert_eq!(candidate_layers(all, 24), (0..18).collect::<Vec<_>>());
         // Gemma-3-270M: global layers 5, 11, 17 of 18; 17 is the whole model.
-        assert_eq!(candidate_layers(&[5, 11, 17], 18), [5, 11]);
+        assert_eq!(candidate_layers(vec![5, 11, 17], 18), [5, 11]);
         // A model whose only global layer is past the share keeps it.
-        assert_eq!(candidate_layers(&[20], 24), [20]);
+        assert_eq!(candidate_layers(vec![20], 24), [20]);
     }
 
     #[test]

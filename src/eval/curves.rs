@@ -542,7 +542,7 @@ pub const COST_TOLERANCE: f64 = 0.05;
 pub const SCORE_QUERY_COST: f64 = 1.0 / 1024.0;
 
 /// A candidate's filter cost as a share of the model's `n_layer` layers: the filter pass through
-/// `layer` ((layer+1)/n_layer) plus its scoring, [`SCORE_QUERY_COST`] per query per scored layer
+/// `layer` (`(layer + 1) / n_layer`) plus its scoring, [`SCORE_QUERY_COST`] per query per scored layer
 /// (a multi-layer scoring reads layers the pass runs anyway: it costs scoring, not layers).
 #[must_use]
 pub fn filter_cost(scoring: ScoringSpec, layer: usize, n_layer: usize) -> f64 {
@@ -798,7 +798,10 @@ mod tests {
             ("reference", 9, 1.0),
             ("window-softmax:32", 9, 1.0),
         ]);
-        assert_eq!(early_stop_layer(&[a.clone()], 24, COST_TOLERANCE), Some(5));
+        assert_eq!(
+            early_stop_layer(std::slice::from_ref(&a), 24, COST_TOLERANCE),
+            Some(5)
+        );
         // Layer 5 falls below 0.95 on the next cell: only layer 9 is good everywhere.
         let b = rec(&[
             ("reference", 5, 0.9),
