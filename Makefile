@@ -24,6 +24,8 @@ models:
 test-models:
 	@scripts/fetch-models.sh smollm2 gemma3 qwen05 qwen15
 	@python3 -c 'import openai' 2>/dev/null || python3 -m pip install --quiet openai
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (apt-get), for the server page's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 # One build of llama.cpp (release profile) serves the binary, the tests and the benches.
 build: deps

@@ -12,15 +12,15 @@ use serde_json::{json, Value};
 use crate::util::*;
 
 /// A server on a free port, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// `gemfilter serve` on SmolLM2 with `args`, once it listens.
-    fn start(args: &[&str]) -> Server {
+    pub(crate) fn start(args: &[&str]) -> Server {
         let mut cmd = gemfilter();
         cmd.env("GEMFILTER_CACHE", tmpdir("server-cache"));
         cmd.args([
@@ -71,12 +71,12 @@ impl Server {
         s
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
     /// `curl` a request: (status, body).
-    fn call(
+    pub(crate) fn call(
         &self,
         method: &str,
         path: &str,
@@ -114,14 +114,14 @@ impl Server {
         (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let (code, text) = self.call("POST", path, Some(body.to_string().as_bytes()), &[]);
         let v = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}\nserver: {}", self.log()));
         (code, v)
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         self.call("GET", path, None, &[])
     }
 }
@@ -223,7 +223,7 @@ fn serve_answers_as_the_cli_does_and_streams_over_sse() {
 
 #[test]
 fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
-    let s = Server::start(&["-c", "1024"]);
+    let s = Server::start(&["-c", "1024", "--metrics"]);
     let chat = |extra: Value| {
         let mut b = json!({"messages": [{"role": "user", "content": FRANCE}], "max_tokens": 4});
         for (k, v) in extra.as_object().unwrap() {
@@ -232,7 +232,7 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
         s.post("/v1/chat/completions", &b)
     };
     let long = "word ".repeat(3000);
-    for (extra, what) in [
+    let cases = [
         (json!({"model": "gpt-4"}), "not served here"),
         (json!({"temperature": "hot"}), "temperature"),
         (
@@ -240,7 +240,31 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
             "context size of 1024",
         ),
         (json!({"gem": {"top": 3}}), "gem.top"),
-    ] {
+        (json!({"gem": {"top_k": 0}}), "gem.top_k"),
+        (json!({"n": 2}), "one choice"),
+        (json!({"max_tokens": -5}), "max_tokens"),
+        (json!({"stream": "yes"}), "stream"),
+        (json!({"messages": "hi"}), "messages"),
+        (
+            json!({"messages": [{"role": "robot", "content": "x"}]}),
+            "role",
+        ),
+        (json!({"logit_bias": {"abc": 1}}), "logit_bias"),
+        (json!({"stop": [1, 2]}), "stop"),
+        (json!({"top_p": 2}), "top_p"),
+        (json!({"seed": "x"}), "seed"),
+        (
+            json!({"response_format": {"type": "xml"}}),
+            "response_format",
+        ),
+        (
+            json!({"response_format": {"type": "json_schema",
+                "json_schema": {"schema": {"type": "nonsense"}}}}),
+            "JSON schema",
+        ),
+    ];
+    let n_errors = cases.len() + 4;
+    for (extra, what) in cases {
         let (code, r) = chat(extra);
         assert_eq!(code, 400, "{r}");
         assert_eq!(r["error"]["type"], "invalid_request_error", "{r}");
@@ -261,8 +285,23 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
     let (code, body) = s.call("POST", "/v1/completions", Some(&big), &[]);
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("larger than"), "{body}");
+    for body in [&b"\xff\xfe"[..], b"[]"] {
+        let (code, body) = s.call("POST", "/v1/chat/completions", Some(body), &[]);
+        assert_eq!(code, 400, "{body}");
+        assert!(body.contains("invalid_request_error"), "{body}");
+    }
     let (code, body) = s.get("/v2/nothing");
     assert_eq!(code, 404, "{body}");
+    let (code, body) = s.get("/v1/chat/completions");
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("\"error\""), "an error object: {body}");
+    for (path, body) in [
+        ("/tokenize", json!({"content": 3})),
+        ("/detokenize", json!({"tokens": "x"})),
+    ] {
+        let (code, r) = s.post(path, &body);
+        assert_eq!(code, 400, "{path}: {r}");
+    }
 
     // Still serving, and the other endpoints answer.
     let (code, r) = chat(json!({"temperature": 0, "max_tokens": 12}));
@@ -291,7 +330,7 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("gemfilter:request_errors_total 6"),
+        metrics.contains(&format!("gemfilter:request_errors_total {n_errors}\n")),
         "{metrics}"
     );
     let (code, page) = s.get("/");
@@ -304,7 +343,7 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
 
 #[test]
 fn serve_keeps_a_documents_filter_state_between_requests() {
-    let s = Server::start(&["-c", "4096", "--gem-topk", "256"]);
+    let s = Server::start(&["-c", "4096", "--gem-topk", "256", "--metrics"]);
     let doc = haystack(6000, "The secret passkey for the vault is 48213.", 0.5);
     let ask = |q: &str| {
         let (code, r) = s.post(
@@ -364,7 +403,7 @@ fn serve_keeps_a_documents_filter_state_between_requests() {
 
 #[test]
 fn a_client_that_leaves_mid_stream_frees_its_slot_and_slots_answer_at_once() {
-    let s = Server::start(&["-np", "2", "-c", "2048"]);
+    let s = Server::start(&["-np", "2", "-c", "2048", "--metrics"]);
     let count = json!({"prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "n_predict": 1500, "temperature": 0,
         "stream": true});
     let mut curl = Command::new("curl")
@@ -422,7 +461,7 @@ fn a_client_that_leaves_mid_stream_frees_its_slot_and_slots_answer_at_once() {
 
 #[test]
 fn a_request_past_the_timeout_gets_408_and_the_server_goes_on() {
-    let s = Server::start(&["--timeout", "2", "-c", "2048"]);
+    let s = Server::start(&["--timeout", "2", "-c", "2048", "--metrics"]);
     let t0 = Instant::now();
     let (code, r) = s.post(
         "/completion",
@@ -489,8 +528,8 @@ fn serve_requires_the_api_key_and_passes_the_openai_client_suite() {
     python_suite(&s.base, "s3cret-key");
 }
 
-#[test]
-fn the_openai_client_suite_passes_on_llama_server_too() {
+/// llama.cpp's own llama-server (from `make reference`) on SmolLM2 with `args`, once healthy.
+fn llama_server(args: &[&str]) -> Server {
     let bin = root().join(".reference/bin/llama-server");
     assert!(
         bin.exists(),
@@ -513,13 +552,20 @@ fn the_openai_client_suite_passes_on_llama_server_too() {
         "-np",
         "1",
     ])
-    .args(["--api-key", "s3cret-key", "--port", &port.to_string()]);
+    .args(args)
+    .args(["--port", &port.to_string()]);
     let s = Server::spawn(&mut cmd, Some(&format!("http://127.0.0.1:{port}")));
     let up = (0..600).any(|_| {
         std::thread::sleep(Duration::from_millis(200));
         s.get("/health").0 == 200
     });
     assert!(up, "llama-server did not start: {}", s.log());
+    s
+}
+
+#[test]
+fn the_openai_client_suite_passes_on_llama_server_too() {
+    let s = llama_server(&["--api-key", "s3cret-key"]);
     python_suite(&s.base, "s3cret-key");
 }
 
@@ -541,4 +587,337 @@ fn serve_flags_are_checked_in_one_line() {
     ] {
         assert_one_error(&run(&args), what);
     }
+}
+
+fn city_schema() -> Value {
+    json!({"type": "object", "properties": {"name": {"type": "string"},
+        "population": {"type": "integer"}}, "required": ["name", "population"]})
+}
+
+/// A JSON object holding `keys` in that order, the first a string, the second an integer.
+fn assert_matches(text: &str, keys: [&str; 2]) -> Value {
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    let o = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {text:?}"));
+    assert_eq!(o.keys().collect::<Vec<_>>().len(), 2, "{text:?}");
+    assert!(o[keys[0]].is_string() && o[keys[1]].is_i64(), "{text:?}");
+    assert!(
+        text.find(keys[0]) < text.find(keys[1]),
+        "order kept: {text:?}"
+    );
+    v
+}
+
+#[test]
+fn json_schemas_constrain_the_answer_as_in_llama_server() {
+    // Bodies as written: the person's properties name before age, which serde_json's sorted
+    // maps would swap.
+    let city = json!({"messages": [{"role": "user",
+        "content": "Describe a city as JSON with its name and population."}],
+        "max_tokens": 60, "temperature": 0,
+        "response_format": {"type": "json_schema",
+            "json_schema": {"name": "city", "schema": city_schema()}}});
+    let color = json!({"messages": [{"role": "user", "content": "Name a color as JSON."}],
+        "max_tokens": 24, "temperature": 0, "response_format": {"type": "json_object"}});
+    let requests = [
+        (
+            "/completion",
+            r#"{"prompt": "Give the name and age of a person as JSON:", "n_predict": 40,
+            "temperature": 0, "json_schema": {"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"}},
+            "required": ["name", "age"]}}"#
+                .to_owned(),
+        ),
+        ("/v1/chat/completions", city.to_string()),
+        ("/v1/chat/completions", color.to_string()),
+    ];
+    let answers = |s: &Server| -> Vec<(String, u64)> {
+        requests
+            .iter()
+            .map(|(path, body)| {
+                let (code, r) = post_raw(s, path, body.as_bytes());
+                assert_eq!(code, 200, "{path}: {r}");
+                if *path == "/completion" {
+                    (
+                        r["content"].as_str().unwrap().to_owned(),
+                        r["tokens_predicted"].as_u64().unwrap(),
+                    )
+                } else {
+                    (
+                        r["choices"][0]["message"]["content"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                        r["usage"]["completion_tokens"].as_u64().unwrap(),
+                    )
+                }
+            })
+            .collect()
+    };
+    let s = Server::start(&["-c", "2048"]);
+    let ours = answers(&s);
+    assert_matches(&ours[0].0, ["name", "age"]);
+    assert_matches(&ours[1].0, ["name", "population"]);
+    let any: Value = serde_json::from_str(ours[2].0.trim()).unwrap_or(Value::Null);
+    assert!(
+        any.is_object() || ours[2].0.trim_start().starts_with('{'),
+        "an object (or its start, at max_tokens): {:?}",
+        ours[2].0
+    );
+
+    // Filtered: the grammar holds on GemFilter's path too.
+    let doc = haystack(2500, "The secret passkey for the vault is 48213.", 0.5);
+    let (code, r) = s.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": [{"type": "text", "text": doc},
+            {"type": "text", "text": "What is the secret passkey for the vault? Reply as JSON."}]}],
+            "max_tokens": 24, "temperature": 0, "gem": {"top_k": 64},
+            "response_format": {"type": "json_schema", "json_schema": {"schema":
+                {"type": "object", "properties": {"passkey": {"type": "integer"}},
+                 "required": ["passkey"]}}}}),
+    );
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["gem"]["filtered"], true, "{r}");
+    let text = r["choices"][0]["message"]["content"].as_str().unwrap();
+    let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(v["passkey"].is_i64(), "{text:?}");
+
+    // Schemas llama.cpp cannot use, and grammars beside schemas, are the request's fault.
+    for (body, what) in [
+        (
+            json!({"prompt": "x", "json_schema": {"type": "nonsense"}}),
+            "can convert",
+        ),
+        (
+            json!({"prompt": "x", "json_schema": [1]}),
+            "must be an object",
+        ),
+        (
+            json!({"prompt": "x", "grammar": "root ::= (", "n_predict": 2}),
+            "cannot parse",
+        ),
+        (
+            json!({"prompt": "x", "grammar": "root ::= \"a\"", "json_schema": {}}),
+            "cannot both",
+        ),
+        (
+            json!({"prompt": "x", "response_format": {"type": "xml"}}),
+            "json_schema",
+        ),
+        (
+            json!({"prompt": "x", "response_format": "json"}),
+            "must be an object",
+        ),
+    ] {
+        let (code, r) = s.post("/completion", &body);
+        assert_eq!(code, 400, "{body}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(what),
+            "{what}: {r}"
+        );
+    }
+
+    // llama-server, rendering the chat template as gemfilter does (--no-jinja), gives the same
+    // tokens at temperature 0.
+    let theirs = answers(&llama_server(&["--no-jinja"]));
+    assert_eq!(ours, theirs, "gemfilter serve vs llama-server");
+}
+
+/// A POST with a raw body (curl cannot send a half request).
+fn post_raw(s: &Server, path: &str, body: &[u8]) -> (u16, Value) {
+    let (code, text) = s.call("POST", path, Some(body), &[]);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn slots_save_restore_and_erase_stay_inside_the_save_path() {
+    let dir = tmpdir("serve-slots");
+    let save = dir.join("saved");
+    let s = Server::start(&[
+        "-c",
+        "2048",
+        "--gem-topk",
+        "64",
+        "--slot-save-path",
+        save.to_str().unwrap(),
+    ]);
+    let action = |what: &str, name: &str| {
+        post_raw(
+            &s,
+            &format!("/slots/0?action={what}"),
+            json!({ "filename": name }).to_string().as_bytes(),
+        )
+    };
+    let (code, r) = action("save", "early");
+    assert_eq!(code, 400, "nothing to save yet: {r}");
+    let doc = haystack(2500, "The secret passkey for the vault is 48213.", 0.5);
+    let ask = |q: &str| {
+        let (code, r) = s.post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
+                "temperature": 0, "max_tokens": 12}),
+        );
+        assert_eq!(code, 200, "{r}\n{}", s.log());
+        r["gem"].clone()
+    };
+    let g1 = ask("What is the secret passkey for the vault?");
+    assert_eq!(
+        (&g1["filtered"], &g1["document_cached"]),
+        (&json!(true), &json!(false)),
+        "{g1}"
+    );
+    let n_doc = g1["document_tokens"][1].as_u64().unwrap();
+
+    let (code, r) = action("save", "vault.state");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["n_saved"].as_u64(), Some(n_doc), "{r}");
+    assert!(save.join("vault.state").is_file() && save.join("vault.state.kv").is_file());
+    let (code, r) = post_raw(&s, "/slots/0?action=erase", b"");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["n_erased"].as_u64(), Some(n_doc), "{r}");
+    let erased = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        s.get("/slots").1.contains("\"cached_documents\":0")
+    });
+    assert!(erased, "{}", s.get("/slots").1);
+    // Only the saved copy is left; restoring it lets the next question skip the document.
+    for e in std::fs::read_dir(&save).unwrap() {
+        let p = e.unwrap().path();
+        if !p
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("vault")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let (code, r) = action("restore", "vault.state");
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["n_restored"].as_u64(), Some(n_doc), "{r}");
+    let g2 = ask("Which number opens the vault?");
+    assert_eq!(g2["document_cached"], false, "{g2}");
+    assert_eq!(g2["document_from_disk"], true, "{g2}");
+    assert!(g2["filter_tokens_decoded"].as_u64().unwrap() < 40, "{g2}");
+
+    // Nothing outside the directory is named, followed or replaced.
+    std::fs::write(save.join("notes.txt"), b"my notes").unwrap();
+    std::os::unix::fs::symlink(dir.join("outside"), save.join("link")).unwrap();
+    for name in [
+        "../escape",
+        "/tmp/escape",
+        "..",
+        ".",
+        ".hidden",
+        "a/b",
+        "",
+        "link",
+        "notes.txt",
+    ] {
+        for what in ["save", "restore"] {
+            let (code, r) = action(what, name);
+            assert_eq!(code, 400, "{what} {name:?}: {r}");
+        }
+    }
+    assert!(!dir.join("escape").exists() && !dir.join("outside").exists());
+    assert_eq!(std::fs::read(save.join("notes.txt")).unwrap(), b"my notes");
+    for (path, body) in [
+        ("/slots/0?action=save", &b"{"[..]),
+        ("/slots/0?action=save", b"{\"filename\": 3}"),
+        ("/slots/9?action=save", b"{\"filename\": \"a\"}"),
+        ("/slots/x?action=erase", b""),
+        ("/slots/0?action=fly", b""),
+        ("/slots/0", b""),
+    ] {
+        let (code, r) = post_raw(&s, path, body);
+        assert_eq!(code, 400, "{path}: {r}");
+    }
+    assert_eq!(s.get("/health").0, 200);
+}
+
+#[test]
+fn endpoints_are_switched_as_in_llama_server() {
+    let s = Server::start(&["-c", "1024"]);
+    let (code, body) = s.get("/metrics");
+    assert_eq!(code, 501, "off by default, as in llama-server: {body}");
+    assert!(body.contains("not_supported_error") && body.contains("--metrics"));
+    assert_eq!(s.get("/slots").0, 200);
+    assert_eq!(s.get("/").0, 200);
+    let (code, r) = post_raw(&s, "/slots/0?action=save", b"{\"filename\": \"a\"}");
+    assert_eq!(code, 501, "no --slot-save-path: {r}");
+    drop(s);
+
+    let s = Server::start(&[
+        "-c",
+        "1024",
+        "--metrics",
+        "--no-slots",
+        "--no-webui",
+        "--threads-http",
+        "3",
+    ]);
+    assert_eq!(s.get("/metrics").0, 200);
+    let (code, body) = s.get("/slots");
+    assert_eq!(code, 501, "{body}");
+    assert!(body.contains("--slots"), "{body}");
+    assert_eq!(s.get("/").0, 404);
+    assert_eq!(s.get("/health").0, 200);
+    drop(s);
+    // The later of a pair wins, as in llama.cpp's argument parser.
+    let s = Server::start(&["-c", "1024", "--no-slots", "--slots", "--no-ui", "--ui"]);
+    assert_eq!(s.get("/slots").0, 200);
+    assert_eq!(s.get("/").0, 200);
+}
+
+/// Connect, send `bytes` and wait: (seconds until the server closed, what it sent).
+fn stall(addr: &str, bytes: &[u8]) -> (f64, String) {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(bytes).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    (
+        t0.elapsed().as_secs_f64(),
+        String::from_utf8_lossy(&got).into_owned(),
+    )
+}
+
+#[test]
+fn idle_and_slow_connections_are_dropped_after_the_timeout() {
+    let s = Server::start(&["-c", "1024", "--timeout", "2"]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    for (what, bytes) in [
+        ("idle", &b""[..]),
+        (
+            "half a request head",
+            b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Le",
+        ),
+        (
+            "half a body",
+            b"POST /completion HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\":",
+        ),
+    ] {
+        let (secs, reply) = stall(&addr, bytes);
+        assert!(
+            (1.5..10.0).contains(&secs),
+            "{what}: closed after {secs} s: {reply}"
+        );
+        if what == "half a body" {
+            assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+        } else {
+            assert!(reply.is_empty(), "{what}: {reply}");
+        }
+    }
+    // A kept-alive connection that goes quiet after a request is closed the same way.
+    let (secs, reply) = stall(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        reply.contains("200 OK") && (1.5..10.0).contains(&secs),
+        "{secs} {reply}"
+    );
+    assert_eq!(s.get("/health").0, 200, "still serving");
 }

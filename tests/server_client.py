@@ -68,6 +68,21 @@ check("a stop string ends the answer and is left out",
       "Paris" not in r.choices[0].message.content and r.choices[0].finish_reason == "stop",
       repr(r.choices[0].message.content))
 
+CITY = {"type": "object", "properties": {"name": {"type": "string"},
+                                        "population": {"type": "integer"}},
+        "required": ["name", "population"]}
+r = chat(messages=[{"role": "user",
+                    "content": "Describe a city as JSON with its name and population."}],
+         max_tokens=60, response_format={"type": "json_schema",
+                                         "json_schema": {"name": "city", "schema": CITY}})
+try:
+    city = json.loads(r.choices[0].message.content)
+except ValueError:
+    city = None
+check("response_format with a JSON schema: the answer parses and matches it",
+      isinstance(city, dict) and isinstance(city.get("name"), str)
+      and isinstance(city.get("population"), int), repr(r.choices[0].message.content))
+
 r = client.completions.create(model=MODEL, prompt="The capital of France is", max_tokens=8,
                               temperature=0)
 check("text completion", isinstance(r.choices[0].text, str) and r.usage.completion_tokens > 0,

@@ -23,3 +23,4 @@ mod options;
 mod rpc;
 mod self_calibration;
 mod server;
+mod server_page;

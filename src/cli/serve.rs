@@ -50,6 +50,37 @@ pub struct ServeArgs {
     /// The model's name in /v1/models (default: its file name).
     #[arg(long = "alias", value_name = "NAME")]
     pub alias: Option<String>,
+
+    /// Serve GET /metrics (Prometheus text); off by default, as in llama-server.
+    #[arg(long = "metrics")]
+    pub metrics: bool,
+
+    /// Serve GET /slots (on by default, as in llama-server).
+    #[arg(long = "slots", overrides_with = "no_slots")]
+    pub slots: bool,
+
+    /// Answer GET /slots with 501.
+    #[arg(long = "no-slots", overrides_with = "slots")]
+    pub no_slots: bool,
+
+    /// Serve the page at / (on by default).
+    #[arg(long = "webui", visible_alias = "ui", overrides_with = "no_webui")]
+    pub webui: bool,
+
+    /// No page at / (404), the API only.
+    #[arg(long = "no-webui", visible_alias = "no-ui", overrides_with = "webui")]
+    pub no_webui: bool,
+
+    /// Threads for HTTP (-1: the slots plus two, at least the CPUs less one, as llama-server).
+    /// Inference runs on the slots' own threads either way.
+    #[arg(long = "threads-http", default_value_t = -1, value_name = "N", allow_negative_numbers = true)]
+    pub threads_http: i32,
+
+    /// Directory for POST /slots/ID?action=save|restore|erase and for documents' filter state
+    /// on disk: every document a slot filters is written there and read back when it is asked
+    /// about again after leaving memory (another slot, a restart).
+    #[arg(long = "slot-save-path", value_name = "DIR")]
+    pub slot_save_path: Option<PathBuf>,
 }
 
 /// llama-server's multi-letter single-dash names, as the long names clap knows.
@@ -99,13 +130,37 @@ pub fn check(a: &ServeArgs) -> Result<()> {
         "--parallel (-np) must be 1 to {MAX_SLOTS}"
     );
     ensure!(a.timeout >= 1, "--timeout must be at least 1 second");
+    ensure!(
+        a.threads_http == -1 || (1..=MAX_HTTP_THREADS).contains(&a.threads_http),
+        "--threads-http must be -1 (automatic) or 1 to {MAX_HTTP_THREADS}"
+    );
     Ok(())
+}
+
+/// Most HTTP threads.
+const MAX_HTTP_THREADS: i32 = 1024;
+
+/// `--slot-save-path`: an existing directory (made if missing), as an absolute path with links
+/// resolved, so that nothing under it can name a place outside.
+///
+/// # Errors
+/// The path is not a directory and cannot be made one.
+pub fn save_dir(dir: &std::path::Path) -> Result<PathBuf> {
+    let shown = crate::sanitize::quote(&dir.display().to_string());
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("--slot-save-path {shown}: cannot create it ({e})"))?;
+    }
+    ensure!(dir.is_dir(), "--slot-save-path {shown} is not a directory");
+    dir.canonicalize()
+        .map_err(|e| anyhow::anyhow!("--slot-save-path {shown}: {e}"))
 }
 
 /// `serve`'s settings from its flags and the pieces `resolve` made of the shared ones.
 ///
 /// # Errors
-/// `--gem-draft` (the document cache keeps the target's own filter state), an empty API key.
+/// `--gem-draft` (the document cache keeps the target's own filter state), an empty API key, a
+/// `--slot-save-path` that is not a directory.
 pub fn settings(
     a: &ServeArgs,
     model: ModelSettings,
@@ -137,6 +192,14 @@ pub fn settings(
         cache_bytes: a.cache_ram.saturating_mul(1 << 20),
         body_limit: usize::try_from(body).unwrap_or(usize::MAX),
         alias: a.alias.clone(),
+        metrics: a.metrics,
+        slots: !a.no_slots,
+        webui: !a.no_webui,
+        threads_http: usize::try_from(a.threads_http).ok().unwrap_or_else(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            (a.parallel + 2).max(cpus.saturating_sub(1))
+        }),
+        slot_save_path: a.slot_save_path.as_deref().map(save_dir).transpose()?,
         model,
     })
 }

@@ -91,6 +91,17 @@ impl<'e> DocCache<'e> {
         self.entries.iter().map(|e| e.bytes).sum()
     }
 
+    /// Tokens of every kept document.
+    #[must_use]
+    pub fn tokens(&self) -> usize {
+        self.entries.iter().map(|e| e.key.len()).sum()
+    }
+
+    /// Drop every kept document (`action=erase`).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -39,6 +39,15 @@ impl ApiError {
         }
     }
 
+    /// 405: an endpoint asked with another method.
+    pub fn not_allowed(message: impl Into<String>) -> Self {
+        Self {
+            status: 405,
+            kind: "invalid_request_error",
+            message: message.into(),
+        }
+    }
+
     /// 408: the request ran past `--timeout`.
     #[must_use]
     pub fn timeout(secs: u64) -> Self {
@@ -62,6 +71,15 @@ impl ApiError {
         Self {
             status: 503,
             kind: "unavailable_error",
+            message: message.into(),
+        }
+    }
+
+    /// 501: an endpoint this server was not started with (llama-server's words).
+    pub fn not_supported(message: impl Into<String>) -> Self {
+        Self {
+            status: 501,
+            kind: "not_supported_error",
             message: message.into(),
         }
     }

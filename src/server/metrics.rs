@@ -2,7 +2,9 @@
 //! the slots' state for `/slots`.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use serde_json::{json, Value};
 
@@ -33,6 +35,12 @@ pub struct Slot {
     pub done: AtomicU64,
     pub docs: AtomicU64,
     pub doc_bytes: AtomicU64,
+    /// Tokens of the kept documents.
+    pub doc_tokens: AtomicU64,
+    /// The state file of the slot's latest filtered document (`--slot-save-path`).
+    pub latest: Mutex<Option<PathBuf>>,
+    /// `action=erase` asked: the worker drops its documents when next idle.
+    pub erase: AtomicBool,
 }
 
 /// Seconds from microseconds.
@@ -171,6 +179,7 @@ pub fn slots_json(slots: &[Slot], n_ctx: u32) -> Value {
                     "requests_done": s.done.load(Relaxed),
                     "cached_documents": s.docs.load(Relaxed),
                     "cached_bytes": s.doc_bytes.load(Relaxed),
+                    "cached_tokens": s.doc_tokens.load(Relaxed),
                 })
             })
             .collect(),

@@ -9,6 +9,7 @@ pub mod error;
 pub mod metrics;
 pub mod openai;
 pub mod routes;
+pub mod slot_files;
 pub mod worker;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -52,6 +53,14 @@ pub struct ServeSettings {
     pub body_limit: usize,
     /// The name `/v1/models` gives the model.
     pub alias: Option<String>,
+    /// Endpoints llama-server also switches: `/metrics` (off by default), `/slots`, the page.
+    pub metrics: bool,
+    pub slots: bool,
+    pub webui: bool,
+    /// Threads of the HTTP runtime.
+    pub threads_http: usize,
+    /// `--slot-save-path`, absolute with links resolved.
+    pub slot_save_path: Option<std::path::PathBuf>,
 }
 
 /// State every handler and worker reads.
@@ -164,7 +173,7 @@ pub fn run(s: ServeSettings) -> Result<()> {
             .context("cannot start a worker thread")?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(shared.settings.threads_http)
         .enable_all()
         .build()
         .context("cannot start the HTTP runtime")?;
@@ -172,17 +181,51 @@ pub fn run(s: ServeSettings) -> Result<()> {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         notice!(
-            "serving {} on http://{local} with {parallel} slot{} (the page is at /, the API at /v1)",
+            "serving {} on http://{local} with {parallel} slot{} ({})",
             shared.model_id,
-            if parallel == 1 { "" } else { "s" }
+            if parallel == 1 { "" } else { "s" },
+            if shared.settings.webui {
+                "the page is at /, the API at /v1"
+            } else {
+                "the API at /v1"
+            }
         );
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop_signal())
-            .await
-            .context("the HTTP server failed")
+        accept(listener, app, shared.settings.timeout).await;
+        Ok::<(), anyhow::Error>(())
     })?;
     notice!("stopped");
     Ok(())
+}
+
+/// Accept connections until Ctrl-C or SIGTERM. A connection that is idle, or sends its request
+/// head slower than `read_timeout` allows, is closed (hyper's header read timeout, which also
+/// runs between requests on a kept-alive connection); a stalled body is the handlers' timeout.
+async fn accept(listener: tokio::net::TcpListener, app: axum::Router, read_timeout: Duration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            () = &mut stop => return,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of descriptors or a connection reset before it was taken: wait a
+                    // moment rather than spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(read_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 async fn stop_signal() {

@@ -8,6 +8,8 @@
 //! as the question and the rest as the document. A raw prompt is split the same way. Later
 //! turns of a chat are kept whole, as the conversation mode keeps them.
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -92,14 +94,7 @@ pub fn parse(kind: Kind, body: &[u8], d: &Defaults) -> Result<Request, ApiError>
             return Err(ApiError::bad("\"n\": only one choice per request (n = 1)"));
         }
     }
-    if let Some(rf) = o.get("response_format") {
-        let t = rf.get("type").and_then(Value::as_str).unwrap_or("");
-        if t != "text" {
-            return Err(ApiError::bad(format!(
-                "\"response_format\" of type {t:?} is not supported (only \"text\")"
-            )));
-        }
-    }
+    let grammar = grammar(&o, body)?;
     let (input, templated) = match kind {
         Kind::Chat => (chat_input(&o)?, true),
         Kind::Completion | Kind::Native => (raw_input(&o)?, false),
@@ -119,17 +114,108 @@ pub fn parse(kind: Kind, body: &[u8], d: &Defaults) -> Result<Request, ApiError>
         Some(Value::Object(so)) => opt_bool(so, "include_usage")?.unwrap_or(false),
         _ => false,
     };
+    let mut sampling = sampling(&o, d)?;
+    if grammar.is_some() {
+        sampling.grammar = grammar;
+    }
     Ok(Request {
         kind,
         input,
         templated,
-        sampling: sampling(&o, d)?,
+        sampling,
         n_predict,
         stop: stops(&o)?,
         stream,
         include_usage,
         gem: gem(&o)?,
     })
+}
+
+/// Where a request's JSON schema sits, kept as its text: llama.cpp's converter follows the
+/// properties in the order written (as llama-server's ordered JSON does), which a parsed map
+/// would lose.
+#[derive(Deserialize, Default)]
+struct RawSchemas<'a> {
+    #[serde(borrow, default)]
+    json_schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response_format: Option<RawFormat<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawFormat<'a> {
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    json_schema: Option<RawWrapper<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawWrapper<'a> {
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+}
+
+/// The grammar the answer must follow, as llama-server reads it: `response_format`
+/// (`json_object`, with an optional `schema`, or `json_schema` with `json_schema.schema`), a
+/// `json_schema` field, or a GBNF `grammar`. A schema becomes a grammar through llama.cpp's own
+/// converter (as `-j` does); an empty one means any object, as in llama-server.
+fn grammar(o: &Map<String, Value>, body: &[u8]) -> Result<Option<String>, ApiError> {
+    let raw: RawSchemas<'_> = serde_json::from_slice(body).unwrap_or_default();
+    let mut schema = o
+        .get("json_schema")
+        .filter(|v| !v.is_null())
+        .map(|v| (v, raw.json_schema));
+    let gbnf = match o.get("grammar") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(g)) => Some(g.clone()).filter(|g| !g.trim().is_empty()),
+        Some(_) => return Err(ApiError::bad("\"grammar\" must be a string (GBNF)")),
+    };
+    let empty = json!({});
+    if let Some(rf) = o.get("response_format").filter(|v| !v.is_null()) {
+        let Value::Object(rf) = rf else {
+            return Err(ApiError::bad("\"response_format\" must be an object"));
+        };
+        let rraw = raw.response_format.unwrap_or_default();
+        match rf.get("type").and_then(Value::as_str).unwrap_or("") {
+            "" | "text" => {}
+            "json_object" => {
+                if rf.contains_key("schema") || schema.is_none() {
+                    schema = Some(rf.get("schema").map_or((&empty, None), |v| (v, rraw.schema)));
+                }
+            }
+            "json_schema" => {
+                let inner = rf.get("json_schema").and_then(|w| w.get("schema"));
+                let inner_raw = rraw.json_schema.and_then(|w| w.schema);
+                schema = Some(inner.map_or((&empty, None), |v| (v, inner_raw)));
+            }
+            t => {
+                return Err(ApiError::bad(format!(
+                    "\"response_format\" type must be \"text\", \"json_object\" or \"json_schema\", got {t:?}"
+                )))
+            }
+        }
+    }
+    let Some((schema, text)) = schema else {
+        return Ok(gbnf);
+    };
+    if gbnf.is_some() {
+        return Err(ApiError::bad(
+            "a JSON schema (\"json_schema\" or \"response_format\") and \"grammar\" cannot both be given",
+        ));
+    }
+    let text = match schema {
+        Value::Object(m) if m.is_empty() => r#"{"type":"object"}"#.to_owned(),
+        Value::Object(_) => text.map_or_else(|| schema.to_string(), |r| r.get().to_owned()),
+        _ => return Err(ApiError::bad("the JSON schema must be an object")),
+    };
+    llama_cpp_2::json_schema_to_grammar(&text)
+        .map(Some)
+        .map_err(|e| {
+            ApiError::bad(format!(
+                "the JSON schema is not one llama.cpp can convert to a grammar ({e})"
+            ))
+        })
 }
 
 fn opt_bool(o: &Map<String, Value>, f: &str) -> Result<Option<bool>, ApiError> {
@@ -619,6 +705,26 @@ mod tests {
             assert_eq!(e.status, 400);
             assert!(e.message.contains(what), "{body}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_json_schema_becomes_a_grammar_with_its_properties_in_order() {
+        let r = chat(
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema",
+            "json_schema":{"schema":{"type":"object","properties":{"zeta":{"type":"string"},
+            "alpha":{"type":"integer"}},"required":["zeta","alpha"]}}}}"#,
+        )
+        .unwrap();
+        let g = r.sampling.grammar.unwrap();
+        assert!(g.find("zeta") < g.find("alpha"), "{g}");
+        let any = chat(r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}}"#)
+            .unwrap();
+        assert!(any.sampling.grammar.is_some());
+        let text = chat(
+            r#"{"messages":[{"role":"user","content":"x"}],"response_format":{"type":"text"}}"#,
+        )
+        .unwrap();
+        assert!(text.sampling.grammar.is_none());
     }
 
     #[test]

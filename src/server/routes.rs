@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Request as HttpRequest, State};
+use axum::extract::{Path, Query, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,18 +24,19 @@ use tokio::time::timeout_at;
 use super::error::ApiError;
 use super::metrics::slots_json;
 use super::openai::{self, Finished, Kind, Meta};
+use super::slot_files;
 use super::worker::{Event, Task};
 use super::Shared;
 
 type St = State<Arc<Shared>>;
-type Body_ = Result<Bytes, BytesRejection>;
 
-/// The router with every endpoint, the API key check and the body limit.
+/// The router with every endpoint and the API key check.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.settings.body_limit;
-    Router::new()
-        .route("/", get(page))
-        .route("/health", get(health))
+    let mut r = Router::new();
+    if shared.settings.webui {
+        r = r.route("/", get(page));
+    }
+    r.route("/health", get(health))
         .route("/v1/health", get(health))
         .route("/v1/models", get(models))
         .route("/models", get(models))
@@ -49,10 +49,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/detokenize", post(detokenize))
         .route("/props", get(props))
         .route("/slots", get(slots))
+        .route("/slots/{id}", post(slot_action))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(not_allowed)
         .layer(middleware::from_fn_with_state(shared.clone(), auth))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
 
@@ -97,6 +98,14 @@ async fn auth(State(st): St, req: HttpRequest, next: Next) -> Response {
 
 async fn not_found(req: HttpRequest) -> ApiError {
     ApiError::not_found(format!("no endpoint {}", req.uri().path()))
+}
+
+async fn not_allowed(req: HttpRequest) -> ApiError {
+    ApiError::not_allowed(format!(
+        "{} is not served on {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn page() -> impl IntoResponse {
@@ -154,29 +163,110 @@ async fn props(State(st): St) -> Json<Value> {
     }))
 }
 
-async fn slots(State(st): St) -> Json<Value> {
-    Json(slots_json(&st.slots, st.settings.model.ctx_limit()))
+async fn slots(State(st): St) -> Result<Json<Value>, ApiError> {
+    if !st.settings.slots {
+        return Err(ApiError::not_supported(
+            "This server does not support slots endpoint. Start it with `--slots`",
+        ));
+    }
+    Ok(Json(slots_json(&st.slots, st.settings.model.ctx_limit())))
 }
 
-async fn metrics(State(st): St) -> impl IntoResponse {
+/// llama-server's `POST /slots/{id}?action=save|restore|erase` (`{"filename": …}` for the first
+/// two).
+async fn slot_action(
+    State(st): St,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let Some(dir) = st.settings.slot_save_path.clone() else {
+        return Err(ApiError::not_supported(
+            "This server does not support slots action. Start it with `--slot-save-path`",
+        ));
+    };
+    let slot = id
+        .parse::<usize>()
+        .ok()
+        .filter(|&i| i < st.slots.len())
+        .ok_or_else(|| {
+            ApiError::bad(format!(
+                "Invalid slot ID {id:?} (0 to {})",
+                st.slots.len() - 1
+            ))
+        })?;
+    let action = q.get("action").map_or("", String::as_str);
+    let state = &st.slots[slot];
+    if action == "erase" {
+        let n = state.doc_tokens.load(Relaxed);
+        state.erase.store(true, Relaxed);
+        return Ok(Json(json!({"id_slot": slot, "n_erased": n})));
+    }
+    if !matches!(action, "save" | "restore") {
+        return Err(ApiError::bad(format!(
+            "Invalid action {action:?} (save, restore or erase)"
+        )));
+    }
+    let o = json_body(read_body(&st, body).await?)?;
+    let Some(Value::String(name)) = o.get("filename") else {
+        return Err(ApiError::bad("\"filename\" must be a string"));
+    };
+    let (name, save) = (name.clone(), action == "save");
+    let latest = state.latest.lock().ok().and_then(|l| l.clone());
+    tokio::task::spawn_blocking(move || {
+        if save {
+            slot_files::save(&dir, slot, latest.as_deref(), &name)
+        } else {
+            slot_files::restore(&dir, slot, &name)
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("the slot action failed: {e}")))?
+    .map(Json)
+}
+
+async fn metrics(State(st): St) -> Response {
+    if !st.settings.metrics {
+        return ApiError::not_supported(
+            "This server does not support metrics endpoint. Start it with `--metrics`",
+        )
+        .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         st.metrics.prometheus(&st.slots),
     )
+        .into_response()
 }
 
-fn body_of(body: Body_, limit: usize) -> Result<Bytes, ApiError> {
-    body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::too_large(format!("the request body is larger than {limit} bytes"))
-        } else {
-            ApiError::bad(format!("cannot read the request body: {}", r.body_text()))
+/// The request body, within the size limit and `--timeout`: a client that stalls mid-body
+/// gets 408 and its connection is closed.
+async fn read_body(st: &Shared, body: Body) -> Result<Bytes, ApiError> {
+    let limit = st.settings.body_limit;
+    let read = axum::body::to_bytes(body, limit);
+    match tokio::time::timeout(st.settings.timeout, read).await {
+        Err(_) => Err(ApiError::timeout(st.settings.timeout.as_secs())),
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) if too_large(&e) => Err(ApiError::too_large(format!(
+            "the request body is larger than {limit} bytes"
+        ))),
+        Ok(Err(e)) => Err(ApiError::bad(format!("cannot read the request body: {e}"))),
+    }
+}
+
+/// Whether reading a body failed at the size limit.
+fn too_large(e: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
         }
-    })
+        cause = c.source();
+    }
+    false
 }
 
-fn json_body(body: Body_, limit: usize) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let b = body_of(body, limit)?;
+fn json_body(b: Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice(&b) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(ApiError::bad("the request body must be a JSON object")),
@@ -186,8 +276,8 @@ fn json_body(body: Body_, limit: usize) -> Result<serde_json::Map<String, Value>
     }
 }
 
-async fn tokenize(State(st): St, body: Body_) -> Result<Json<Value>, ApiError> {
-    let o = json_body(body, st.settings.body_limit)?;
+async fn tokenize(State(st): St, body: Body) -> Result<Json<Value>, ApiError> {
+    let o = json_body(read_body(&st, body).await?)?;
     let Some(Value::String(text)) = o.get("content") else {
         return Err(ApiError::bad("\"content\" must be a string"));
     };
@@ -211,8 +301,8 @@ async fn tokenize(State(st): St, body: Body_) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"tokens": tokens})))
 }
 
-async fn detokenize(State(st): St, body: Body_) -> Result<Json<Value>, ApiError> {
-    let o = json_body(body, st.settings.body_limit)?;
+async fn detokenize(State(st): St, body: Body) -> Result<Json<Value>, ApiError> {
+    let o = json_body(read_body(&st, body).await?)?;
     let Some(Value::Array(ids)) = o.get("tokens") else {
         return Err(ApiError::bad("\"tokens\" must be a list of token ids"));
     };
@@ -241,15 +331,15 @@ async fn detokenize(State(st): St, body: Body_) -> Result<Json<Value>, ApiError>
     Ok(Json(json!({"content": text})))
 }
 
-async fn chat(State(st): St, body: Body_) -> Response {
+async fn chat(State(st): St, body: Body) -> Response {
     complete(st, Kind::Chat, body).await
 }
 
-async fn completions(State(st): St, body: Body_) -> Response {
+async fn completions(State(st): St, body: Body) -> Response {
     complete(st, Kind::Completion, body).await
 }
 
-async fn native(State(st): St, body: Body_) -> Response {
+async fn native(State(st): St, body: Body) -> Response {
     complete(st, Kind::Native, body).await
 }
 
@@ -259,8 +349,9 @@ fn failed(st: &Shared, e: ApiError) -> Response {
 }
 
 /// Check, queue, then answer in one body or as a stream.
-async fn complete(st: Arc<Shared>, kind: Kind, body: Body_) -> Response {
-    let req = match body_of(body, st.settings.body_limit)
+async fn complete(st: Arc<Shared>, kind: Kind, body: Body) -> Response {
+    let req = match read_body(&st, body)
+        .await
         .and_then(|b| openai::parse(kind, &b, &st.defaults))
     {
         Ok(r) => r,

@@ -6,9 +6,9 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use llama_cpp_2::token::LlamaToken;
@@ -17,11 +17,14 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::doc_cache::DocCache;
 use super::error::ApiError;
+use super::metrics::Slot;
 use super::openai::{Finished, Request};
+use super::slot_files;
 use super::Shared;
 use crate::conversation::TurnSettings;
 use crate::engine::Engine;
 use crate::generate::{GenLimits, StopReason, TokenSink};
+use crate::notice;
 use crate::pipeline::{respond, GemSettings, Job};
 use crate::prompt::{self, Assembled, Template};
 use crate::select;
@@ -146,11 +149,17 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
     let mut cache = DocCache::new(engines.filter, engines.full, budget);
     let state = &shared.slots[slot];
     loop {
-        let task = {
+        let task = loop {
+            if state.erase.swap(false, Relaxed) {
+                cache.clear();
+                publish(state, &cache);
+            }
+            // Waits in short steps so that an erase is done while the slot is idle.
             let Ok(rx) = queue.lock() else { return };
-            match rx.recv() {
-                Ok(t) => t,
-                Err(_) => return,
+            match rx.recv_timeout(IDLE_CHECK) {
+                Ok(t) => break t,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
             }
         };
         shared.metrics.deferred.fetch_sub(1, Relaxed);
@@ -161,7 +170,7 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
         state.busy.store(true, Relaxed);
         state.task.store(task.id, Relaxed);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            answer(shared, engines, &mut cache, &task)
+            answer(shared, engines, &mut cache, slot, &task)
         }))
         .unwrap_or_else(|_| Err(ApiError::internal("the answer failed inside the engine")));
         let event = match outcome {
@@ -174,11 +183,20 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
         if task.events.send(event).is_err() {
             shared.metrics.cancelled.fetch_add(1, Relaxed);
         }
-        state.docs.store(cache.len() as u64, Relaxed);
-        state.doc_bytes.store(cache.bytes(), Relaxed);
+        publish(state, &cache);
         state.done.fetch_add(1, Relaxed);
         state.busy.store(false, Relaxed);
     }
+}
+
+/// How often an idle slot looks for an erase.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// What `/slots` and `/metrics` show of a slot's kept documents.
+fn publish(state: &Slot, cache: &DocCache<'_>) {
+    state.docs.store(cache.len() as u64, Relaxed);
+    state.doc_bytes.store(cache.bytes(), Relaxed);
+    state.doc_tokens.store(cache.tokens() as u64, Relaxed);
 }
 
 /// The GemFilter settings for this request, or None to answer from the whole prompt.
@@ -213,6 +231,8 @@ struct Kept {
     indices: Option<Vec<usize>>,
     filter_decoded: usize,
     cached: bool,
+    /// Read back from `--slot-save-path` (not in this slot's memory).
+    from_disk: bool,
     filter_s: f64,
     selection_s: f64,
     skipped: Option<String>,
@@ -222,6 +242,7 @@ fn answer(
     shared: &Shared,
     engines: Engines<'_>,
     cache: &mut DocCache<'_>,
+    slot: usize,
     task: &Task,
 ) -> Result<Finished, ApiError> {
     let s = &shared.settings;
@@ -242,19 +263,22 @@ fn answer(
         )));
     }
     let gem = gem_for(shared, req)?;
+    if req.sampling.grammar.is_some() {
+        // A grammar llama.cpp cannot parse is the request's fault: 400 before any answer.
+        req.sampling
+            .chain(&engines.full.model, s.model.ctx_limit())
+            .map_err(|e| ApiError::bad(format!("\"grammar\": {e:#}").replace("--grammar: ", "")))?;
+    }
     let protected = asm.protected(s.protect);
     let n_protected = protected.iter().filter(|&&p| p).count();
     let filter = match &gem {
         Some(_) if asm.context.is_empty() => Err("the prompt has no document to filter".to_owned()),
         // When to filter is the selector's rule, as in every mode.
-        Some(g) => match selector::skip(g, n, n_protected) {
-            Some(why) => Err(why),
-            None => {
-                selector::check_prompt(g, n, n_protected)
-                    .map_err(|e| ApiError::bad(format!("{e:#}")))?;
-                Ok(g)
-            }
-        },
+        Some(g) => {
+            selector::check_prompt(g, n, n_protected)
+                .map_err(|e| ApiError::bad(format!("{e:#}")))?;
+            selector::skip(g, n, n_protected).map_or(Ok(g), Err)
+        }
         None => Err("GemFilter is off for this request".to_owned()),
     };
     let _ = task.events.send(Event::Started);
@@ -267,7 +291,7 @@ fn answer(
     };
     let mut sink = ChannelSink::new(&task.events, &req.stop);
     let a = match filter {
-        Ok(g) => filtered(shared, cache, &asm, g, req, &limits, &mut sink)?,
+        Ok(g) => filtered(shared, cache, slot, &asm, g, req, &limits, &mut sink)?,
         Err(why) => whole(
             engines.full,
             s,
@@ -294,15 +318,42 @@ fn answer(
         _ => "length",
     };
     let queue_s = t0.duration_since(task.queued).as_secs_f64();
+    // llama-server counts the end-of-generation token among the predicted ones.
+    let eog = sink.stopped_by.is_none() && a.stop == StopReason::EndOfGeneration;
+    log_timings(slot, task.id, n, &a, queue_s);
     Ok(Finished {
         content: std::mem::take(&mut sink.sent),
         finish,
         stopping_word: sink.stopped_by.take(),
         prompt_tokens: n,
-        completion_tokens: a.generated_tokens,
+        completion_tokens: a.generated_tokens + usize::from(eog),
         gem: gem_json(engines.full, &asm, gem.as_ref(), &a.kept, a.n_rerun),
         timings: timings(&a, n, queue_s),
     })
+}
+
+/// One line per answer on stderr, as llama-server logs its timings: what a load test needs
+/// beside the client's view (where the time went, whether the document was kept).
+fn log_timings(slot: usize, id: u64, n: usize, a: &Answered, queue_s: f64) {
+    let k = &a.kept;
+    let how = match (&k.indices, k.cached, k.from_disk) {
+        (None, ..) => "whole prompt".to_owned(),
+        (Some(_), true, _) => format!("document kept in memory, {} decoded", k.filter_decoded),
+        (Some(_), false, true) => format!("document read from disk, {} decoded", k.filter_decoded),
+        (Some(_), false, false) => format!("filter pass {:.3} s", k.filter_s),
+    };
+    let rate = if a.decode_s > 0.0 {
+        a.generated_tokens.saturating_sub(1) as f64 / a.decode_s
+    } else {
+        0.0
+    };
+    notice!(
+        "slot {slot} task {id}: {n} prompt tokens, {} prefilled ({how}), selection {:.3} s, first token {:.3} s, {} tokens at {rate:.1} tok/s, queued {queue_s:.3} s",
+        a.n_rerun,
+        k.selection_s,
+        a.first_token_s,
+        a.generated_tokens,
+    );
 }
 
 /// llama-server's `"timings"`, with GemFilter's stages and the time spent queued.
@@ -343,9 +394,11 @@ fn micros(secs: f64) -> u64 {
 
 /// GemFilter through the conversation mode's path, with the document's filter state from (and
 /// back into) the worker's cache.
+#[allow(clippy::too_many_arguments)]
 fn filtered(
     shared: &Shared,
     cache: &mut DocCache<'_>,
+    slot: usize,
     asm: &Assembled,
     gem: &GemSettings,
     req: &Request,
@@ -354,19 +407,33 @@ fn filtered(
 ) -> Result<Answered, ApiError> {
     let key = asm.tokens[..asm.context.end].to_vec();
     let (mut conv, cached) = cache.take(&key);
+    // With --slot-save-path the document's state is also on disk: written on its first filter
+    // pass, read back when no slot holds it in memory.
+    let on_disk = match &shared.settings.slot_save_path {
+        Some(dir) => Some(
+            slot_files::doc_path(dir, &shared.settings.model.path, &key)
+                .map_err(|e| internal(&e))?,
+        ),
+        None => None,
+    };
     let settings = TurnSettings {
         model: &shared.settings.model,
         gem,
         protect: shared.settings.protect,
         sampling: &req.sampling,
         limits,
-        prompt_cache: None,
+        prompt_cache: on_disk.as_deref(),
         progress: false,
     };
     let rec = conv
         .turn(&settings, asm, 1, "", sink)
         .map_err(|e| internal(&e))?;
     cache.put(key, conv);
+    if let Some(p) = on_disk {
+        if let Ok(mut latest) = shared.slots[slot].latest.lock() {
+            *latest = Some(p);
+        }
+    }
     let m = &shared.metrics;
     m.filter_decoded
         .fetch_add(rec.filter_tokens_decoded as u64, Relaxed);
@@ -385,6 +452,7 @@ fn filtered(
             ),
             filter_decoded: rec.filter_tokens_decoded,
             cached,
+            from_disk: !cached && rec.filter_tokens_decoded < asm.tokens.len(),
             filter_s: rec.filter_pass_s,
             selection_s: rec.selection_s,
             skipped: None,
@@ -433,6 +501,7 @@ fn whole(
             indices: None,
             filter_decoded: 0,
             cached: false,
+            from_disk: false,
             filter_s: 0.0,
             selection_s: 0.0,
             skipped: Some(why),
@@ -482,6 +551,7 @@ fn gem_json(
         "kept_passages": passages,
         "filter_tokens_decoded": kept.filter_decoded,
         "document_cached": kept.cached,
+        "document_from_disk": kept.from_disk,
     })
 }
 
