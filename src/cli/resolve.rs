@@ -326,9 +326,22 @@ fn context_extras(m: &ModelArgs) -> Result<ContextExtras> {
 pub fn model(m: &ModelArgs, steps: &mut Vec<Step>) -> Result<ModelSettings> {
     let ctx = context_options(m)?;
     let load = load_options(m)?;
-    let path = m.model.clone().context(
-        "no model given: gemfilter -m MODEL.gguf -f CONTEXT.txt -p QUESTION (see --help)",
-    )?;
+    ensure!(
+        m.hf_file.is_none() || m.hf_repo.is_some(),
+        "-hff names a file of the -hf repository: give -hf USER/MODEL too"
+    );
+    ensure!(
+        m.model.is_none() || m.hf_repo.is_none(),
+        "give the model with -m or with -hf, not both"
+    );
+    let path = match &m.hf_repo {
+        Some(repo) => {
+            super::hf_cache::resolve(repo, m.hf_file.as_deref(), &|k| std::env::var(k).ok())?
+        }
+        None => m.model.clone().context(
+            "no model given: gemfilter -m MODEL.gguf -f CONTEXT.txt -p QUESTION (see --help)",
+        )?,
+    };
     let meta = gguf_info::read(&path)?;
     if !load.placement.is_default() {
         steps.push(Step::Probe {
@@ -845,6 +858,8 @@ pub fn sampling(s: &SamplingArgs) -> Result<Sampling> {
         mirostat: u8::try_from(s.mirostat).unwrap_or(0),
         mirostat_tau: finite("--mirostat-ent", s.mirostat_ent)?,
         mirostat_eta: finite("--mirostat-lr", s.mirostat_lr)?,
+        adaptive_target: finite("--adaptive-target", s.adaptive_target)?,
+        adaptive_decay: finite("--adaptive-decay", s.adaptive_decay)?,
         stages: stages(s)?,
         logit_bias: s
             .logit_bias
@@ -1024,12 +1039,17 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
 }
 
 /// Refuse (never clamp) lengths the model's context cannot hold with `extra` tokens more.
+/// Lengths must fit the training context, or `-c` when given (as llama.cpp, which lets `-c`
+/// pass the training context: with `--rope-scaling yarn --rope-scale 4` a 32K model reads 128K).
 fn fit_lengths(lengths: &[usize], model: &ModelSettings, extra: usize, flag: &str) -> Result<()> {
-    if let Some(ctx) = model.meta.context_length {
+    let (ctx, what) = if model.ctx_size > 0 {
+        (Some(model.ctx_size as usize), "-c")
+    } else {
+        (model.meta.context_length, "the model's training context")
+    };
+    if let Some(ctx) = ctx {
         if let Some(&l) = lengths.iter().find(|&&l| l.saturating_add(extra) >= ctx) {
-            bail!(
-                "{flag}: length {l} (+{extra} to generate) does not fit the model's training context of {ctx} tokens"
-            );
+            bail!("{flag}: length {l} (+{extra} to generate) does not fit {what} of {ctx} tokens");
         }
     }
     Ok(())
