@@ -132,7 +132,7 @@ fn conversation_mode_without_a_document_or_with_gem_off_is_one_error() {
     assert_one_error(&o, "-st");
 }
 
-/// One `-cnv --json` turn on a random-weight tiny model (ChatML template) about a ~1K-token
+/// One `-cnv --json` turn on a random-weight tiny model (the `chatml` template) about a ~1K-token
 /// document, with `extra` flags and the prefix cache at `cache`.
 fn tiny_turn(
     dir: &std::path::Path,

@@ -11,7 +11,7 @@ pub mod interactive;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::capture::{CaptureSpec, KSource, LayerCapture};
@@ -179,19 +179,7 @@ impl<'e> Conversation<'e> {
         let (indices, decoded, filter_s, selection_s) = if skipped.is_some() {
             ((0..n).collect(), 0, 0.0, 0.0)
         } else {
-            selector::check_prompt(gem, n, n_protected)?;
-            selector::warn_if_nothing_kept(gem, n_protected);
-            status.stage("filter pass");
-            let f = filter_turn(s, &status, self.filter, &mut self.kept, asm)?;
-            status.stage("selection");
-            let t_sel = Instant::now();
-            let ends = if gem.spec.sentences {
-                self.filter.sentence_ends(&asm.tokens)
-            } else {
-                Vec::new()
-            };
-            let indices = select_from(&f.layers, gem, &protected, &ends)?;
-            (indices, f.decoded, f.secs, t_sel.elapsed().as_secs_f64())
+            self.select(s, asm, &protected, &status)?
         };
         let tokens: Vec<LlamaToken> = indices.iter().map(|&i| asm.tokens[i]).collect();
         let job = Job {
@@ -275,40 +263,77 @@ impl<'e> Conversation<'e> {
     }
 }
 
+impl Conversation<'_> {
+    /// The filter layers' pass and the selection of one turn: the kept positions, the tokens
+    /// decoded through the filter layers, and the seconds of each.
+    fn select(
+        &mut self,
+        s: &TurnSettings<'_>,
+        asm: &Assembled,
+        protected: &[bool],
+        status: &Status,
+    ) -> Result<(Vec<usize>, usize, f64, f64)> {
+        let gem = s.gem;
+        let n_protected = protected.iter().filter(|&&p| p).count();
+        selector::check_prompt(gem, asm.tokens.len(), n_protected)?;
+        selector::warn_if_nothing_kept(gem, n_protected);
+        status.stage("filter pass");
+        let f = filter_turn(s, status, self.filter, &mut self.kept, asm)?;
+        status.stage("selection");
+        let t_sel = Instant::now();
+        let ends = if gem.spec.sentences {
+            self.filter.sentence_ends(&asm.tokens)
+        } else {
+            Vec::new()
+        };
+        let indices = select_from(&f.layers, gem, protected, &ends)?;
+        Ok((indices, f.decoded, f.secs, t_sel.elapsed().as_secs_f64()))
+    }
+}
+
 /// A notice while the status line shows: the line steps aside for it.
 macro_rules! say {
     ($status:expr, $($arg:tt)*) => {
-        $status.0.suspend(|| notice!($($arg)*))
+        $status.bar.suspend(|| notice!($($arg)*))
     };
 }
 
 /// A turn's status line on a terminal (standard error), with the time spent so far: nothing
 /// else shows while the filter pass and the re-run run, which take tens of seconds on a CPU.
-struct Status(ProgressBar);
+struct Status {
+    bar: ProgressBar,
+    enabled: bool,
+    /// Drawn from the first stage on (a notice before it stays on a line of its own).
+    shown: std::cell::Cell<bool>,
+}
 
 impl Status {
     fn new(enabled: bool, turn: usize) -> Self {
-        if !enabled || crate::messages::quiet() {
-            return Status(ProgressBar::hidden());
-        }
-        let bar = ProgressBar::new_spinner();
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template("{spinner} turn {prefix}: {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(turn.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Status(bar)
+        Status {
+            bar,
+            enabled: enabled && !crate::messages::quiet(),
+            shown: std::cell::Cell::new(false),
+        }
     }
 
     fn stage(&self, what: &str) {
-        self.0.set_message(what.to_owned());
+        self.bar.set_message(what.to_owned());
+        if self.enabled && !self.shown.replace(true) {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            self.bar.enable_steady_tick(Duration::from_millis(200));
+        }
     }
 
     /// Gone before the answer's first text.
     fn clear(&self) {
-        if !self.0.is_finished() {
-            self.0.finish_and_clear();
+        if !self.bar.is_finished() {
+            self.bar.finish_and_clear();
         }
     }
 }
