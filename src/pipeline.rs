@@ -171,13 +171,22 @@ pub fn select_tokens(
         ctx.n_batch = ctx.n_batch.max(ub);
     }
     let state = CaptureState::new(spec).with_graph_scoring(gem.score_on.graph(gem.spec.scoring));
-    let pass = engine.filter_pass_with(tokens, state, &ctx, progress)?;
+    // Sentence ends need only the vocabulary: found on another thread while the pass runs.
+    let model = &engine.model;
+    let (pass, ends) = std::thread::scope(|s| {
+        let ends = s.spawn(|| {
+            if gem.spec.sentences {
+                crate::engine::sentence_ends(model, tokens)
+            } else {
+                Vec::new()
+            }
+        });
+        let pass = engine.filter_pass_with(tokens, state, &ctx, progress);
+        (pass, ends.join())
+    });
+    let pass = pass?;
+    let ends = ends.map_err(|_| anyhow::anyhow!("finding sentence ends failed"))?;
     let t0 = Instant::now();
-    let ends = if gem.spec.sentences {
-        engine.sentence_ends(tokens)
-    } else {
-        Vec::new()
-    };
     let indices = select_from(&pass.capture.layers, gem, protected, &ends)?;
     // Device scoring runs inside the filter pass (in its last ubatch) but is selection work.
     let scored = pass.capture.score_secs;

@@ -428,12 +428,7 @@ impl Engine {
     /// Which of `tokens` end a sentence or line ([`crate::select::sentence_ends`] on their text).
     #[must_use]
     pub fn sentence_ends(&self, tokens: &[LlamaToken]) -> Vec<bool> {
-        let vocab = self.model.vocab();
-        let pieces: Vec<Vec<u8>> = tokens
-            .iter()
-            .map(|&t| vocab.detokenize(&[t], false, true))
-            .collect();
-        crate::select::sentence_ends(&pieces)
+        sentence_ends(&self.model, tokens)
     }
 
     /// Prefill `tokens` through a capturing context: records post-RoPE Q/K of `spec.layers`
@@ -488,6 +483,18 @@ impl Engine {
             device_mem,
         })
     }
+}
+
+/// Which of `tokens` end a sentence or line, from `model`'s vocabulary (no context needed, so a
+/// filter pass can run beside it).
+#[must_use]
+pub fn sentence_ends(model: &LlamaModel, tokens: &[LlamaToken]) -> Vec<bool> {
+    let vocab = model.vocab();
+    let pieces: Vec<Vec<u8>> = tokens
+        .iter()
+        .map(|&t| vocab.detokenize(&[t], false, true))
+        .collect();
+    crate::select::sentence_ends(&pieces)
 }
 
 fn out_of_memory(e: impl std::fmt::Display, n_ctx: u32) -> anyhow::Error {
