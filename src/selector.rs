@@ -36,8 +36,8 @@ pub struct Selector {
     prefix: bool,
     /// The prefix model once written; None where there is none or it could not be written.
     prefix_path: OnceLock<Option<PathBuf>>,
-    /// Token ids target and draft share, or why the draft cannot select; compared once.
-    shared_ids: OnceLock<std::result::Result<usize, String>>,
+    /// Token ids target and draft share, once compared.
+    shared_ids: OnceLock<usize>,
 }
 
 impl Selector {
@@ -113,17 +113,24 @@ impl Selector {
         let Some(d) = &self.draft else {
             return Ok(());
         };
-        let shared = if let Some(r) = self.shared_ids.get() {
-            r.clone()
+        let shared = if let Some(&n) = self.shared_ids.get() {
+            n
         } else {
-            let target = draft::token_texts(&Engine::load_vocab(&self.target, &self.load)?);
-            let other = draft::token_texts(&Engine::load_vocab(&d.path, &self.load)?);
-            let r = draft::same_tokenizer(&target, &other).map_err(|e| format!("{e:#}"));
-            self.shared_ids.get_or_init(|| r).clone()
+            let n = shared_ids(&self.target, &d.path, &self.load)?;
+            *self.shared_ids.get_or_init(|| n)
         };
-        let shared = shared.map_err(anyhow::Error::msg)?;
         draft::check_prompt(tokens, shared)
     }
+}
+
+/// The token ids `draft` shares with `target` when it reads them the same way (vocab-only
+/// loads, compared id by id): the one check of a draft, also run before a draft is calibrated.
+///
+/// # Errors
+/// A vocabulary that cannot be loaded, or a draft with another tokenizer.
+pub fn shared_ids(target: &Path, draft: &Path, load: &LoadOptions) -> Result<usize> {
+    let texts = |p: &Path| Engine::load_vocab(p, load).map(|e| draft::token_texts(&e));
+    draft::same_tokenizer(&texts(target)?, &texts(draft)?)
 }
 
 /// Why a prompt of `n` tokens, `n_protected` of them always kept, is answered whole under

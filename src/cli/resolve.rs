@@ -100,14 +100,7 @@ impl Step {
             Step::Calibrate(c) => {
                 if c.args.gem_draft.is_some() {
                     // Before spending a calibration on a draft that cannot select for the target.
-                    let vocab = |p: &Path| {
-                        crate::engine::Engine::load_vocab(p, &c.model.load)
-                            .map(|e| crate::draft::token_texts(&e))
-                    };
-                    crate::draft::same_tokenizer(
-                        &vocab(&c.model.path)?,
-                        &vocab(&c.selector.path)?,
-                    )?;
+                    crate::selector::shared_ids(&c.model.path, &c.selector.path, &c.model.load)?;
                 }
                 let entry = crate::eval::calibrate::auto(&c.selector, c.top_k, c.layers.clone())?;
                 let preset = crate::presets::Preset {
