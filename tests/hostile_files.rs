@@ -433,7 +433,7 @@ fn self_calibration_keeps_the_users_presets_and_stores_no_failure_or_one_off_k()
     assert_eq!(o.status.code(), Some(1), "{err}");
     let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
     assert!(
-        errors.len() == 1 && errors[0].contains("failed (needle recall 0.00"),
+        errors.len() == 1 && errors[0].contains("failed (needle recall 0.0"),
         "{err}"
     );
     assert_eq!(

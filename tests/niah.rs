@@ -4,7 +4,8 @@
 
 use gemfilter::eval::calibrate::merge;
 use gemfilter::eval::curves::{
-    choose, curves_by_length, lowest_within, worst_over_lengths, Choice, CurveRecord, LayerRecall,
+    choose, choose_cheapest, curves_by_length, lowest_within, worst_over_lengths, Choice,
+    CurveRecord, LayerRecall, COST_TOLERANCE,
 };
 use gemfilter::eval::niah::grid::{Style, Variant};
 use gemfilter::eval::niah::score::{exact, rouge1, scored_part};
@@ -418,7 +419,7 @@ fn calibrate_writes_a_preset_that_resolves() {
     let p = presets::resolve(&meta, Some(&file), &builtin);
     assert_eq!(p.layer, layer);
     assert!(p.label.unwrap().contains("calibrated"));
-    // The recommendation is the rule applied to the printed curves.
+    // The recommendation is the rule (the cheapest within the tolerance) on the printed curves.
     let curves: Vec<(ScoringSpec, Vec<(usize, f64)>)> = out["curves"]
         .as_array()
         .unwrap()
@@ -434,7 +435,10 @@ fn calibrate_writes_a_preset_that_resolves() {
             (spec(c["scoring"].as_str().unwrap()), pts.collect())
         })
         .collect();
-    assert_eq!(choose(&curves, 0.01).unwrap().layer, layer);
+    assert_eq!(
+        choose_cheapest(&curves, 30, COST_TOLERANCE).unwrap().layer,
+        layer
+    );
 }
 
 #[test]

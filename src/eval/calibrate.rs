@@ -347,12 +347,13 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         c.cells,
         s.lengths
     );
-    // A calibration that recalls nothing chose nothing: never stored as the model's preset.
+    // A calibration whose best recall is within the tolerance of none chose nothing (a layer
+    // that recalls nothing would be "as good as the best"): never stored as the model's preset.
     anyhow::ensure!(
-        c.choice.recall > 0.0,
-        "calibrating {} failed (needle recall {:.2} at every layer); nothing stored: give --gem-layer, or --gem-calibrate off",
+        c.choice.best > COST_TOLERANCE,
+        "calibrating {} failed (needle recall {:.2} at best, within {COST_TOLERANCE} of none at every layer); nothing stored: give --gem-layer, or --gem-calibrate off",
         model.meta.display_name(),
-        c.choice.recall
+        c.choice.best
     );
     // The run's k (maybe a one-off --gem-topk) is not stored as the model's default.
     let path = write_preset(&model.meta, &c.choice, None, &line)?;
