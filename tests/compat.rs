@@ -138,6 +138,15 @@ const MIROSTAT: &[&str] = &[
     "4",
 ];
 const MIROSTAT1: &[&str] = &["--mirostat", "1"];
+/// Adaptive-p draws the token after min-p.
+const ADAPTIVE: &[&str] = &[
+    "--samplers",
+    "min_p;adaptive_p",
+    "--adaptive-target",
+    "0.3",
+    "--adaptive-decay",
+    "0.8",
+];
 const ORDER: &[&str] = &[
     "--samplers",
     "min_p;temperature;top_k;top_p",
@@ -209,6 +218,7 @@ matrix! {
     smollm2_xtc: smollm2, raw, XTC;
     smollm2_mirostat: smollm2, raw, MIROSTAT;
     smollm2_mirostat1: smollm2, raw, MIROSTAT1;
+    smollm2_adaptive_p: smollm2, raw, ADAPTIVE;
     smollm2_samplers_order: smollm2, raw, ORDER;
     smollm2_grammar: smollm2, raw, GRAMMAR;
     smollm2_json_schema: smollm2, raw, SCHEMA;
@@ -572,25 +582,27 @@ fn smollm2_adapters_and_overrides() {
     );
 }
 
-/// `--context-shift` in a 64-token context: 120 tokens, the context shifting several times,
-/// keeping the BOS token only or the first 6 prompt tokens as well.
+/// `--context-shift` in a 256-token context (llama.cpp's smallest: it rounds -c up to 256):
+/// 280 tokens, so the context shifts once (options.rs shows that it does), keeping the BOS token
+/// only or the first 6 prompt tokens as well.
 #[test]
 fn smollm2_context_shift() {
     let m = util::smollm2();
-    for keep in ["0", "6", "-1"] {
+    for keep in ["0", "6"] {
         let args: Vec<String> = [
             "-m",
             m.to_str().unwrap(),
             "-p",
             STORY,
             "-n",
-            "120",
+            "280",
+            "--ignore-eos",
             "--temp",
             "0",
             "-t",
             "2",
             "-c",
-            "64",
+            "256",
             "--no-display-prompt",
             "-no-cnv",
             "--context-shift",

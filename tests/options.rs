@@ -168,8 +168,8 @@ fn refused_options_are_named_with_the_reason() {
     let m = m.to_str().unwrap();
     for (args, what) in [
         (
-            vec!["-hf", "Qwen/Qwen2.5-0.5B-Instruct-GGUF"],
-            "-hf: downloads are not supported",
+            vec!["-mu", "https://example.com/model.gguf"],
+            "-mu: downloads are not supported",
         ),
         (
             vec!["-m", m, "-p", "hi", "--mmproj", "x.gguf"],
@@ -683,7 +683,8 @@ fn bash_completion_completes_options_and_files() {
     assert_eq!(complete("gemfilter -f n"), "notes.txt");
 }
 
-/// Without `--context-shift` a full context ends the answer; with it the answer goes on to -n.
+/// Without `--context-shift` a full context ends the answer; with it the answer goes on to -n
+/// (256 tokens: llama.cpp's smallest context).
 #[test]
 fn context_shift_goes_past_a_full_context() {
     let m = smollm2();
@@ -693,11 +694,11 @@ fn context_shift_goes_past_a_full_context() {
         "-p",
         STORY,
         "-n",
-        "100",
+        "280",
         "--temp",
         "0",
         "-c",
-        "64",
+        "256",
         "-no-cnv",
         "--gem",
         "off",
@@ -713,11 +714,111 @@ fn context_shift_goes_past_a_full_context() {
     };
     let full = record(&[]);
     assert_eq!(full["stop_reason"], "context_full", "{full}");
-    assert!(full["generated_tokens"].as_u64().unwrap() < 64, "{full}");
-    let shifted = record(&["--context-shift", "--keep", "4"]);
-    assert_eq!(shifted["stop_reason"], "max_tokens", "{shifted}");
-    assert_eq!(shifted["generated_tokens"], 100, "{shifted}");
+    assert!(full["generated_tokens"].as_u64().unwrap() < 256, "{full}");
     // Keeping the whole prompt still shifts the generated half.
-    let all = record(&["--context-shift", "--keep", "-1"]);
-    assert_eq!(all["generated_tokens"], 100, "{all}");
+    let shifted = record(&["--context-shift", "--keep", "-1"]);
+    assert_eq!(shifted["stop_reason"], "max_tokens", "{shifted}");
+    assert_eq!(shifted["generated_tokens"], 280, "{shifted}");
+}
+
+/// `-hf` reads llama.cpp's download cache as llama.cpp does offline: the file it picks answers
+/// as with `-m` and as `llama-completion -hf --offline`; a model that is not cached is one line;
+/// `-cl` lists the cache as llama-completion does.
+#[test]
+fn hf_repo_reads_llama_cpp_cache() {
+    let dir = tmpdir("hf-cache");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let repo = dir.join("models--test-org--SmolLM2-135M-Instruct-GGUF");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    std::os::unix::fs::symlink(smollm2(), snap.join("SmolLM2-135M-Instruct-Q4_1.gguf")).unwrap();
+    // Q8_0 comes before any other quantization when none is named; this one is empty.
+    std::fs::write(snap.join("SmolLM2-135M-Instruct-Q8_0.gguf"), b"").unwrap();
+    let base = [
+        "-p",
+        STORY,
+        "-n",
+        "8",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "-no-cnv",
+        "--no-display-prompt",
+    ];
+    let with = |cmd: &mut std::process::Command, extra: &[&str]| {
+        let o = cmd
+            .env("LLAMA_CACHE", &dir)
+            .args(base)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{extra:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let hf = ["-hf", "test-org/SmolLM2-135M-Instruct-GGUF:Q4_1"];
+    let ours = with(&mut gemfilter(), &[&hf[..], &["--gem", "off"]].concat());
+    let by_path = with(
+        &mut gemfilter(),
+        &["-m", smollm2().to_str().unwrap(), "--gem", "off"],
+    );
+    assert_eq!(ours, by_path);
+    let reference = root().join(".reference/bin/llama-completion");
+    let want = with(
+        &mut std::process::Command::new(&reference),
+        &[&hf[..], &["--offline"]].concat(),
+    );
+    assert_eq!(ours.trim_end(), want.trim_end());
+
+    for (args, what) in [
+        (vec!["-hf", "test-org/other"], "is not in llama.cpp's cache"),
+        (
+            vec!["-hf", "test-org/SmolLM2-135M-Instruct-GGUF:F16"],
+            "with quantization 'F16'",
+        ),
+        (vec!["-hf", "no-slash:Q4_1"], "invalid repository"),
+        (
+            vec!["-hff", "x.gguf", "-m", "m.gguf"],
+            "give -hf USER/MODEL too",
+        ),
+    ] {
+        let o = gemfilter()
+            .env("LLAMA_CACHE", &dir)
+            .args(&args)
+            .args(["-p", "hi", "-n", "1", "--gem", "off"])
+            .output()
+            .unwrap();
+        assert_ne!(o.status.code(), Some(0), "{args:?}");
+        let e = stderr(&o);
+        assert!(e.lines().count() == 1 && e.contains(what), "{args:?}: {e}");
+    }
+    // No quantization named: Q8_0 is picked (and this empty one is refused by name).
+    let o = gemfilter()
+        .env("LLAMA_CACHE", &dir)
+        .args(["-hf", "test-org/SmolLM2-135M-Instruct-GGUF", "-p", "hi"])
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && stderr(&o).contains("Q8_0"),
+        "{}",
+        stderr(&o)
+    );
+
+    let list = |cmd: &mut std::process::Command| {
+        let o = cmd.env("LLAMA_CACHE", &dir).arg("-cl").output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        // Numbered in directory order by llama.cpp: compare the entries, not their numbers.
+        let mut lines: Vec<String> = stdout(&o)
+            .lines()
+            .map(|l| l.split_once(". ").map_or(l, |(_, m)| m).to_owned())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let ours = list(&mut gemfilter());
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    assert_eq!(ours, list(&mut std::process::Command::new(&reference)));
 }

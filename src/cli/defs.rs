@@ -83,8 +83,7 @@ const fn opt(
     }
 }
 
-const DOWNLOAD: &str =
-    "downloads are not supported (gemfilter never uses the network): pass -m with a local GGUF file";
+const DOWNLOAD: &str = "downloads are not supported (gemfilter never uses the network): pass -m with a local GGUF file, or -hf USER/MODEL[:QUANT] for one in llama.cpp's download cache";
 const MULTIMODAL: &str = "multimodal input is not supported: gemfilter reads text prompts";
 const INTERACTIVE: &str = "interactive mode is not supported yet: use -cnv, which answers questions about the -f document one per line from standard input";
 const THREADS: &str =
@@ -106,7 +105,7 @@ use Does::{Clap, Noted, Quiet, Refused};
 pub static TABLE: &[Opt] = &[
     opt(&["-h", "--help", "--usage"], None, None, Clap("help")),
     opt(&["--version"], None, None, Clap("version")),
-    opt(&["-cl", "--cache-list"], None, None, Refused(DOWNLOAD)),
+    opt(&["-cl", "--cache-list"], None, None, Clap("cache-list")),
     opt(&["--completion-bash"], None, None, Clap("completion-bash")),
     opt(&["--server-base"], Some("URL"), None, Refused("not supported: gemfilter runs the model itself; pass -m with a local GGUF file")),
     opt(&["--verbose-prompt"], None, None, Noted("gemfilter does not print the prompt's tokens (--gem-show prints the selected text)")),
@@ -179,8 +178,8 @@ pub static TABLE: &[Opt] = &[
     opt(&["--dry-allowed-length"], Some("N"), None, Clap("dry-allowed-length")),
     opt(&["--dry-penalty-last-n"], Some("N"), None, Clap("dry-penalty-last-n")),
     opt(&["--dry-sequence-breaker"], Some("STRING"), None, Clap("dry-sequence-breaker")),
-    opt(&["--adaptive-target"], Some("N"), None, Refused("not supported yet: the adaptive-p sampler is not exposed to gemfilter")),
-    opt(&["--adaptive-decay"], Some("N"), None, Refused("not supported yet: the adaptive-p sampler is not exposed to gemfilter")),
+    opt(&["--adaptive-target"], Some("N"), None, Clap("adaptive-target")),
+    opt(&["--adaptive-decay"], Some("N"), None, Clap("adaptive-decay")),
     opt(&["--dynatemp-range"], Some("N"), None, Clap("dynatemp-range")),
     opt(&["--dynatemp-exp"], Some("N"), None, Clap("dynatemp-exp")),
     opt(&["--mirostat"], Some("N"), None, Clap("mirostat")),
@@ -249,9 +248,9 @@ pub static TABLE: &[Opt] = &[
     opt(&["-m", "--model"], Some("FNAME"), Some("LLAMA_ARG_MODEL"), Clap("model")),
     opt(&["-mu", "--model-url"], Some("MODEL_URL"), Some("LLAMA_ARG_MODEL_URL"), Refused(DOWNLOAD)),
     opt(&["-dr", "--docker-repo"], Some("[<repo>/]<model>[:quant]"), Some("LLAMA_ARG_DOCKER_REPO"), Refused(DOWNLOAD)),
-    opt(&["-hf", "-hfr", "--hf-repo"], Some("<user>/<model>[:quant]"), Some("LLAMA_ARG_HF_REPO"), Refused(DOWNLOAD)),
-    opt(&["-hff", "--hf-file"], Some("FILE"), Some("LLAMA_ARG_HF_FILE"), Refused(DOWNLOAD)),
-    opt(&["-hft", "--hf-token"], Some("TOKEN"), Some("HF_TOKEN"), Refused(DOWNLOAD)),
+    opt(&["-hf", "-hfr", "--hf-repo"], Some("<user>/<model>[:quant]"), Some("LLAMA_ARG_HF_REPO"), Clap("hf-repo")),
+    opt(&["-hff", "--hf-file"], Some("FILE"), Some("LLAMA_ARG_HF_FILE"), Clap("hf-file")),
+    opt(&["-hft", "--hf-token"], Some("TOKEN"), Some("HF_TOKEN"), Quiet("gemfilter never downloads: -hf reads llama.cpp's local cache, which needs no token")),
     opt(&["-o", "--output", "--output-file"], Some("FNAME"), None, Refused("not supported yet: the answer goes to standard output; redirect it to a file")),
     opt(&["--chat-template-kwargs"], Some("STRING"), Some("LLAMA_ARG_CHAT_TEMPLATE_KWARGS"), Refused(JINJA)),
     opt(&["--jinja"], None, Some("LLAMA_ARG_JINJA"), Clap("jinja")).neg(&["--no-jinja"], Clap("no-jinja")),
@@ -675,8 +674,10 @@ mod tests {
             strs(&l),
             ["--ctx-size=64", "--flash-attn=1", "--n-predict=-1"]
         );
-        let e = lex_default(&["-hf", "org/repo"]).unwrap_err();
-        assert!(e.starts_with("-hf: downloads are not supported"), "{e}");
+        let e = lex_default(&["-mu", "https://example.com/m.gguf"]).unwrap_err();
+        assert!(e.starts_with("-mu: downloads are not supported"), "{e}");
+        let l = lex_default(&["-hf", "org/repo"]).unwrap();
+        assert_eq!(strs(&l), ["--hf-repo=org/repo"]);
         let e = lex_default(&["-cz"]).unwrap_err();
         assert!(e.contains("unknown option '-cz'"), "{e}");
         assert!(lex_default(&["-fa"])

@@ -55,9 +55,23 @@ pub struct ModelArgs {
         short = 'm',
         long = "model",
         value_name = "FNAME",
-        required_unless_present = "list_devices"
+        required_unless_present_any = ["list_devices", "hf_repo"]
     )]
     pub model: Option<PathBuf>,
+
+    /// The model from llama.cpp's download cache (Hugging Face layout; LLAMA_CACHE, else
+    /// HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub): USER/MODEL[:QUANT], the file as
+    /// llama.cpp picks it (QUANT, else Q4_K_M, else Q8_0, else the first). Nothing is downloaded.
+    #[arg(long = "hf-repo", value_name = "<user>/<model>[:quant]")]
+    pub hf_repo: Option<String>,
+
+    /// With -hf: this file of the repository instead.
+    #[arg(long = "hf-file", value_name = "FILE")]
+    pub hf_file: Option<String>,
+
+    /// List the models in llama.cpp's download cache and exit.
+    #[arg(long = "cache-list")]
+    pub cache_list: bool,
 
     /// Context size; 0 = what the prompt and -n need, up to the model's training context.
     #[arg(short = 'c', long = "ctx-size", default_value_t = 0, value_name = "N")]
@@ -506,6 +520,20 @@ pub struct SamplingArgs {
     /// Mirostat target entropy, tau.
     #[arg(long = "mirostat-ent", default_value_t = 5.0, value_name = "N")]
     pub mirostat_ent: f32,
+
+    /// adaptive-p: select tokens near this probability (0.0 to 1.0; negative = disabled); it
+    /// draws the token in place of the seeded draw when --samplers names adaptive_p.
+    #[arg(
+        long = "adaptive-target",
+        default_value_t = -1.0,
+        allow_negative_numbers = true,
+        value_name = "N"
+    )]
+    pub adaptive_target: f32,
+
+    /// adaptive-p: decay of the target's adaptation (0.0 to 0.99; lower reacts faster).
+    #[arg(long = "adaptive-decay", default_value_t = 0.9, value_name = "N")]
+    pub adaptive_decay: f32,
 
     /// Logit bias TOKEN_ID(+/-)BIAS, e.g. 15043+1 (repeatable).
     #[arg(long = "logit-bias", value_name = "TOKEN_ID(+/-)BIAS", action = clap::ArgAction::Append)]

@@ -3,6 +3,7 @@
 pub mod defs;
 pub mod enums;
 pub mod eval;
+pub mod hf_cache;
 pub mod llama;
 pub mod resolve;
 pub mod serve;
@@ -146,6 +147,10 @@ pub fn parse_args(
             longs
         });
     let lexed = defs::lex(&argv, longs.as_ref(), env).map_err(ParseError::Refused)?;
+    // llama.cpp lists the cache as soon as it reads -cl, and exits.
+    if longs.is_none() && lexed.args.iter().any(|a| a == "--cache-list") {
+        return Ok(Parsed::OptionsDoc(hf_cache::list(env)));
+    }
     let cli = Cli::try_parse_from(lexed.args).map_err(ParseError::Clap)?;
     Ok(Parsed::Run(Box::new(cli), lexed.notices))
 }

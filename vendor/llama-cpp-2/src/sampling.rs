@@ -654,6 +654,15 @@ impl LlamaSampler {
         Self::from_raw(sampler).expect("failed creating sampler")
     }
 
+    /// Adaptive-p: selects a token near a target probability, adapting the target over time
+    /// (an EMA of the selected tokens' original probabilities, `decay`); last in a chain.
+    #[must_use]
+    pub fn adaptive_p(target: f32, decay: f32, seed: u32) -> Self {
+        let sampler =
+            unsafe { llama_cpp_sys_2::llama_sampler_init_adaptive_p(target, decay, seed) };
+        Self::from_raw(sampler).expect("failed creating sampler")
+    }
+
     /// Selects a token at random based on each token's probabilities
     #[must_use]
     pub fn dist(seed: u32) -> Self {
