@@ -26,6 +26,8 @@ pub enum Stage {
     MinP,
     Xtc,
     Temperature,
+    /// Adaptive-p: named in `--samplers`, it replaces the final seeded draw.
+    AdaptiveP,
 }
 
 impl Stage {
@@ -57,6 +59,7 @@ impl Stage {
             "minp" => Self::MinP,
             "xtc" => Self::Xtc,
             "temperature" | "temp" => Self::Temperature,
+            "adaptivep" => Self::AdaptiveP,
             _ => return None,
         })
     }
@@ -74,6 +77,7 @@ impl Stage {
             'm' => Self::MinP,
             'x' => Self::Xtc,
             't' => Self::Temperature,
+            'a' => Self::AdaptiveP,
             _ => return None,
         })
     }
@@ -107,6 +111,9 @@ pub struct Sampling {
     pub mirostat: u8,
     pub mirostat_tau: f32,
     pub mirostat_eta: f32,
+    /// `--adaptive-target` (negative: off) and `--adaptive-decay`, for an `adaptive_p` stage.
+    pub adaptive_target: f32,
+    pub adaptive_decay: f32,
     /// The chain's order (`--samplers`, `--sampler-seq`).
     pub stages: Vec<Stage>,
     /// `-l`: (token id, bias).
@@ -145,6 +152,8 @@ impl Default for Sampling {
             mirostat: 0,
             mirostat_tau: 5.0,
             mirostat_eta: 0.1,
+            adaptive_target: -1.0,
+            adaptive_decay: 0.9,
             stages: Stage::DEFAULT.to_vec(),
             logit_bias: Vec::new(),
             grammar: None,
@@ -239,10 +248,17 @@ impl Sampling {
         }
         match self.mirostat {
             0 => {
-                for stage in &self.stages {
-                    chain.push(self.stage(*stage, model, n_ctx));
-                }
-                chain.push(LlamaSampler::dist(self.seed));
+                chain.extend(
+                    self.stages
+                        .iter()
+                        .filter_map(|s| self.stage(*s, model, n_ctx)),
+                );
+                // As llama.cpp: adaptive-p draws the token instead of `dist` when it is named.
+                chain.push(if self.stages.contains(&Stage::AdaptiveP) {
+                    LlamaSampler::adaptive_p(self.adaptive_target, self.adaptive_decay, self.seed)
+                } else {
+                    LlamaSampler::dist(self.seed)
+                });
             }
             m => {
                 chain.push(LlamaSampler::temp(self.temp));
@@ -272,9 +288,10 @@ impl Sampling {
         })
     }
 
-    fn stage(&self, stage: Stage, model: &LlamaModel, n_ctx: u32) -> LlamaSampler {
+    /// The sampler of one stage; None for adaptive-p, which ends the chain.
+    fn stage(&self, stage: Stage, model: &LlamaModel, n_ctx: u32) -> Option<LlamaSampler> {
         // min_keep is 0 in llama.cpp's common sampler.
-        match stage {
+        Some(match stage {
             Stage::Penalties => LlamaSampler::penalties(
                 model.n_vocab(),
                 Self::last_n(self.repeat_last_n, n_ctx),
@@ -299,7 +316,8 @@ impl Sampling {
             Stage::Temperature => {
                 LlamaSampler::temp_ext(self.temp, self.dynatemp_range, self.dynatemp_exponent)
             }
-        }
+            Stage::AdaptiveP => return None,
+        })
     }
 }
 
