@@ -44,6 +44,21 @@ def tokens(base, text, key):
         return len(json.load(r)["tokens"])
 
 
+def wait_ready(base, limit=600):
+    """llama-server answers 503 while it loads the model: wait for /health."""
+    t0 = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=10) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() - t0 > limit:
+            sys.exit(f"{base} is not ready after {limit} s")
+        time.sleep(0.5)
+
+
 def document(base, key, n_tokens, client, secret):
     """About n_tokens tokens of the haystack, rotated by client, with the secret in the middle."""
     text = (Path(__file__).resolve().parent.parent / "data/haystack.txt").read_text()
@@ -112,6 +127,7 @@ def main():
     p.add_argument("--json", action="store_true", help="one JSON record on stdout")
     args = p.parse_args()
     args.url = args.url.rstrip("/").removesuffix("/v1")
+    wait_ready(args.url)
     rng = random.Random(args.seed)
     secrets = [str(rng.randint(10000, 99999)) for _ in range(args.clients)]
     docs = [document(args.url, args.api_key, args.tokens, i, secrets[i])
