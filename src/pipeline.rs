@@ -175,6 +175,9 @@ pub fn select_tokens(
     let model = &engine.model;
     let (pass, ends) = std::thread::scope(|s| {
         let ends = s.spawn(|| {
+            if engine.on_gpu && gem.score_on != crate::capture::ScoreOn::Host {
+                crate::engine::ffi::score::warm_up();
+            }
             if gem.spec.sentences {
                 crate::engine::sentence_ends(model, tokens)
             } else {

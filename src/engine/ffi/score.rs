@@ -60,6 +60,23 @@ pub(super) fn on_device(buffer: sys::ggml_backend_buffer_t) -> bool {
     }
 }
 
+/// Start the scoring backend of every local GPU and run a tiny graph through it, so that the
+/// first real scoring does not pay for the backend, the cuBLAS handle and loading the kernels.
+/// Meant to run beside the filter pass; errors are left to the real scoring, which falls back
+/// to the host.
+pub fn warm_up() {
+    let mut devices = Vec::new();
+    super::for_each_gpu(|dev| devices.push(dev as usize));
+    for dev in devices {
+        let Ok(keys) = DeviceKeys::upload_to(&[0.5; 64 * 8], 1, 64, F16, 0, dev as _) else {
+            continue;
+        };
+        let q = [0.25f32; 2 * 2 * 64];
+        let _ = keys.scores(&q, 2, 2, true, LOGIT_BUDGET);
+        let _ = keys.scores(&q, 2, 1, false, LOGIT_BUDGET);
+    }
+}
+
 /// Per-token scores of the cached keys under the queries, computed by ggml on the device that
 /// holds the cache. Shapes are checked here, before ggml (which aborts on a bad shape) sees them.
 pub(super) fn graph_scores(
@@ -130,18 +147,12 @@ pub(super) fn graph_scores(
             q_dev.extend_from_slice(&q[at..at + head_dim]);
         }
     }
-    // Causal mask of the window's queries: query i sits at position n - w + i.
-    let mask: Vec<f32> = (0..w)
-        .flat_map(|i| {
-            (0..n).map(move |j| {
-                if j <= n - w + i {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-        })
-        .collect();
+    // Causal mask of the window's queries: query i sits at position n - w + i and sees keys
+    // 0..=n - w + i (only the last w - 1 - i keys of its row are hidden).
+    let mut mask = vec![0f32; if softmax && w > 1 { n * w } else { 0 }];
+    for (i, row) in mask.chunks_exact_mut(n).enumerate() {
+        row[n - w + i + 1..].fill(f32::NEG_INFINITY);
+    }
     #[allow(clippy::cast_precision_loss)]
     let scale = 1.0 / (head_dim as f32).sqrt();
 
@@ -394,21 +405,8 @@ impl DeviceKeys {
         spare: usize,
         place: Place,
     ) -> Result<Self, String> {
-        let row = n_head_kv * head_dim;
-        if row == 0 || k.is_empty() || !k.len().is_multiple_of(row) {
-            return Err(format!("{} key values in rows of {row}", k.len()));
-        }
-        let n = k.len() / row;
-        let cells = n + spare;
-        // SAFETY: a private context and buffer; sizes follow from `row` and `cells`, and the
-        // conversion writes exactly ggml_row_size(ty, row * cells) bytes.
-        unsafe {
-            let traits = sys::ggml_get_type_traits(ty)
-                .as_ref()
-                .ok_or("unknown ggml type")?;
-            if traits.blck_size <= 0 || i64_of(row) % traits.blck_size != 0 {
-                return Err(format!("rows of {row} are not whole blocks of type {ty}"));
-            }
+        // SAFETY: read-only registry lookups.
+        let dev = unsafe {
             let mut dev = std::ptr::null_mut();
             if place == Place::Gpu {
                 dev = sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_GPU);
@@ -416,8 +414,37 @@ impl DeviceKeys {
             if dev.is_null() {
                 dev = sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU);
             }
-            if dev.is_null() {
-                return Err("no ggml device".into());
+            dev
+        };
+        if dev.is_null() {
+            return Err("no ggml device".into());
+        }
+        Self::upload_to(k, n_head_kv, head_dim, ty, spare, dev)
+    }
+
+    /// [`DeviceKeys::upload`] to a given registered device.
+    fn upload_to(
+        k: &[f32],
+        n_head_kv: usize,
+        head_dim: usize,
+        ty: sys::ggml_type,
+        spare: usize,
+        dev: sys::ggml_backend_dev_t,
+    ) -> Result<Self, String> {
+        let row = n_head_kv * head_dim;
+        if row == 0 || k.is_empty() || !k.len().is_multiple_of(row) {
+            return Err(format!("{} key values in rows of {row}", k.len()));
+        }
+        let n = k.len() / row;
+        let cells = n + spare;
+        // SAFETY: `dev` is a registered device; a private context and buffer; sizes follow from
+        // `row` and `cells`; the conversion writes exactly ggml_row_size(ty, row * cells) bytes.
+        unsafe {
+            let traits = sys::ggml_get_type_traits(ty)
+                .as_ref()
+                .ok_or("unknown ggml type")?;
+            if traits.blck_size <= 0 || i64_of(row) % traits.blck_size != 0 {
+                return Err(format!("rows of {row} are not whole blocks of type {ty}"));
             }
             let ctx = sys::ggml_init(sys::ggml_init_params {
                 mem_size: sys::ggml_tensor_overhead() * 4,
