@@ -822,3 +822,51 @@ fn hf_repo_reads_llama_cpp_cache() {
     assert_eq!(ours.len(), 3, "{ours:?}");
     assert_eq!(ours, list(&mut std::process::Command::new(&reference)));
 }
+
+/// llama.cpp's `--vision-gemma-4b-default` preset: its model from the local cache (here a Gemma
+/// 3 of another size under the preset's repository name) and its options, the command line's
+/// own winning.
+#[test]
+fn model_presets_read_the_cache() {
+    let dir = tmpdir("preset-cache");
+    let commit = "89abcdef0123456789abcdef0123456789abcdef";
+    let repo = dir.join("models--ggml-org--gemma-3-4b-it-qat-GGUF");
+    let snap = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    std::os::unix::fs::symlink(gemma3(), snap.join("gemma-3-4b-it-qat-Q4_K_M.gguf")).unwrap();
+    let run_with = |args: &[&str]| {
+        let o = gemfilter()
+            .env("LLAMA_CACHE", &dir)
+            .args([
+                "-p", STORY, "-n", "8", "--temp", "0", "-no-cnv", "--gem", "off",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let preset = run_with(&["--vision-gemma-4b-default", "-t", "2"]);
+    let explicit = run_with(&[
+        "-m",
+        gemma3().to_str().unwrap(),
+        "-c",
+        "0",
+        "--jinja",
+        "-t",
+        "2",
+    ]);
+    assert_eq!(preset, explicit);
+    // Not cached: one line naming the preset's repository.
+    let o = gemfilter()
+        .env("LLAMA_CACHE", &dir)
+        .args(["--gpt-oss-20b-default", "-p", "hi"])
+        .output()
+        .unwrap();
+    assert_one_error(
+        &o,
+        "'gpt-oss-20b-mxfp4.gguf' of ggml-org/gpt-oss-20b-GGUF is not in llama.cpp's cache",
+    );
+}

@@ -24,6 +24,9 @@ pub enum Does {
     Quiet(&'static str),
     /// Refused by name with this reason.
     Refused(&'static str),
+    /// llama.cpp's model presets: these clap arguments (long name, value; empty for a flag),
+    /// each unless the command line gives that option itself.
+    Preset(&'static [(&'static str, &'static str)]),
 }
 
 /// One llama-cli option.
@@ -99,7 +102,7 @@ const SPEC: &str = "speculative decoding changes speed, not the answer; gemfilte
 const SELF_EXTEND: &str = "not supported: group-attention self-extend is not applied";
 const JINJA: &str = "not supported yet: chat templates are applied by llama.cpp's built-in formatter (--chat-template NAME picks one)";
 
-use Does::{Clap, Noted, Quiet, Refused};
+use Does::{Clap, Noted, Preset, Quiet, Refused};
 
 /// llama-cli's options, in `common/arg.cpp`'s order.
 pub static TABLE: &[Opt] = &[
@@ -317,10 +320,12 @@ pub static TABLE: &[Opt] = &[
     opt(&["--spec-ngram-map-k4v-min-hits"], Some("N"), None, Noted(SPEC)),
     opt(&["--draft", "--draft-n", "--draft-max"], Some("N"), Some("LLAMA_ARG_DRAFT_MAX"), Refused("removed from llama.cpp: use --spec-draft-n-max")),
     opt(&["--draft-min", "--draft-n-min"], Some("N"), Some("LLAMA_ARG_DRAFT_MIN"), Refused("removed from llama.cpp: use --spec-draft-n-min")),
-    opt(&["--gpt-oss-20b-default"], None, None, Refused(DOWNLOAD)),
-    opt(&["--gpt-oss-120b-default"], None, None, Refused(DOWNLOAD)),
-    opt(&["--vision-gemma-4b-default"], None, None, Refused(DOWNLOAD)),
-    opt(&["--vision-gemma-12b-default"], None, None, Refused(DOWNLOAD)),
+    // llama.cpp's presets (-hf from the local cache); the server port and -np have no meaning
+    // here, and -c is llama.cpp's 131072 per sequence of its two.
+    opt(&["--gpt-oss-20b-default"], None, None, Preset(&[("hf-repo", "ggml-org/gpt-oss-20b-GGUF"), ("hf-file", "gpt-oss-20b-mxfp4.gguf"), ("ubatch-size", "2048"), ("batch-size", "32768"), ("ctx-size", "262144"), ("temp", "1.0"), ("top-p", "1.0"), ("top-k", "0"), ("min-p", "0.01"), ("jinja", "")])),
+    opt(&["--gpt-oss-120b-default"], None, None, Preset(&[("hf-repo", "ggml-org/gpt-oss-120b-GGUF"), ("ubatch-size", "2048"), ("batch-size", "32768"), ("ctx-size", "262144"), ("temp", "1.0"), ("top-p", "1.0"), ("top-k", "0"), ("min-p", "0.01"), ("jinja", "")])),
+    opt(&["--vision-gemma-4b-default"], None, None, Preset(&[("hf-repo", "ggml-org/gemma-3-4b-it-qat-GGUF"), ("ctx-size", "0"), ("jinja", "")])),
+    opt(&["--vision-gemma-12b-default"], None, None, Preset(&[("hf-repo", "ggml-org/gemma-3-12b-it-qat-GGUF"), ("ctx-size", "0"), ("jinja", "")])),
     opt(&["--spec-default"], None, None, Noted(SPEC)),
 ];
 
@@ -343,6 +348,8 @@ pub fn find(name: &str) -> Option<(&'static Opt, bool)> {
 pub struct Lexed {
     pub args: Vec<OsString>,
     pub notices: Vec<String>,
+    /// Preset arguments, added at the end where the command line lacks them.
+    preset: Vec<(&'static str, &'static str)>,
 }
 
 /// llama.cpp's truthy and falsy words (`common_arg_utils::is_truthy`/`is_falsey`).
@@ -382,8 +389,28 @@ fn apply(
             .push(format!("{name} has no effect here: {why}")),
         Quiet(_) => {}
         Refused(why) => return Err(format!("{name}: {why}")),
+        Preset(args) => out.preset.extend_from_slice(args),
     }
     Ok(())
+}
+
+/// A preset's arguments the command line (or environment) does not give itself.
+fn add_presets(out: &mut Lexed) {
+    for (long, value) in std::mem::take(&mut out.preset) {
+        let flag = format!("--{long}");
+        let negated = format!("--no-{long}");
+        let given = out.args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == flag || a == negated || a.starts_with(&format!("{flag}=")))
+        });
+        if !given {
+            out.args.push(if value.is_empty() {
+                flag.into()
+            } else {
+                format!("{flag}={value}").into()
+            });
+        }
+    }
 }
 
 /// Read llama-cli's command line (see the module docs). `subcommand_longs` is `None` in the
@@ -460,6 +487,7 @@ pub fn lex(
     if subcommand_longs.is_none() {
         from_env(&mut out, &seen, env)?;
     }
+    add_presets(&mut out);
     Ok(out)
 }
 
@@ -617,6 +645,16 @@ pub fn markdown(help: &dyn Fn(&str) -> Option<String>) -> String {
                 Noted(why) => ("no effect", why.to_owned()),
                 Quiet(why) => ("accepted", why.to_owned()),
                 Refused(why) => ("refused", why.to_owned()),
+                Preset(args) => (
+                    "applied",
+                    format!(
+                        "llama.cpp's preset, the model from its local cache: {} (options given on the command line win)",
+                        args.iter()
+                            .map(|(l, v)| if v.is_empty() { format!("`--{l}`") } else { format!("`--{l} {v}`") })
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                ),
             };
             let text = text.replace('\n', " ").replace('|', "\\|");
             let names = names.replace('|', "\\|");
@@ -691,6 +729,22 @@ mod tests {
         assert_eq!(strs(&l), ["--no-display-prompt", "--no-conversation"]);
         assert_eq!(l.notices.len(), 1);
         assert!(l.notices[0].starts_with("--prio has no effect here"));
+    }
+
+    #[test]
+    fn presets_fill_what_the_command_line_leaves() {
+        let l = lex_default(&["--vision-gemma-4b-default", "-c", "512", "--no-jinja"]).unwrap();
+        assert_eq!(
+            strs(&l),
+            [
+                "--ctx-size=512",
+                "--no-jinja",
+                "--hf-repo=ggml-org/gemma-3-4b-it-qat-GGUF"
+            ]
+        );
+        let l = lex_default(&["--gpt-oss-20b-default"]).unwrap();
+        assert!(strs(&l).contains(&"--hf-file=gpt-oss-20b-mxfp4.gguf".to_owned()));
+        assert!(strs(&l).contains(&"--jinja".to_owned()));
     }
 
     #[test]

@@ -213,7 +213,12 @@ mod tests {
             cmd.get_arguments().filter_map(|a| a.get_long()).collect();
         for o in defs::TABLE {
             for d in [o.does, o.does_neg] {
-                if let defs::Does::Clap(l) = d {
+                let targets: Vec<&str> = match d {
+                    defs::Does::Clap(l) => vec![l],
+                    defs::Does::Preset(args) => args.iter().map(|(l, _)| *l).collect(),
+                    _ => Vec::new(),
+                };
+                for l in targets {
                     assert!(
                         l == "help" || l == "version" || longs.contains(l),
                         "{}: no clap argument --{l}",
