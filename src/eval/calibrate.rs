@@ -236,6 +236,8 @@ pub struct Calibration {
     /// Curves per probe length, shortest first.
     pub by_length: Vec<(usize, Curves)>,
     pub cells: usize,
+    /// The layer the early stop ended the later filter passes at, if it did.
+    pub stopped_at: Option<usize>,
 }
 
 /// Recall per layer and scoring on the probe cells, then the cost-aware choice
@@ -267,6 +269,7 @@ pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration>
     };
     let n_layer = s.model.meta.block_count;
     let mut recs = Vec::new();
+    let mut stopped_at = None;
     curve_cells_capped(
         &job,
         &cells,
@@ -276,9 +279,11 @@ pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration>
             Ok(())
         },
         &mut |done| {
-            early_stop
+            let cap = early_stop
                 .then(|| early_stop_layer(done, n_layer, COST_TOLERANCE))
-                .flatten()
+                .flatten();
+            stopped_at = cap.or(stopped_at);
+            cap
         },
     )?;
     let recs = common_points(recs);
@@ -292,6 +297,7 @@ pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration>
         curves_all: aggregate_curves(&recs),
         by_length,
         cells: recs.len(),
+        stopped_at,
     })
 }
 
@@ -335,8 +341,12 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
     let mut c = c?;
     c.choice = answer_choice(c.choice);
     let secs = t0.elapsed().as_secs_f64();
+    let stop = c
+        .stopped_at
+        .map(|l| format!("; later probes stopped at layer {l}"))
+        .unwrap_or_default();
     let line = format!(
-        "calibrated {} in {secs:.1} s: layer {} with {}, the cheapest filter pass within {COST_TOLERANCE} of the best recall ({:.0}% of the model; needle recall {:.2}, best {:.2}, with pool 5 at the share k {k} is of {} tokens, worst over {} prompts of {:?} tokens)",
+        "calibrated {} in {secs:.1} s: layer {} with {}, the cheapest filter pass within {COST_TOLERANCE} of the best recall ({:.0}% of the model; needle recall {:.2}, best {:.2}, with pool 5 at the share k {k} is of {} tokens, worst over {} prompts of {:?} tokens{stop})",
         model.meta.display_name(),
         c.choice.layer,
         c.choice.scoring,
