@@ -42,16 +42,17 @@ abs() { case $1 in /*) echo "$1" ;; *) echo "$root/$1" ;; esac; }
 libs() {
   local src=vendor/llama-cpp-sys-2/llama.cpp build=.gpu/build
   [ -d "$src" ] || die "$src is missing (a checkout of this repository with vendor/ is needed)"
-  if [ ! -f "$build/bin/libllama.so" ]; then
+  if [ ! -f "$build/bin/libllama-common.so" ]; then
     command -v nvcc >/dev/null || die "nvcc not found (the CUDA toolkit is needed to build the libraries)"
     mkdir -p "$build"
     echo "building the CUDA libraries for sm_${CUDA_ARCH:-90} into $build (log $build/build.log)" >&2
     cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON \
       -DGGML_CUDA=ON -DGGML_RPC=ON -DGGML_RPC_RDMA=OFF -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}" \
-      -DGGML_NATIVE=ON -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
+      -DGGML_NATIVE=ON -DLLAMA_BUILD_COMMON=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
       -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
       -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF >"$build/build.log" 2>&1 || { tail -30 "$build/build.log" >&2; exit 1; }
-    cmake --build "$build" --target llama -j "$(nproc)" >>"$build/build.log" 2>&1 ||
+    # llama-common: the chat templates, LoRA and control-vector loading the binary links.
+    cmake --build "$build" --target llama llama-common -j "$(nproc)" >>"$build/build.log" 2>&1 ||
       { tail -30 "$build/build.log" >&2; exit 1; }
   fi
   echo "$root/$build/bin"
