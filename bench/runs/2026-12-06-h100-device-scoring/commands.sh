@@ -2,9 +2,9 @@
 # Selection scored on the GPU (a ggml graph over layer r's KV cache) against the host path, and the
 # filter layer's cost: random-weight Q4_0 models of real shapes (`scripts/gpu.sh synth`), f16 KV,
 # flash attention on, k 1024, GemFilter and standard llama.cpp in one process.
-# Usage: commands.sh OUT [qwen|llama]
+# Usage: commands.sh OUT [qwen|llama|cost]
 set -uo pipefail
-out=${1:?usage: commands.sh OUT [qwen|llama]}
+out=${1:?usage: commands.sh OUT [qwen|llama|cost]}
 Q15=models/qwen2.5-1.5b.q4_0.gguf Q05=models/qwen2.5-0.5b.q4_0.gguf
 L8=models/llama-3.1-8b.q4_0.gguf L1=models/llama-3.2-1b.q4_0.gguf
 # Qwen2.5 is 32K-native: YaRN x4 reads 120K (122,880 tokens), as llama-cli does with these flags.
@@ -23,6 +23,12 @@ qwen)
     b $Q15 120k "${Y[@]}" --gem-draft $Q05 --gem-draft-layer $l --gem-scoring "$W+layers3+sent" --no-standard
   done
   b $Q15 120k "${Y[@]}" --gem-layer 12 --gem-scoring "$W+layers3+sent" --no-standard ;;
+cost)
+  # The cost-aware calibration's choices (docs/presets.md): the 0.5B at layer 13, the 1.5B at 14.
+  b $Q15 120k "${Y[@]}" --gem-draft $Q05 --gem-draft-layer 13 --gem-scoring "$W+sent"
+  b $Q15 120k "${Y[@]}" --gem-draft $Q05 --gem-draft-layer 16 --gem-scoring "$W+layers3+sent" --no-standard
+  b $Q15 120k "${Y[@]}" --gem-layer 14 --gem-scoring "$W+sent" --no-standard
+  b $Q15 120k "${Y[@]}" --gem-layer 19 --gem-scoring "$W+sent" --no-standard ;;
 llama)
   # The 8B shape with the 1B shape drafting at layer 6 (reference scoring), as before.
   b $L8 127k --gem-draft $L1 --gem-draft-layer 6
