@@ -3,6 +3,7 @@
 //! `models--USER--MODEL/refs/main` names a commit, `snapshots/COMMIT/` holds the files, and
 //! `-hf USER/MODEL[:QUANT]` picks a file as `common/download.cpp`'s `find_best_model` does.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Result};
@@ -151,6 +152,7 @@ fn tag_of(path: &str) -> Option<String> {
 }
 
 /// A model GGUF, not a projector, imatrix or speculative sidecar.
+#[allow(clippy::case_sensitive_file_extension_comparisons)] // llama.cpp's test is case-sensitive
 fn is_model(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     path.ends_with(".gguf")
@@ -160,7 +162,7 @@ fn is_model(path: &str) -> bool {
 }
 
 /// llama.cpp's `find_best_model`: the first model file whose path holds TAG followed by `.` or
-/// `-` (any case; Q4_K_M, then Q8_0 when no tag is given), the first part of a split; with no
+/// `-` (any case; `Q4_K_M`, then `Q8_0` when no tag is given), the first part of a split; with no
 /// tag, else the first model file.
 fn best_model<'a>(files: &'a [CachedFile], tag: &str) -> Option<&'a CachedFile> {
     let tags: Vec<String> = if tag.is_empty() {
@@ -249,7 +251,7 @@ pub fn list(env: &dyn Fn(&str) -> Option<String>) -> String {
     }
     let mut s = format!("number of models in cache: {}\n", models.len());
     for (i, m) in models.iter().enumerate() {
-        s.push_str(&format!("{:4}. {m}\n", i + 1));
+        let _ = writeln!(s, "{:4}. {m}", i + 1);
     }
     s
 }

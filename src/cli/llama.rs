@@ -59,9 +59,8 @@ pub struct ModelArgs {
     )]
     pub model: Option<PathBuf>,
 
-    /// The model from llama.cpp's download cache (Hugging Face layout; LLAMA_CACHE, else
-    /// HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub): USER/MODEL[:QUANT], the file as
-    /// llama.cpp picks it (QUANT, else Q4_K_M, else Q8_0, else the first). Nothing is downloaded.
+    /// The model USER/MODEL[:QUANT] from llama.cpp's download cache, the file llama.cpp would
+    /// pick (docs/usage.md says where the cache is and which file). Nothing is downloaded.
     #[arg(long = "hf-repo", value_name = "<user>/<model>[:quant]")]
     pub hf_repo: Option<String>,
 
@@ -232,12 +231,12 @@ pub struct ModelArgs {
     #[arg(long = "log-disable")]
     pub log_disable: bool,
 
-    /// LoRA adapter GGUF applied at scale 1 (comma-separated or repeated for several); the
+    /// Low-rank adapter GGUF applied at scale 1 (comma-separated or repeated for several); the
     /// filter pass then runs on the full model with the adapter.
     #[arg(long = "lora", value_name = "FNAME")]
     pub lora: Vec<String>,
 
-    /// LoRA adapters with their scales: FNAME:SCALE,...
+    /// Low-rank adapters with their scales: FNAME:SCALE,...
     #[arg(long = "lora-scaled", value_name = "FNAME:SCALE,...")]
     pub lora_scaled: Vec<String>,
 
@@ -255,7 +254,7 @@ pub struct ModelArgs {
     pub control_vector_layer_range: Option<String>,
 
     /// Override model metadata: KEY=TYPE:VALUE,... with TYPE int, float, bool or str (e.g.
-    /// tokenizer.ggml.add_bos_token=bool:false); the filter pass's model too.
+    /// `tokenizer.ggml.add_bos_token=bool:false`); the filter pass's model too.
     #[arg(long = "override-kv", value_name = "KEY=TYPE:VALUE,...")]
     pub override_kv: Vec<String>,
 
@@ -522,7 +521,7 @@ pub struct SamplingArgs {
     pub mirostat_ent: f32,
 
     /// adaptive-p: select tokens near this probability (0.0 to 1.0; negative = disabled); it
-    /// draws the token in place of the seeded draw when --samplers names adaptive_p.
+    /// draws the token in place of the seeded draw when --samplers names `adaptive_p`.
     #[arg(
         long = "adaptive-target",
         default_value_t = -1.0,

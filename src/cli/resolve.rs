@@ -59,7 +59,7 @@ pub enum Step {
     /// Check a placement: the `--rpc` servers answer and the devices named exist (`flag`: the
     /// option that placed it, for errors).
     Probe {
-        load: LoadOptions,
+        load: Box<LoadOptions>,
         flag: &'static str,
     },
     /// Calibrate the selecting model on first use (its preset is stored in the user presets),
@@ -338,7 +338,7 @@ pub fn model(m: &ModelArgs, steps: &mut Vec<Step>) -> Result<ModelSettings> {
     let meta = gguf_info::read(&path)?;
     if !load.placement.is_default() {
         steps.push(Step::Probe {
-            load: load.clone(),
+            load: Box::new(load.clone()),
             flag: "-dev",
         });
     }
@@ -456,7 +456,7 @@ fn gem_device(model: &mut ModelSettings, g: &GemArgs, steps: &mut Vec<Step>) -> 
     );
     if g.gem_device.is_some() {
         steps.push(Step::Probe {
-            load: model.load.for_filter(),
+            load: Box::new(model.load.for_filter()),
             flag: "--gem-device",
         });
     }

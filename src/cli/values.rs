@@ -212,6 +212,83 @@ pub fn parse_devices(flag: &str, s: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// llama.cpp's `parse_csv_row`: comma-separated fields, a field may be double-quoted (a comma
+/// inside it kept, `""` a quote); an empty input is one empty field.
+#[must_use]
+pub fn csv_row(input: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    let mut chars = input.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match ch {
+            '"' if !in_quotes && field.is_empty() => in_quotes = true,
+            '"' if in_quotes && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if in_quotes => in_quotes = false,
+            ',' if !in_quotes => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+/// `FNAME:SCALE` items of `--lora-scaled`/`--control-vector-scaled` (exactly one `:`, as
+/// llama.cpp splits them).
+///
+/// # Errors
+/// An item without exactly one `:` or with a scale that is not a number.
+pub fn parse_scaled(flag: &str, value: &str) -> Result<Vec<(String, f32)>> {
+    csv_row(value)
+        .into_iter()
+        .map(|item| {
+            let parts: Vec<&str> = item.split(':').collect();
+            let [name, scale] = parts[..] else {
+                bail!(
+                    "{flag}: {} is not FNAME:SCALE",
+                    crate::sanitize::quote(&item)
+                );
+            };
+            let s: f32 = scale.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{flag}: bad scale {} in {}",
+                    crate::sanitize::quote(scale),
+                    crate::sanitize::quote(&item)
+                )
+            })?;
+            ensure!(
+                s.is_finite(),
+                "{flag}: the scale in {} must be finite",
+                crate::sanitize::quote(&item)
+            );
+            Ok((name.to_owned(), s))
+        })
+        .collect()
+}
+
+/// `--control-vector-layer-range START END` (two integers).
+///
+/// # Errors
+/// Not two integers.
+pub fn parse_layer_range(value: &str) -> Result<(i32, i32)> {
+    let parts: Vec<&str> = value.split(' ').collect();
+    let [a, b] = parts[..] else {
+        bail!("--control-vector-layer-range expects START END");
+    };
+    let n = |s: &str| {
+        s.trim().parse::<i32>().map_err(|_| {
+            anyhow::anyhow!(
+                "--control-vector-layer-range: {} is not a layer number",
+                crate::sanitize::quote(s)
+            )
+        })
+    };
+    Ok((n(a)?, n(b)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,81 +366,4 @@ mod tests {
             assert!(parse_devices("-dev", bad).is_err(), "{bad}");
         }
     }
-}
-
-/// llama.cpp's `parse_csv_row`: comma-separated fields, a field may be double-quoted (a comma
-/// inside it kept, `""` a quote); an empty input is one empty field.
-#[must_use]
-pub fn csv_row(input: &str) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut in_quotes = false;
-    let mut chars = input.chars().peekable();
-    while let Some(ch) = chars.next() {
-        match ch {
-            '"' if !in_quotes && field.is_empty() => in_quotes = true,
-            '"' if in_quotes && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' if in_quotes => in_quotes = false,
-            ',' if !in_quotes => fields.push(std::mem::take(&mut field)),
-            c => field.push(c),
-        }
-    }
-    fields.push(field);
-    fields
-}
-
-/// `FNAME:SCALE` items of `--lora-scaled`/`--control-vector-scaled` (exactly one `:`, as
-/// llama.cpp splits them).
-///
-/// # Errors
-/// An item without exactly one `:` or with a scale that is not a number.
-pub fn parse_scaled(flag: &str, value: &str) -> Result<Vec<(String, f32)>> {
-    csv_row(value)
-        .into_iter()
-        .map(|item| {
-            let parts: Vec<&str> = item.split(':').collect();
-            let [name, scale] = parts[..] else {
-                bail!(
-                    "{flag}: {} is not FNAME:SCALE",
-                    crate::sanitize::quote(&item)
-                );
-            };
-            let s: f32 = scale.trim().parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{flag}: bad scale {} in {}",
-                    crate::sanitize::quote(scale),
-                    crate::sanitize::quote(&item)
-                )
-            })?;
-            ensure!(
-                s.is_finite(),
-                "{flag}: the scale in {} must be finite",
-                crate::sanitize::quote(&item)
-            );
-            Ok((name.to_owned(), s))
-        })
-        .collect()
-}
-
-/// `--control-vector-layer-range START END` (two integers).
-///
-/// # Errors
-/// Not two integers.
-pub fn parse_layer_range(value: &str) -> Result<(i32, i32)> {
-    let parts: Vec<&str> = value.split(' ').collect();
-    let [a, b] = parts[..] else {
-        bail!("--control-vector-layer-range expects START END");
-    };
-    let n = |s: &str| {
-        s.trim().parse::<i32>().map_err(|_| {
-            anyhow::anyhow!(
-                "--control-vector-layer-range: {} is not a layer number",
-                crate::sanitize::quote(s)
-            )
-        })
-    };
-    Ok((n(a)?, n(b)?))
 }

@@ -1,4 +1,4 @@
-//! What llama-cli loads on top of the model's weights: LoRA adapters (`--lora`,
+//! What llama-cli loads on top of the model's weights: low-rank adapters (`--lora`,
 //! `--lora-scaled`), control vectors (`--control-vector*`), metadata overrides (`--override-kv`)
 //! and `--check-tensors`, applied as llama.cpp's `common_init_from_params` does: overrides and
 //! the tensor check in the model parameters, adapters loaded once per model and set on every
@@ -101,7 +101,7 @@ impl std::fmt::Debug for Loaded {
         f.debug_struct("Loaded")
             .field("lora", &self.lora.len())
             .field("cvec", &self.cvec.is_some())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -111,7 +111,7 @@ impl Loaded {
     /// model's do).
     ///
     /// # Errors
-    /// An adapter llama.cpp refuses (not a LoRA GGUF, another base model), or a bad control
+    /// An adapter llama.cpp refuses (not an adapter GGUF, another base model), or a bad control
     /// vector file; one line naming the file.
     pub fn load(model: &mut LlamaModel, adjust: &Adjust) -> Result<Self> {
         let mut out = Self::default();

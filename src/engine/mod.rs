@@ -102,7 +102,7 @@ pub struct LoadOptions {
     pub verbose: bool,
     /// Devices and how layers are split over them.
     pub placement: Placement,
-    /// LoRA adapters, control vectors, metadata overrides, tensor check.
+    /// Low-rank adapters, control vectors, metadata overrides, tensor check.
     pub adjust: adapters::Adjust,
 }
 
