@@ -490,7 +490,7 @@ fn write_gguf(path: &Path, kv: &[(&str, &str)], tensors: &[(String, Vec<u64>, Ve
     data.finish().unwrap();
 }
 
-/// A rank-4 LoRA adapter for SmolLM2-135M (llama, 576 wide, 30 layers) on every layer's
+/// A rank-4 `--lora` adapter for SmolLM2-135M (llama, 576 wide, 30 layers) on every layer's
 /// attention output and the last layer's feed-forward down projection (past any prefix model).
 pub fn smollm2_lora(dir: &Path) -> PathBuf {
     let p = dir.join("smollm2-lora.gguf");
@@ -547,7 +547,7 @@ pub fn smollm2_control_vector(dir: &Path) -> PathBuf {
     p
 }
 
-/// LoRA adapters, control vectors and metadata overrides as llama-completion applies them.
+/// Low-rank adapters, control vectors and metadata overrides as llama-completion applies them.
 #[test]
 fn smollm2_adapters_and_overrides() {
     let dir = util::tmpdir("compat-adapters");

@@ -509,7 +509,7 @@ fn chat_template_options_reach_the_prompt() {
 const STORY: &str = "Once upon a time, in a small village by the sea, there lived";
 
 /// `--lora`, `--control-vector` and `--override-kv` change the answer, a zero scale leaves it
-/// as it was, and GemFilter filters with them (the LoRA on the full model, said once).
+/// as it was, and GemFilter filters with them (with `--lora` on the full model, said once).
 #[test]
 fn adapters_and_overrides_change_the_answer() {
     let dir = tmpdir("adapters");
