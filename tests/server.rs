@@ -221,18 +221,10 @@ fn serve_answers_as_the_cli_does_and_streams_over_sse() {
     );
 }
 
-#[test]
-fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
-    let s = Server::start(&["-c", "1024", "--metrics"]);
-    let chat = |extra: Value| {
-        let mut b = json!({"messages": [{"role": "user", "content": FRANCE}], "max_tokens": 4});
-        for (k, v) in extra.as_object().unwrap() {
-            b[k] = v.clone();
-        }
-        s.post("/v1/chat/completions", &b)
-    };
+/// Chat requests that must get 400, each with what its message names.
+fn bad_chats() -> Vec<(Value, &'static str)> {
     let long = "word ".repeat(3000);
-    let cases = [
+    vec![
         (json!({"model": "gpt-4"}), "not served here"),
         (json!({"temperature": "hot"}), "temperature"),
         (
@@ -262,7 +254,20 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
                 "json_schema": {"schema": {"type": "nonsense"}}}}),
             "JSON schema",
         ),
-    ];
+    ]
+}
+
+#[test]
+fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
+    let s = Server::start(&["-c", "1024", "--metrics"]);
+    let chat = |extra: Value| {
+        let mut b = json!({"messages": [{"role": "user", "content": FRANCE}], "max_tokens": 4});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        s.post("/v1/chat/completions", &b)
+    };
+    let cases = bad_chats();
     let n_errors = cases.len() + 4;
     for (extra, what) in cases {
         let (code, r) = chat(extra);
@@ -609,6 +614,43 @@ fn assert_matches(text: &str, keys: [&str; 2]) -> Value {
     v
 }
 
+/// Schemas llama.cpp cannot use, and grammars beside schemas, are the request's fault.
+fn refuses_bad_schemas(s: &Server) {
+    for (body, what) in [
+        (
+            json!({"prompt": "x", "json_schema": {"type": "nonsense"}}),
+            "can convert",
+        ),
+        (
+            json!({"prompt": "x", "json_schema": [1]}),
+            "must be an object",
+        ),
+        (
+            json!({"prompt": "x", "grammar": "root ::= (", "n_predict": 2}),
+            "cannot parse",
+        ),
+        (
+            json!({"prompt": "x", "grammar": "root ::= \"a\"", "json_schema": {}}),
+            "cannot both",
+        ),
+        (
+            json!({"prompt": "x", "response_format": {"type": "xml"}}),
+            "json_schema",
+        ),
+        (
+            json!({"prompt": "x", "response_format": "json"}),
+            "must be an object",
+        ),
+    ] {
+        let (code, r) = s.post("/completion", &body);
+        assert_eq!(code, 400, "{body}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(what),
+            "{what}: {r}"
+        );
+    }
+}
+
 #[test]
 fn json_schemas_constrain_the_answer_as_in_llama_server() {
     // Bodies as written: the person's properties name before age, which serde_json's sorted
@@ -683,40 +725,7 @@ fn json_schemas_constrain_the_answer_as_in_llama_server() {
     let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(v["passkey"].is_i64(), "{text:?}");
 
-    // Schemas llama.cpp cannot use, and grammars beside schemas, are the request's fault.
-    for (body, what) in [
-        (
-            json!({"prompt": "x", "json_schema": {"type": "nonsense"}}),
-            "can convert",
-        ),
-        (
-            json!({"prompt": "x", "json_schema": [1]}),
-            "must be an object",
-        ),
-        (
-            json!({"prompt": "x", "grammar": "root ::= (", "n_predict": 2}),
-            "cannot parse",
-        ),
-        (
-            json!({"prompt": "x", "grammar": "root ::= \"a\"", "json_schema": {}}),
-            "cannot both",
-        ),
-        (
-            json!({"prompt": "x", "response_format": {"type": "xml"}}),
-            "json_schema",
-        ),
-        (
-            json!({"prompt": "x", "response_format": "json"}),
-            "must be an object",
-        ),
-    ] {
-        let (code, r) = s.post("/completion", &body);
-        assert_eq!(code, 400, "{body}: {r}");
-        assert!(
-            r["error"]["message"].as_str().unwrap().contains(what),
-            "{what}: {r}"
-        );
-    }
+    refuses_bad_schemas(&s);
 
     // llama-server, rendering the chat template as gemfilter does (--no-jinja), gives the same
     // tokens at temperature 0.

@@ -1,4 +1,4 @@
-//! The page at `/` in a real browser: Debian's headless Chromium driven over the DevTools
+//! The page at `/` in a real browser: Debian's headless Chromium driven over the `DevTools`
 //! protocol (`--remote-debugging-pipe`: NUL-separated JSON on fds 3 and 4, so no websocket
 //! client is needed). A document is pasted, a question typed and Enter pressed; the streamed
 //! answer and the highlighted kept passages must appear. The screenshot is saved as
@@ -21,7 +21,8 @@ struct Browser {
     to: ChildStdin,
     from: mpsc::Receiver<Value>,
     next: u64,
-    session: String,
+    /// The attached page's id, which the protocol calls `sessionId`.
+    page: String,
 }
 
 impl Browser {
@@ -53,29 +54,29 @@ impl Browser {
             to,
             from,
             next: 0,
-            session: String::new(),
+            page: String::new(),
         };
-        let target = b.call("Target.createTarget", json!({"url": "about:blank"}));
+        let target = b.call("Target.createTarget", &json!({"url": "about:blank"}));
         let id = target["targetId"].as_str().unwrap().to_owned();
         let s = b.call(
             "Target.attachToTarget",
-            json!({"targetId": id, "flatten": true}),
+            &json!({"targetId": id, "flatten": true}),
         );
-        b.session = s["sessionId"].as_str().unwrap().to_owned();
+        s["sessionId"].as_str().unwrap().clone_into(&mut b.page);
         b
     }
 
     /// One command and its result (events in between are skipped).
-    fn call(&mut self, method: &str, params: Value) -> Value {
+    fn call(&mut self, method: &str, params: &Value) -> Value {
         self.next += 1;
         let mut m = json!({"id": self.next, "method": method, "params": params});
-        if !self.session.is_empty() {
-            m["sessionId"] = json!(self.session);
+        if !self.page.is_empty() {
+            m["sessionId"] = json!(self.page);
         }
         let mut bytes = m.to_string().into_bytes();
         bytes.push(0);
         self.to.write_all(&bytes).expect("write to chromium");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let v = self
@@ -93,7 +94,7 @@ impl Browser {
     fn eval(&mut self, js: &str) -> Value {
         let r = self.call(
             "Runtime.evaluate",
-            json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
+            &json!({"expression": js, "returnByValue": true, "awaitPromise": true}),
         );
         assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
         r["result"]["value"].clone()
@@ -102,14 +103,14 @@ impl Browser {
     /// Focus an element and type `text` into it as keyboard input does.
     fn type_into(&mut self, selector: &str, text: &str) {
         self.eval(&format!("document.querySelector({selector:?}).focus()"));
-        self.call("Input.insertText", json!({"text": text}));
+        self.call("Input.insertText", &json!({"text": text}));
     }
 
     fn press_enter(&mut self) {
         for kind in ["keyDown", "keyUp"] {
             self.call(
                 "Input.dispatchKeyEvent",
-                json!({"type": kind, "key": "Enter", "code": "Enter",
+                &json!({"type": kind, "key": "Enter", "code": "Enter",
                     "windowsVirtualKeyCode": 13, "text": "\r"}),
             );
         }
@@ -127,7 +128,7 @@ impl Drop for Browser {
 fn reader(mut out: ChildStdout) -> mpsc::Receiver<Value> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
+        let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 65536]);
         while let Ok(n) = out.read(&mut chunk) {
             if n == 0 {
                 break;
@@ -182,12 +183,12 @@ fn the_page_streams_an_answer_and_highlights_what_was_kept_in_chromium() {
     let s = Server::start(&["-c", "2048", "--temp", "0", "-n", "24"]);
     let profile = tmpdir("chromium-profile");
     let mut b = Browser::start(&profile);
-    b.call("Page.enable", json!({}));
+    b.call("Page.enable", &json!({}));
     b.call(
         "Emulation.setDeviceMetricsOverride",
-        json!({"width": 1200, "height": 700, "deviceScaleFactor": 1, "mobile": false}),
+        &json!({"width": 1200, "height": 700, "deviceScaleFactor": 1, "mobile": false}),
     );
-    b.call("Page.navigate", json!({"url": format!("{}/", s.base)}));
+    b.call("Page.navigate", &json!({"url": format!("{}/", s.base)}));
     let loaded = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         b.eval("document.readyState === 'complete' && !!document.getElementById('ask')") == true
@@ -201,7 +202,7 @@ fn the_page_streams_an_answer_and_highlights_what_was_kept_in_chromium() {
 
     // The answer streams in; the last chunk brings what was kept.
     let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_mins(2);
     let state = loop {
         let v = b.eval(
             "({answer: document.getElementById('answer').textContent,
@@ -252,7 +253,7 @@ fn the_page_streams_an_answer_and_highlights_what_was_kept_in_chromium() {
 
     let shot = b.call(
         "Page.captureScreenshot",
-        json!({"format": "png", "clip": {"x": 0, "y": 0, "width": 1200, "height": 700, "scale": 1}}),
+        &json!({"format": "png", "clip": {"x": 0, "y": 0, "width": 1200, "height": 700, "scale": 1}}),
     );
     let png = base64(shot["data"].as_str().unwrap());
     assert_eq!(&png[1..4], b"PNG");

@@ -205,17 +205,15 @@ async fn accept(listener: tokio::net::TcpListener, app: axum::Router, read_timeo
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
-        let stream = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut stop => return,
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(_) => {
-                    // Out of descriptors or a connection reset before it was taken: wait a
-                    // moment rather than spin.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            r = listener.accept() => r,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of descriptors, or a connection reset before it was taken: wait a moment
+            // rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {

@@ -207,7 +207,7 @@ async fn slot_action(
             "Invalid action {action:?} (save, restore or erase)"
         )));
     }
-    let o = json_body(read_body(&st, body).await?)?;
+    let o = json_body(&read_body(&st, body).await?)?;
     let Some(Value::String(name)) = o.get("filename") else {
         return Err(ApiError::bad("\"filename\" must be a string"));
     };
@@ -266,8 +266,8 @@ fn too_large(e: &axum::Error) -> bool {
     false
 }
 
-fn json_body(b: Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice(&b) {
+fn json_body(b: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice(b) {
         Ok(Value::Object(o)) => Ok(o),
         Ok(_) => Err(ApiError::bad("the request body must be a JSON object")),
         Err(e) => Err(ApiError::bad(format!(
@@ -277,7 +277,7 @@ fn json_body(b: Bytes) -> Result<serde_json::Map<String, Value>, ApiError> {
 }
 
 async fn tokenize(State(st): St, body: Body) -> Result<Json<Value>, ApiError> {
-    let o = json_body(read_body(&st, body).await?)?;
+    let o = json_body(&read_body(&st, body).await?)?;
     let Some(Value::String(text)) = o.get("content") else {
         return Err(ApiError::bad("\"content\" must be a string"));
     };
@@ -302,7 +302,7 @@ async fn tokenize(State(st): St, body: Body) -> Result<Json<Value>, ApiError> {
 }
 
 async fn detokenize(State(st): St, body: Body) -> Result<Json<Value>, ApiError> {
-    let o = json_body(read_body(&st, body).await?)?;
+    let o = json_body(&read_body(&st, body).await?)?;
     let Some(Value::Array(ids)) = o.get("tokens") else {
         return Err(ApiError::bad("\"tokens\" must be a list of token ids"));
     };
