@@ -241,7 +241,6 @@ unsafe fn run_graph(
     mask: &[f32],
 ) -> Result<Vec<f32>, String> {
     const MAX_NODES: usize = 2048;
-    let group = d.n_head / d.n_head_kv;
     let row_elems = d.n_head_kv * d.head_dim;
     // SAFETY (whole block): ggml calls on a context we own; every tensor passed is from that
     // context or is `cache`; shapes follow from the checks in `graph_scores`.
@@ -295,38 +294,7 @@ unsafe fn run_graph(
         let mut g0 = 0;
         while g0 < d.n_head_kv {
             let gc = d.chunk.min(d.n_head_kv - g0);
-            // This chunk's KV heads, [head_dim, n, gc] contiguous.
-            let k = sys::ggml_view_3d(
-                ctx,
-                keys,
-                i64_of(d.head_dim),
-                i64_of(gc),
-                i64_of(d.n),
-                d.head_dim * f32_size,
-                row_elems * f32_size,
-                g0 * d.head_dim * f32_size,
-            );
-            let k = sys::ggml_cont(ctx, sys::ggml_permute(ctx, k, 0, 2, 1, 3));
-            // Their query heads (GQA: head h reads KV head h / group), [head_dim, w, gc*group].
-            let qc = sys::ggml_view_3d(
-                ctx,
-                q_all,
-                i64_of(d.head_dim),
-                i64_of(d.w),
-                i64_of(gc * group),
-                d.head_dim * f32_size,
-                d.head_dim * d.w * f32_size,
-                g0 * group * d.head_dim * d.w * f32_size,
-            );
-            // [n, w, heads]: one row of logits per (query, head).
-            let mut kq = sys::ggml_mul_mat(ctx, k, qc);
-            sys::ggml_mul_mat_set_prec(kq, sys::GGML_PREC_F32);
-            if d.softmax {
-                kq = sys::ggml_soft_max_ext(ctx, kq, mask_t, d.scale, 0.0);
-            }
-            let rows = sys::ggml_reshape_2d(ctx, kq, i64_of(d.n), i64_of(d.w * gc * group));
-            let by_key = sys::ggml_cont(ctx, sys::ggml_transpose(ctx, rows));
-            let sums = sys::ggml_sum_rows(ctx, by_key);
+            let sums = chunk_sums(ctx, keys, q_all, mask_t, d, g0, gc);
             total = if total.is_null() {
                 sums
             } else {
@@ -351,13 +319,18 @@ unsafe fn run_graph(
         if owned.galloc.is_null() || !sys::ggml_gallocr_alloc_graph(owned.galloc, gf) {
             return Err("could not allocate the scoring graph on the device".into());
         }
-        sys::ggml_backend_tensor_set(q_all, q.as_ptr().cast::<c_void>(), 0, q.len() * f32_size);
+        sys::ggml_backend_tensor_set(
+            q_all,
+            q.as_ptr().cast::<c_void>(),
+            0,
+            std::mem::size_of_val(q),
+        );
         if !mask_t.is_null() {
             sys::ggml_backend_tensor_set(
                 mask_t,
                 mask.as_ptr().cast::<c_void>(),
                 0,
-                mask.len() * f32_size,
+                std::mem::size_of_val(mask),
             );
         }
         if sys::ggml_backend_graph_compute(backend, gf) != sys::GGML_STATUS_SUCCESS {
@@ -366,6 +339,60 @@ unsafe fn run_graph(
         let mut out = vec![0f32; d.n];
         sys::ggml_backend_tensor_get(total, out.as_mut_ptr().cast::<c_void>(), 0, d.n * f32_size);
         Ok(out)
+    }
+}
+
+/// One chunk of KV heads `g0..g0 + gc`: its keys times its query heads, the softmax per row when
+/// asked, summed per key: `[1, n]`.
+///
+/// # Safety
+/// As [`run_graph`]; `ctx` owns `q_all` and `mask_t` (or it is null) and `keys` is `[row, n]` f32.
+unsafe fn chunk_sums(
+    ctx: *mut sys::ggml_context,
+    keys: *mut sys::ggml_tensor,
+    q_all: *mut sys::ggml_tensor,
+    mask_t: *mut sys::ggml_tensor,
+    d: &Dims,
+    g0: usize,
+    gc: usize,
+) -> *mut sys::ggml_tensor {
+    let group = d.n_head / d.n_head_kv;
+    let row_elems = d.n_head_kv * d.head_dim;
+    let f32_size = std::mem::size_of::<f32>();
+    // SAFETY: per the contract; views stay inside `keys` and `q_all` (g0 + gc <= n_head_kv).
+    unsafe {
+        // This chunk's KV heads, [head_dim, n, gc] contiguous.
+        let k = sys::ggml_view_3d(
+            ctx,
+            keys,
+            i64_of(d.head_dim),
+            i64_of(gc),
+            i64_of(d.n),
+            d.head_dim * f32_size,
+            row_elems * f32_size,
+            g0 * d.head_dim * f32_size,
+        );
+        let k = sys::ggml_cont(ctx, sys::ggml_permute(ctx, k, 0, 2, 1, 3));
+        // Their query heads (GQA: head h reads KV head h / group), [head_dim, w, gc*group].
+        let qc = sys::ggml_view_3d(
+            ctx,
+            q_all,
+            i64_of(d.head_dim),
+            i64_of(d.w),
+            i64_of(gc * group),
+            d.head_dim * f32_size,
+            d.head_dim * d.w * f32_size,
+            g0 * group * d.head_dim * d.w * f32_size,
+        );
+        // [n, w, heads]: one row of logits per (query, head).
+        let mut kq = sys::ggml_mul_mat(ctx, k, qc);
+        sys::ggml_mul_mat_set_prec(kq, sys::GGML_PREC_F32);
+        if d.softmax {
+            kq = sys::ggml_soft_max_ext(ctx, kq, mask_t, d.scale, 0.0);
+        }
+        let rows = sys::ggml_reshape_2d(ctx, kq, i64_of(d.n), i64_of(d.w * gc * group));
+        let by_key = sys::ggml_cont(ctx, sys::ggml_transpose(ctx, rows));
+        sys::ggml_sum_rows(ctx, by_key)
     }
 }
 
