@@ -135,12 +135,16 @@ fn bench_score_where(c: &mut Criterion) {
                 });
             });
             let (window, softmax) = (rows, scoring != Scoring::Reference);
-            group.bench_with_input(BenchmarkId::new(format!("graph-{device}"), n), &n, |b, _| {
-                b.iter(|| {
-                    keys.scores(black_box(&q_flat), N_HEAD, window, softmax, LOGIT_BUDGET)
-                        .expect("the device runs the graph")
-                });
-            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("graph-{device}"), n),
+                &n,
+                |b, _| {
+                    b.iter(|| {
+                        keys.scores(black_box(&q_flat), N_HEAD, window, softmax, LOGIT_BUDGET)
+                            .expect("the device runs the graph")
+                    });
+                },
+            );
         }
         group.finish();
     }
