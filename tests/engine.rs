@@ -244,7 +244,10 @@ fn scores_computed_on_the_cache_device_match_the_host_scores() {
         assert_eq!(dev.capture.graph_fallback, None);
         assert!(dev.capture.score_secs > 0.0);
         for (lh, ld) in host.capture.layers.iter().zip(&dev.capture.layers) {
-            assert!(ld.k.is_empty(), "{scoring:?}: keys were never copied to the host");
+            assert!(
+                ld.k.is_empty(),
+                "{scoring:?}: keys were never copied to the host"
+            );
             let got = ld.scores.as_ref().expect("scored on the device");
             let want = select::scores(lh.q_view(), lh.k_view(), scoring).unwrap();
             let err = rel_err(got, want.as_slice().unwrap());
@@ -253,7 +256,11 @@ fn scores_computed_on_the_cache_device_match_the_host_scores() {
                 let pooled = select::avg_pool(ndarray::ArrayView1::from(s), 5);
                 select::select_top_k(pooled.view(), 256, &[])
             };
-            assert_eq!(top(got), top(want.as_slice().unwrap()), "{scoring:?}: same selection");
+            assert_eq!(
+                top(got),
+                top(want.as_slice().unwrap()),
+                "{scoring:?}: same selection"
+            );
         }
         // Not vacuous: the two layers score differently.
         let (a, b) = (&dev.capture.layers[0], &dev.capture.layers[1]);
