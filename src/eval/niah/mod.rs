@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::curves::{
-    aggregate_curves, choose, curve_cells, curve_key, curve_table, latest_records, series,
-    wanted_points, CurveJob, CurveRecord, TOLERANCE,
+    aggregate_curves, choose_cheapest, curve_cells, curve_key, curve_table, latest_records, series,
+    wanted_points, CurveJob, CurveRecord, COST_TOLERANCE,
 };
 use super::{progress, say};
 use crate::engine::Engine;
@@ -490,7 +490,8 @@ fn run_layers(s: &NiahSettings, layers: &[usize], scorings: &[ScoringSpec]) -> R
     let curves = aggregate_curves(&recs);
     let table = curve_table(&curves);
     let series = series(&curves);
-    let choice = choose(&series, TOLERANCE);
+    // The recommendation is self-calibration's rule: the cheapest filter pass within the tolerance.
+    let choice = choose_cheapest(&series, s.model.meta.block_count, COST_TOLERANCE);
     let json = serde_json::json!({
         "model": model_name,
         "k": s.gem.top_k,
@@ -515,8 +516,8 @@ fn run_layers(s: &NiahSettings, layers: &[usize], scorings: &[ScoringSpec]) -> R
         eprint!("{table}");
         if let Some(c) = &choice {
             eprintln!(
-                "lowest layer within {} of the best: {} with {} (recall {:.3}; best {:.3})",
-                TOLERANCE, c.layer, c.scoring, c.recall, c.best
+                "cheapest filter pass within {} of the best: layer {} with {} (recall {:.3}; best {:.3})",
+                COST_TOLERANCE, c.layer, c.scoring, c.recall, c.best
             );
         }
     }
