@@ -134,13 +134,12 @@ fn bench_score_where(c: &mut Criterion) {
                     select::scores(q.view(), k.view(), scoring).expect("valid shapes")
                 });
             });
-            let (window, softmax) = (rows, scoring != Scoring::Reference);
             group.bench_with_input(
                 BenchmarkId::new(format!("graph-{device}"), n),
                 &n,
                 |b, _| {
                     b.iter(|| {
-                        keys.scores(black_box(&q_flat), N_HEAD, window, softmax, LOGIT_BUDGET)
+                        keys.scores(black_box(&q_flat), N_HEAD, scoring, LOGIT_BUDGET)
                             .expect("the device runs the graph")
                     });
                 },

@@ -271,11 +271,6 @@ fn score_on_device(
         }
         hadamard_blocks(&mut q, n);
     }
-    let (window, softmax) = match scoring {
-        Scoring::Reference => (1, false),
-        Scoring::HeadSoftmax => (1, true),
-        Scoring::WindowSoftmax { window } => (window, true),
-    };
     score::graph_scores(
         &score::CacheKeys {
             tensor: cache,
@@ -286,8 +281,7 @@ fn score_on_device(
         &score::Queries {
             q: &q,
             n_head: lc.n_head,
-            window,
-            softmax,
+            scoring,
         },
         score::LOGIT_BUDGET,
     )

@@ -11,6 +11,8 @@ use std::sync::Mutex;
 
 use llama_cpp_sys_2 as sys;
 
+use crate::select::Scoring;
+
 /// Layer r's keys as they sit in its KV cache: cells `0..n` hold positions `0..n`.
 pub(super) struct CacheKeys<'a> {
     /// The cache tensor, `[n_head_kv * head_dim, cells]`, rows contiguous.
@@ -25,10 +27,8 @@ pub(super) struct CacheKeys<'a> {
 pub(super) struct Queries<'a> {
     pub q: &'a [f32],
     pub n_head: usize,
-    /// Trailing query rows that vote (the last `window` of those captured).
-    pub window: usize,
-    /// Per-row softmax over the keys (the softmax scorings) or raw q·k (the reference).
-    pub softmax: bool,
+    /// How the last rows vote: the reference (raw q·k of the last row) or a softmax scoring.
+    pub scoring: Scoring,
 }
 
 /// Bytes of logits one chunk may hold (`n * window * heads` floats), so that 128K tokens with a
@@ -72,8 +72,8 @@ pub fn warm_up() {
             continue;
         };
         let q = [0.25f32; 2 * 2 * 64];
-        let _ = keys.scores(&q, 2, 2, true, LOGIT_BUDGET);
-        let _ = keys.scores(&q, 2, 1, false, LOGIT_BUDGET);
+        let _ = keys.scores(&q, 2, Scoring::WindowSoftmax { window: 2 }, LOGIT_BUDGET);
+        let _ = keys.scores(&q, 2, Scoring::Reference, LOGIT_BUDGET);
     }
 }
 
@@ -90,12 +90,8 @@ pub(super) fn graph_scores(
         n_head_kv,
         head_dim,
     } = *keys;
-    let Queries {
-        q,
-        n_head,
-        window,
-        softmax,
-    } = *queries;
+    let Queries { q, n_head, scoring } = *queries;
+    let (window, softmax) = (scoring.queries_needed(), scoring != Scoring::Reference);
     let row = n_head * head_dim;
     if n == 0 || n_head_kv == 0 || head_dim == 0 || n_head == 0 || row == 0 {
         return Err("empty shapes".into());
@@ -552,8 +548,8 @@ impl DeviceKeys {
         Ok(out)
     }
 
-    /// Per-token scores of these keys under queries `q` (`[rows, n_head, head_dim]`): the last
-    /// `window` rows, with a softmax per row or raw (the reference), as the filter pass does.
+    /// Per-token scores of these keys under queries `q` (`[rows, n_head, head_dim]`), as the
+    /// filter pass computes them on the device.
     ///
     /// # Errors
     /// Bad shapes, or the device cannot run the graph.
@@ -561,8 +557,7 @@ impl DeviceKeys {
         &self,
         q: &[f32],
         n_head: usize,
-        window: usize,
-        softmax: bool,
+        scoring: Scoring,
         budget: usize,
     ) -> Result<Vec<f32>, String> {
         graph_scores(
@@ -573,12 +568,7 @@ impl DeviceKeys {
                 n_head_kv: self.n_head_kv,
                 head_dim: self.head_dim,
             },
-            &Queries {
-                q,
-                n_head,
-                window,
-                softmax,
-            },
+            &Queries { q, n_head, scoring },
             budget,
         )
     }
@@ -597,7 +587,7 @@ impl Drop for DeviceKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::select::{self, Scoring};
+    use crate::select;
     use ndarray::Array3;
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -624,12 +614,7 @@ mod tests {
         let qa = Array3::from_shape_vec((rows, n_head, head_dim), q.clone()).unwrap();
         let ka = Array3::from_shape_vec((n, n_head_kv, head_dim), cache.read().unwrap()).unwrap();
         let want = select::scores(qa.view(), ka.view(), scoring).unwrap();
-        let (window, softmax) = match scoring {
-            Scoring::Reference => (1, false),
-            Scoring::HeadSoftmax => (1, true),
-            Scoring::WindowSoftmax { window } => (window, true),
-        };
-        let got = cache.scores(&q, n_head, window, softmax, budget).unwrap();
+        let got = cache.scores(&q, n_head, scoring, budget).unwrap();
         assert_eq!(got.len(), n);
         let top = want.iter().fold(0f32, |m, v| m.max(v.abs()));
         for (j, (g, w)) in got.iter().zip(want.iter()).enumerate() {
@@ -684,8 +669,7 @@ mod tests {
         let queries = Queries {
             q: &q,
             n_head: 1,
-            window: 1,
-            softmax: true,
+            scoring: Scoring::HeadSoftmax,
         };
         assert!(
             graph_scores(&keys(5, 1), &queries, LOGIT_BUDGET).is_err(),
