@@ -65,6 +65,12 @@ pub(super) fn on_device(buffer: sys::ggml_backend_buffer_t) -> bool {
 /// Meant to run beside the filter pass; errors are left to the real scoring, which falls back
 /// to the host.
 pub fn warm_up() {
+    // Backends are kept for the process, so once is enough (a server selects many times).
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(warm_up_devices);
+}
+
+fn warm_up_devices() {
     let mut devices = Vec::new();
     super::for_each_gpu(|dev| devices.push(dev as usize));
     for dev in devices {
