@@ -66,12 +66,7 @@ fn two_questions_are_answered_and_the_second_decodes_only_what_follows_the_docum
         .write_all(b"Who founded the museum? Answer with the name.\n/exit\nnever asked\n")
         .unwrap();
     let o = child.wait_with_output().unwrap();
-    let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let turns: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let turns = json_lines(&o);
     assert_eq!(turns.len(), 2, "two questions, then /exit: {turns:?}");
     let (t1, t2) = (&turns[0], &turns[1]);
     // Each turn is the single answer's record (docs/json.md).
@@ -164,11 +159,7 @@ fn tiny_turn(
         .output()
         .unwrap();
     let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let turns: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let turns = json_lines(&o);
     assert_eq!(turns.len(), 1, "{turns:?}");
     (turns[0].clone(), err)
 }
@@ -217,11 +208,7 @@ fn cached_turns(
         .output()
         .unwrap();
     let err = stderr(&o);
-    assert!(o.status.success(), "{err}");
-    let turns = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let turns = json_lines(&o);
     (turns, err)
 }
 

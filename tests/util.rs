@@ -136,6 +136,15 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}): {}", stdout(o)))
 }
 
+/// The JSON values of a successful run's standard output, one per line (`-cnv --json`).
+pub fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    assert!(o.status.success(), "run failed: {}", stderr(o));
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line ({e}): {l}")))
+        .collect()
+}
+
 /// The binary with its prefix-model cache inside the test's directory.
 pub fn cached(dir: &Path) -> Command {
     let mut c = gemfilter();
