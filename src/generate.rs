@@ -364,6 +364,12 @@ impl Sampler {
     pub fn accept_prompt(&mut self, tokens: &[LlamaToken]) {
         self.chain.accept_many(tokens);
     }
+
+    /// `common_sampler_reset`: the chain starts over (penalty history cleared, seeded stages
+    /// re-seeded); the grammar keeps its state.
+    pub fn reset(&mut self) {
+        self.chain.reset();
+    }
 }
 
 impl Pick for Sampler {
@@ -608,9 +614,67 @@ pub fn generate(
     Ok(out)
 }
 
+/// Group-attention self-extend (`-gan N -gaw W`): as the context grows past each window of
+/// `w` positions, llama-completion divides that window's positions by `n` and moves the rest
+/// back, so the positions the model sees stay within what it was trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfExtend {
+    /// `-gan`: the group size (> 1).
+    pub n: std::num::NonZeroU8,
+    /// `-gaw`: the window, a multiple of `n`.
+    pub w: u32,
+}
+
+impl SelfExtend {
+    /// llama-completion's block before each decode: while `n_past` reaches past the next
+    /// window (at `ga_i`), shift, divide and shift the cache's positions; `n_past` and `ga_i`
+    /// come back updated.
+    ///
+    /// # Errors
+    /// Positions past `i32::MAX`.
+    pub fn apply(
+        &self,
+        ctx: &mut LlamaContext<'_>,
+        n_past: &mut u32,
+        ga_i: &mut u32,
+    ) -> Result<()> {
+        let (n, w) = (u32::from(self.n.get()), self.w);
+        let err = |e| anyhow::anyhow!("self-extend: {e}");
+        while *n_past >= *ga_i + w {
+            // As llama.cpp's ints: dd is negative.
+            let ib = i64::from(n * *ga_i / w);
+            let bd = i64::from((w / n) * (n - 1));
+            let dd = i64::from(w / n) - ib * bd - i64::from(w);
+            let i32_of = |v: i64| i32::try_from(v).context("self-extend: position overflow");
+            let u32_of = |v: i64| u32::try_from(v).context("self-extend: position overflow");
+            let (gi, np) = (i64::from(*ga_i), i64::from(*n_past));
+            ctx.kv_cache_seq_add(0, Some(*ga_i), Some(*n_past), i32_of(ib * bd)?)
+                .map_err(err)?;
+            ctx.kv_cache_seq_div(
+                0,
+                Some(u32_of(gi + ib * bd)?),
+                Some(u32_of(gi + ib * bd + i64::from(w))?),
+                self.n,
+            )
+            .map_err(err)?;
+            ctx.kv_cache_seq_add(
+                0,
+                Some(u32_of(gi + ib * bd + i64::from(w))?),
+                Some(u32_of(np + ib * bd)?),
+                i32_of(dd)?,
+            )
+            .map_err(err)?;
+            *n_past = u32_of(np - bd)?;
+            *ga_i += w / n;
+        }
+        Ok(())
+    }
+}
+
 /// llama-completion's `n_keep`: `--keep` -1 (or more than the prompt) keeps the whole prompt,
 /// otherwise `--keep` tokens plus the BOS token when the vocabulary adds one.
-fn keep_count(keep: i32, n_prompt: usize, add_bos: bool) -> usize {
+#[must_use]
+pub fn keep_count(keep: i32, n_prompt: usize, add_bos: bool) -> usize {
     match usize::try_from(keep) {
         Ok(k) if k <= n_prompt => k + usize::from(add_bos),
         _ => n_prompt,
@@ -622,7 +686,7 @@ fn keep_count(keep: i32, n_prompt: usize, add_bos: bool) -> usize {
 ///
 /// # Errors
 /// A context whose memory cannot shift (recurrent models), or nothing left to drop.
-fn shift(ctx: &mut LlamaContext<'_>, n_past: usize, n_keep: usize) -> Result<usize> {
+pub fn shift(ctx: &mut LlamaContext<'_>, n_past: usize, n_keep: usize) -> Result<usize> {
     let n_discard = n_past.saturating_sub(n_keep) / 2;
     anyhow::ensure!(
         n_discard > 0,

@@ -10,6 +10,7 @@
 pub mod app;
 pub mod capture;
 pub mod cli;
+pub mod completion;
 pub mod conversation;
 pub mod doc_state;
 pub mod draft;

@@ -17,14 +17,14 @@ use crate::selector;
 pub use crate::settings::RunSettings;
 
 /// The prompt, tokenized through the template, with the vocab it was tokenized with.
-struct Prepared {
+pub(crate) struct Prepared {
     vocab: Engine,
-    assembled: Assembled,
-    protected: Vec<bool>,
+    pub(crate) assembled: Assembled,
+    pub(crate) protected: Vec<bool>,
     secs: f64,
 }
 
-fn prepare(s: &RunSettings) -> Result<Prepared> {
+pub(crate) fn prepare(s: &RunSettings) -> Result<Prepared> {
     let t0 = Instant::now();
     let vocab = Engine::load_vocab(&s.model.path, &s.model.load)?;
     let template =

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::capture::{KSource, ScoreOn};
 use crate::draft::Draft;
 use crate::engine::{ContextOptions, LoadOptions};
-use crate::generate::{GenLimits, Sampling};
+use crate::generate::{GenLimits, Sampling, SelfExtend};
 use crate::gguf_info::ModelMeta;
 use crate::prompt::{self, PromptInput, Protect};
 use crate::scoring::ScoringSpec;
@@ -95,6 +95,10 @@ pub struct RunSettings {
     pub echo_prompt: bool,
     pub show_selection: bool,
     pub json: bool,
+    /// llama-completion's interactive mode on raw text (`-i`, `-if`; not with `-cnv`).
+    pub interactive: Option<Interactive>,
+    /// `-gan`/`-gaw` (None: `-gan 1`, off).
+    pub self_extend: Option<SelfExtend>,
     pub perf: bool,
 }
 
@@ -102,6 +106,22 @@ pub struct RunSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Positions {
+/// llama-completion's interactive mode: what wraps each input and how it is read.
+#[derive(Debug, Clone, Default)]
+pub struct Interactive {
+    /// `-if`: wait for input before generating.
+    pub first: bool,
+    /// `-mli`: input goes on until a line ends in `\`.
+    pub multiline: bool,
+    /// `--in-prefix-bos`: a BOS token before each input.
+    pub prefix_bos: bool,
+    /// `--in-prefix`, `--in-suffix` (escapes processed).
+    pub prefix: String,
+    pub suffix: String,
+    /// Process escapes in what is typed (`-e`, on by default).
+    pub escape: bool,
+}
+
     /// At 0..k-1, a fresh short prompt (GemFilter's reference code).
     #[default]
     Compact,

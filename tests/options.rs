@@ -176,8 +176,15 @@ fn refused_options_are_named_with_the_reason() {
             "--mmproj: multimodal",
         ),
         (
-            vec!["-m", m, "-p", "hi", "-i"],
-            "-i: interactive mode is not supported yet",
+            vec![
+                "-m",
+                m,
+                "-p",
+                "hi",
+                "--server-base",
+                "http://localhost:8080",
+            ],
+            "--server-base: not supported",
         ),
         (vec!["-m", m, "-p", "hi", "-cz"], "unknown option '-cz'"),
     ] {

@@ -88,7 +88,6 @@ const fn opt(
 
 const DOWNLOAD: &str = "downloads are not supported (gemfilter never uses the network): pass -m with a local GGUF file, or -hf USER/MODEL[:QUANT] for one in llama.cpp's download cache";
 const MULTIMODAL: &str = "multimodal input is not supported: gemfilter reads text prompts";
-const INTERACTIVE: &str = "interactive mode is not supported yet: use -cnv, which answers questions about the -f document one per line from standard input";
 const THREADS: &str =
     "thread placement, priority and polling change speed, not the answer; gemfilter leaves them to the OS";
 const PLACEMENT: &str =
@@ -99,7 +98,6 @@ const FIT: &str =
     "gemfilter does not shrink -c or -ngl to free memory; it sizes the context from the prompt (-c 0)";
 const WARMUP: &str = "the warm-up decode changes timing only; gemfilter does not run one";
 const SPEC: &str = "speculative decoding changes speed, not the answer; gemfilter decodes without it (--gem-draft selects prompt tokens with a small model instead)";
-const SELF_EXTEND: &str = "not supported: group-attention self-extend is not applied";
 const JINJA: &str = "not supported yet: chat templates are applied by llama.cpp's built-in formatter (--chat-template NAME picks one)";
 
 use Does::{Clap, Noted, Preset, Quiet, Refused};
@@ -153,12 +151,12 @@ pub static TABLE: &[Opt] = &[
     opt(&["-sp", "--special"], None, None, Clap("special")),
     opt(&["-cnv", "--conversation"], None, None, Clap("conversation")).neg(&["-no-cnv", "--no-conversation"], Clap("no-conversation")),
     opt(&["-st", "--single-turn"], None, None, Clap("single-turn")),
-    opt(&["-i", "--interactive"], None, None, Refused(INTERACTIVE)),
-    opt(&["-if", "--interactive-first"], None, None, Refused(INTERACTIVE)),
-    opt(&["-mli", "--multiline-input"], None, None, Refused(INTERACTIVE)),
-    opt(&["--in-prefix-bos"], None, None, Refused(INTERACTIVE)),
-    opt(&["--in-prefix"], Some("STRING"), None, Refused(INTERACTIVE)),
-    opt(&["--in-suffix"], Some("STRING"), None, Refused(INTERACTIVE)),
+    opt(&["-i", "--interactive"], None, None, Clap("interactive")),
+    opt(&["-if", "--interactive-first"], None, None, Clap("interactive-first")),
+    opt(&["-mli", "--multiline-input"], None, None, Clap("multiline-input")),
+    opt(&["--in-prefix-bos"], None, None, Clap("in-prefix-bos")),
+    opt(&["--in-prefix"], Some("STRING"), None, Clap("in-prefix")),
+    opt(&["--in-suffix"], Some("STRING"), None, Clap("in-suffix")),
     opt(&["--warmup"], None, None, Quiet(WARMUP)).neg(&["--no-warmup"], Quiet(WARMUP)),
     opt(&["--samplers"], Some("SAMPLERS"), None, Clap("samplers")),
     opt(&["-s", "--seed"], Some("SEED"), None, Clap("seed")),
@@ -203,8 +201,8 @@ pub static TABLE: &[Opt] = &[
     opt(&["--yarn-attn-factor"], Some("N"), Some("LLAMA_ARG_YARN_ATTN_FACTOR"), Clap("yarn-attn-factor")),
     opt(&["--yarn-beta-slow"], Some("N"), Some("LLAMA_ARG_YARN_BETA_SLOW"), Clap("yarn-beta-slow")),
     opt(&["--yarn-beta-fast"], Some("N"), Some("LLAMA_ARG_YARN_BETA_FAST"), Clap("yarn-beta-fast")),
-    opt(&["-gan", "--grp-attn-n"], Some("N"), Some("LLAMA_ARG_GRP_ATTN_N"), Refused(SELF_EXTEND)),
-    opt(&["-gaw", "--grp-attn-w"], Some("N"), Some("LLAMA_ARG_GRP_ATTN_W"), Refused(SELF_EXTEND)),
+    opt(&["-gan", "--grp-attn-n"], Some("N"), Some("LLAMA_ARG_GRP_ATTN_N"), Clap("grp-attn-n")),
+    opt(&["-gaw", "--grp-attn-w"], Some("N"), Some("LLAMA_ARG_GRP_ATTN_W"), Clap("grp-attn-w")),
     opt(&["-kvo", "--kv-offload"], None, Some("LLAMA_ARG_KV_OFFLOAD"), Quiet("the KV cache goes where its layers go, as by default")).neg(&["-nkvo", "--no-kv-offload"], Clap("no-kv-offload")),
     opt(&["--repack"], None, Some("LLAMA_ARG_REPACK"), Quiet("weights are repacked for the CPU when llama.cpp can, as by default")).neg(&["-nr", "--no-repack"], Noted(PLACEMENT)),
     opt(&["--no-host"], None, Some("LLAMA_ARG_NO_HOST"), Noted(PLACEMENT)),

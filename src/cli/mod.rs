@@ -1,5 +1,6 @@
 //! Command line: the default mode takes llama-cli's flags; subcommands are the tools.
 
+pub mod completion;
 pub mod defs;
 pub mod enums;
 pub mod eval;
@@ -34,6 +35,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub run: RunArgs,
+
+    #[command(flatten)]
+    pub completion: completion::CompletionArgs,
 
     /// Single turn (-st): answer -p and exit, also on a terminal.
     #[arg(long = "single-turn", global = true)]

@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use llama_cpp_2::context::params::KvCacheType;
 
+use super::completion::CompletionArgs;
 use super::eval::{CalibrateArgs, LayersArgs, NiahArgs, BENCH_LENGTHS, NIAH_LENGTHS};
 use super::llama::{
     Calibrate, GemArgs, KSourceArg, LoadMode, ModelArgs, OnOff, OnOffAuto, PromptArgs, RopeScaling,
@@ -158,7 +159,12 @@ pub fn resolve(cli: Cli) -> Result<Resolved> {
     }
     let st = &mut steps;
     let mode = match cli.command {
-        None => Mode::Run(Box::new(run(&cli.run, cli.single_turn, st)?)),
+        None => Mode::Run(Box::new(run(
+            &cli.run,
+            &cli.completion,
+            cli.single_turn,
+            st,
+        )?)),
         Some(Command::Bench(a)) => Mode::Bench(Box::new(bench(&a, st)?)),
         Some(Command::Niah(a)) => Mode::Niah(Box::new(niah(&a, st)?)),
         Some(Command::Layers(a)) => Mode::Layers(Box::new(layers(&a, st)?)),
@@ -972,7 +978,12 @@ fn conversation(
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
 }
 
-fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSettings> {
+fn run(
+    a: &RunArgs,
+    c: &CompletionArgs,
+    single_turn: bool,
+    steps: &mut Vec<Step>,
+) -> Result<RunSettings> {
     ensure!(
         a.sampling.n_predict >= -1,
         "-n must be -1 (unlimited) or a count"
@@ -997,6 +1008,7 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
         "--prompt-cache keeps conversation mode's document state across runs; a single answer \
          (-st, -no-cnv, or standard input not a terminal) has none to keep: drop it, or add -cnv"
     );
+    let (interactive, self_extend) = completion(c, a, conversation, &model, gem.as_ref())?;
     Ok(RunSettings {
         limits: GenLimits {
             n_predict: a.sampling.n_predict,
@@ -1011,6 +1023,8 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
             shift: (a.sampling.context_shift && !a.sampling.no_context_shift)
                 .then_some(a.sampling.keep),
         },
+        interactive,
+        self_extend,
         sampling,
         input,
         no_conversation: a.prompt.no_conversation,
@@ -1029,6 +1043,99 @@ fn run(a: &RunArgs, single_turn: bool, steps: &mut Vec<Step>) -> Result<RunSetti
         perf: a.sampling.perf,
         model,
     })
+}
+
+/// llama-completion's interactive mode and self-extend. Conversation mode (`-cnv`) is
+/// interactive already: `-i`/`-if` add nothing there, and llama.cpp ignores `--in-prefix` and
+/// `--in-suffix` in it. Raw-text interactive mode needs `-no-cnv` on a model with a chat
+/// template (llama-completion would chat through the template).
+fn completion(
+    c: &CompletionArgs,
+    a: &RunArgs,
+    conversation: bool,
+    model: &ModelSettings,
+    gem: Option<&GemSettings>,
+) -> Result<(
+    Option<crate::settings::Interactive>,
+    Option<crate::generate::SelfExtend>,
+)> {
+    let (n, w) = (c.grp_attn_n, c.grp_attn_w);
+    let extend = if n == 1 {
+        None
+    } else {
+        ensure!(n > 0, "-gan (--grp-attn-n) must be positive, not {n}");
+        ensure!(
+            w > 0 && w % n == 0,
+            "-gaw (--grp-attn-w) must be a positive multiple of -gan (--grp-attn-n) {n}, not {w}"
+        );
+        let n = u8::try_from(n)
+            .ok()
+            .and_then(std::num::NonZeroU8::new)
+            .context("-gan (--grp-attn-n) must be at most 255 here")?;
+        Some(crate::generate::SelfExtend {
+            n,
+            w: w.unsigned_abs(),
+        })
+    };
+    if conversation {
+        ensure!(
+            extend.is_none(),
+            "-gan: self-extend runs on raw text (-no-cnv), not in conversation mode (-cnv)"
+        );
+        ensure!(
+            !c.multiline_input && !c.in_prefix_bos,
+            "{}: not in conversation mode (-cnv), which reads one question per line",
+            if c.multiline_input {
+                "-mli"
+            } else {
+                "--in-prefix-bos"
+            }
+        );
+        if c.in_prefix.is_some() || c.in_suffix.is_some() {
+            crate::notice!("--in-prefix and --in-suffix have no effect in conversation mode (-cnv), as in llama.cpp");
+        }
+        return Ok((None, None));
+    }
+    let interactive = c.interactive || c.interactive_first;
+    if !interactive && c.any_interactive() {
+        crate::notice!(
+            "-mli, --in-prefix, --in-suffix and --in-prefix-bos have no effect without -i or -if"
+        );
+    }
+    if interactive {
+        ensure!(
+            a.prompt.no_conversation || !model.meta.has_chat_template,
+            "-i: with this model's chat template llama-completion chats (here: -cnv, questions about a -f document); add -no-cnv for raw-text interactive mode"
+        );
+    }
+    if interactive || extend.is_some() {
+        let flag = if interactive { "-i" } else { "-gan" };
+        ensure!(
+            !a.gem.json,
+            "--json: not with {flag} (no single record to print)"
+        );
+        ensure!(
+            gem.is_none_or(|g| g.positions == crate::settings::Positions::Compact),
+            "--gem-positions original: not with {flag}, which needs the selection at 0..k"
+        );
+    }
+    let interactive = interactive.then(|| crate::settings::Interactive {
+        first: c.interactive_first,
+        multiline: c.multiline_input,
+        prefix_bos: c.in_prefix_bos,
+        prefix: c
+            .in_prefix
+            .as_deref()
+            .map(|t| unescape(&a.prompt, t))
+            .unwrap_or_default(),
+        suffix: c
+            .in_suffix
+            .as_deref()
+            .map(|t| unescape(&a.prompt, t))
+            .unwrap_or_default(),
+        escape: !a.prompt.no_escape,
+    });
+    Ok((interactive, extend))
 }
 
 /// Refuse (never clamp) lengths the model's context cannot hold with `extra` tokens more.
