@@ -12,6 +12,7 @@ use crate::cli::Cli;
 /// Whatever resolving or the mode reports; `main` prints it as one line.
 pub fn run(cli: Cli, notices: &[String]) -> Result<()> {
     crate::messages::set_quiet(cli.quiet());
+    crate::log_file::init(&cli.log_settings())?;
     for n in notices {
         crate::notice!("{n}");
     }

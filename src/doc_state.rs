@@ -11,6 +11,12 @@
 //! written through exclusive temp files renamed into place. A state of ours for another model
 //! or document, or a damaged one, is never used: it is checked in full (see [`seq_state`])
 //! before llama.cpp reads it, and rebuilt.
+//!
+//! llama-completion's two switches: `--prompt-cache-ro` uses the file and never writes it
+//! ([`Save::Never`]); `--prompt-cache-all` saves, after the answer, the state of the whole
+//! prompt and the answer ([`Save::WithAnswer`]: the tokens after the document are in the
+//! header, their keys after the document's), so a later prompt that starts with them decodes
+//! only from where it differs.
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -28,8 +34,21 @@ use crate::{sanitize, seq_state};
 pub const MAGIC: &str = "gemfilter prompt cache v2";
 /// How the first version's files began (no magic line): still ours, rebuilt.
 const OLD_START: &[u8] = b"{\"format\":1,\"identity\":";
-/// The header line is short; anything longer is not ours.
-const MAX_HEADER: u64 = 64 << 10;
+/// The header line (with `--prompt-cache-all`, the tokens after the document too) is at most
+/// this long; anything longer is not ours.
+const MAX_HEADER: u64 = 8 << 20;
+
+/// When the prompt cache is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Save {
+    /// `--prompt-cache`: the document's state, when the file is missing or does not match.
+    #[default]
+    Document,
+    /// `--prompt-cache-ro`: never (a missing file is not created).
+    Never,
+    /// `--prompt-cache-all`: after the answer, the state of the prompt and the answer.
+    WithAnswer,
+}
 
 /// A prompt cache path that is not ours to replace: the run stops with this line.
 #[derive(Debug)]
@@ -97,6 +116,18 @@ struct Header {
     key_floats: Vec<usize>,
     kv_bytes: u64,
     kv_hash: u64,
+    /// Tokens the state holds after the document (`--prompt-cache-all`); their keys follow
+    /// the document's in each layer.
+    #[serde(default)]
+    after: Vec<i32>,
+}
+
+/// A loaded state: per captured layer the keys of the document and of `after`, and the tokens
+/// after the document it holds (the filter context holds them all).
+#[derive(Debug)]
+pub struct Loaded {
+    pub keys: Vec<Vec<f32>>,
+    pub after: Vec<LlamaToken>,
 }
 
 fn kv_path(path: &Path) -> PathBuf {
@@ -174,9 +205,9 @@ pub fn present(path: &Path) -> Result<bool> {
     Ok(inspect(path)? != Found::Nothing)
 }
 
-/// Save the state: llama.cpp's KV of the document, then the header and keys, each through an
-/// exclusive temp file renamed into place, so a reader never sees half of it and no link is
-/// followed.
+/// Save the state: llama.cpp's KV of `tokens` (the document's, `id`, then any after it), then
+/// the header and keys (of every token, per layer), each through an exclusive temp file
+/// renamed into place, so a reader never sees half of it and no link is followed.
 ///
 /// # Errors
 /// [`Refused`] when `FILE` or `FILE.kv` is not ours; unwritable paths (a full disk is said so).
@@ -188,6 +219,10 @@ pub fn save(
     keys: &[Vec<f32>],
 ) -> Result<()> {
     inspect(path)?;
+    ensure!(
+        tokens.len() >= id.n_tokens,
+        "holds fewer tokens than its document"
+    );
     let kv = kv_path(path);
     let mut kv_tmp = TempFile::beside(&kv)?;
     kv_tmp.close();
@@ -208,6 +243,7 @@ pub fn save(
         key_floats: keys.iter().map(Vec::len).collect(),
         kv_bytes: check.size,
         kv_hash: check.hash,
+        after: tokens[id.n_tokens..].iter().map(|t| t.0).collect(),
     };
     let mut tmp = TempFile::beside(path)?;
     let mut body = format!("{MAGIC}\n").into_bytes();
@@ -254,8 +290,25 @@ fn header(r: &mut impl BufRead) -> Result<(Header, u64)> {
     Ok((header, line.len() as u64))
 }
 
-/// Load a saved state into `session` (an empty filter context) if it belongs to `id`;
-/// `Ok(None)` when there is no file. The keys come back per layer.
+/// How many tokens the state at `path` holds (its document's and any after it), to size the
+/// context it is loaded into; 0 when there is none or it cannot be read (then [`load`] says why).
+#[must_use]
+pub fn held_tokens(path: &Path) -> usize {
+    let read = || -> Result<usize> {
+        if inspect(path)? != Found::Ours {
+            return Ok(0);
+        }
+        let mut r = BufReader::new(fsutil::open_regular(path, "--prompt-cache")?);
+        let mut magic = vec![0u8; MAGIC.len() + 1];
+        r.read_exact(&mut magic)?;
+        let (h, _) = header(&mut r)?;
+        Ok(h.identity.n_tokens.saturating_add(h.after.len()))
+    };
+    read().unwrap_or(0)
+}
+
+/// Load a saved state into `session` (an empty filter context) if it belongs to `id` (its
+/// document is `tokens`); `Ok(None)` when there is no file.
 ///
 /// # Errors
 /// [`Refused`] for a path that is not ours (the caller stops); otherwise a file for another
@@ -265,7 +318,7 @@ pub fn load(
     session: &mut CaptureSession<'_>,
     id: &Identity,
     tokens: &[LlamaToken],
-) -> Result<Option<Vec<Vec<f32>>>> {
+) -> Result<Option<Loaded>> {
     match inspect(path)? {
         Found::Nothing => return Ok(None),
         Found::Old => bail!("was written by an older gemfilter"),
@@ -309,7 +362,13 @@ pub fn load(
         check.size == header.kv_bytes && check.hash == header.kv_hash,
         "does not match its KV file (damaged)"
     );
-    let ids: Vec<i32> = tokens.iter().map(|t| t.0).collect();
+    let mut ids: Vec<i32> = tokens.iter().map(|t| t.0).collect();
+    ids.extend_from_slice(&header.after);
+    // Every layer holds whole rows of keys for every token.
+    ensure!(
+        header.key_floats.iter().all(|&n| n % ids.len().max(1) == 0),
+        "holds keys that do not match its tokens (damaged)"
+    );
     seq_state::check(&kv_file, check.size, &ids)
         .map_err(|e| anyhow::anyhow!("has a KV file that {e:#}"))?;
     let mut keys = Vec::with_capacity(header.key_floats.len());
@@ -330,13 +389,16 @@ pub fn load(
         std::os::fd::AsRawFd::as_raw_fd(&kv_file)
     ));
     let load_from = if fd_path.exists() { &fd_path } else { &kv };
-    let loaded = session.load_kv(load_from, tokens.len())?;
+    let loaded = session.load_kv(load_from, ids.len())?;
     drop(kv_file);
     ensure!(
-        loaded == tokens,
+        loaded.iter().map(|t| t.0).eq(ids.iter().copied()),
         "holds other tokens than its header says (damaged)"
     );
-    Ok(Some(keys))
+    Ok(Some(Loaded {
+        keys,
+        after: header.after.iter().map(|&t| LlamaToken(t)).collect(),
+    }))
 }
 
 #[cfg(test)]

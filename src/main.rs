@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, whatever the message holds: controls escaped, length capped.
-            eprintln!("{}", gemfilter::sanitize::line(&format!("error: {e:#}")));
+            let line = gemfilter::sanitize::line(&format!("error: {e:#}"));
+            eprintln!("{line}");
+            gemfilter::log_file::error(&line);
             ExitCode::from(1)
         }
     }

@@ -16,13 +16,13 @@ pub fn quiet() -> bool {
     QUIET.load(Ordering::Relaxed)
 }
 
-/// A one-line notice on stderr, prefixed `gemfilter:`; dropped when stderr is closed.
+/// A one-line notice on stderr, prefixed `gemfilter:`; dropped when stderr is closed. It is
+/// gemfilter's log: `--log-file` gets it too, `--log-jsonl` makes it a JSON line.
 #[macro_export]
 macro_rules! notice {
     ($($arg:tt)*) => {
         if !$crate::messages::quiet() {
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "gemfilter: {}", format_args!($($arg)*));
+            $crate::log_file::notice(&format!($($arg)*));
         }
     };
 }

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use crate::engine::Engine;
 use crate::generate::{Stdout, TokenSink};
 use crate::notice;
+use crate::output_file::OutputFile;
 use crate::pipeline::{answer, Job, Models, Outcome};
 use crate::prompt::{self, Assembled};
 use crate::report::{DraftRecord, Record, RecordKind, SCHEMA_VERSION};
@@ -62,10 +63,16 @@ pub(crate) fn prepare(s: &RunSettings) -> Result<Prepared> {
 /// # Errors
 /// Any bad input or engine failure, as one message.
 pub fn run(s: &RunSettings) -> Result<()> {
+    if s.prompt_cache.is_some() {
+        return crate::conversation::single::run(s);
+    }
     let p = prepare(s)?;
+    let mut output = OutputFile::open(s.output_file.as_deref())?;
     if s.echo_prompt {
         let _ = Stdout { enabled: true }.text(&p.assembled.text)?;
     }
+    crate::log_file::prompt(&p.assembled.text);
+    output.user(&crate::output_file::first_message(&s.input))?;
     let job = Job {
         tokens: &p.assembled.tokens,
         protected: &p.protected,
@@ -80,6 +87,7 @@ pub fn run(s: &RunSettings) -> Result<()> {
     let mut sink = Stdout { enabled: !s.json };
     let mut models = Models::new(&s.model, s.gem.as_ref());
     let mut out = answer(&mut models, &job, &mut sink)?;
+    output.assistant(&out.generated.text)?;
     out.timings.load_s = p.secs + out.load_secs;
     emit(s, &p, &out, &mut sink)
 }
@@ -189,7 +197,7 @@ fn show_selection(engine: &Engine, assembled: &Assembled, out: &Outcome) {
     );
 }
 
-fn print_perf(r: &Record) {
+pub(crate) fn print_perf(r: &Record) {
     let t = &r.timings;
     let decode = t
         .decode_tok_per_s

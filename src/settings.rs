@@ -83,6 +83,10 @@ pub struct RunSettings {
     pub conversation: bool,
     /// `--prompt-cache`: the document's filter state saved to / loaded from this file.
     pub prompt_cache: Option<std::path::PathBuf>,
+    /// When it is written (`--prompt-cache-ro`, `--prompt-cache-all`).
+    pub cache_save: crate::doc_state::Save,
+    /// `-o`: the conversation's transcript, as llama-cli writes it.
+    pub output_file: Option<PathBuf>,
     pub chat_template: Option<String>,
     /// `--jinja`, `--reasoning`: how a chat template is applied.
     pub chat: prompt::ChatSettings,

@@ -232,7 +232,7 @@ fn draft_layer_and_prompt_cache_are_named() {
     ]);
     assert_one_error(
         &o,
-        "--prompt-cache keeps conversation mode's document state",
+        "--prompt-cache keeps the filter state of the -f document: give the document with -f",
     );
     assert!(!cache.exists());
 }

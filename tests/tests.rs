@@ -10,6 +10,7 @@ mod util;
 mod architecture;
 mod cli_errors;
 mod compat;
+mod cache_logging;
 mod conversation;
 mod draft;
 mod end_to_end;

@@ -231,6 +231,24 @@ pub struct ModelArgs {
     #[arg(long = "log-disable")]
     pub log_disable: bool,
 
+    /// Log to FNAME as well (created or emptied): gemfilter's notices, and llama.cpp's log
+    /// with -v.
+    #[arg(long = "log-file", value_name = "FNAME")]
+    pub log_file: Option<PathBuf>,
+
+    /// Log lines as JSON objects, one per line, on stdout (llama.cpp's format).
+    #[arg(long = "log-jsonl", overrides_with = "no_log_jsonl")]
+    pub log_jsonl: bool,
+
+    /// Log lines as plain text on stderr (the default).
+    #[arg(long = "no-log-jsonl")]
+    pub no_log_jsonl: bool,
+
+    /// Write each prompt sent to the model to PATH/<milliseconds>.txt (PATH created if
+    /// missing).
+    #[arg(long = "log-prompts-dir", value_name = "PATH")]
+    pub log_prompts_dir: Option<PathBuf>,
+
     /// Low-rank adapter GGUF applied at scale 1 (comma-separated or repeated for several); the
     /// filter pass then runs on the full model with the adapter.
     #[arg(long = "lora", value_name = "FNAME")]
@@ -339,6 +357,19 @@ pub struct PromptArgs {
     /// belongs to the same model and document; a mismatch or damage is rebuilt with a notice.
     #[arg(long = "prompt-cache", value_name = "FNAME")]
     pub prompt_cache: Option<PathBuf>,
+
+    /// Use the --prompt-cache file but never write it (a missing one is not created).
+    #[arg(long = "prompt-cache-ro")]
+    pub prompt_cache_ro: bool,
+
+    /// Save the prompt and the generated answer to the --prompt-cache file as well, so a later
+    /// prompt that goes on from them is filtered only from where it differs (one answer).
+    #[arg(long = "prompt-cache-all")]
+    pub prompt_cache_all: bool,
+
+    /// Write the conversation to FNAME as llama-cli does: "User:" and "Assistant:" blocks.
+    #[arg(short = 'o', long = "output-file", value_name = "FNAME")]
+    pub output_file: Option<PathBuf>,
 
     /// Process escapes in the prompt (\n, \t, \", ...); on by default as in llama-cli.
     #[arg(short = 'e', long = "escape", overrides_with = "no_escape")]

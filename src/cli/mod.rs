@@ -77,6 +77,20 @@ impl Cli {
         }
     }
 
+    /// `--log-file`, `--log-jsonl`, `--log-prompts-dir` and `-v` of whichever mode was asked
+    /// for (applied once, before anything runs).
+    #[must_use]
+    pub fn log_settings(&self) -> crate::log_file::LogSettings {
+        self.model_args()
+            .map(|m| crate::log_file::LogSettings {
+                file: m.log_file.clone(),
+                jsonl: m.log_jsonl && !m.no_log_jsonl,
+                prompts_dir: m.log_prompts_dir.clone(),
+                verbose: m.verbose,
+            })
+            .unwrap_or_default()
+    }
+
     /// The model flags of whichever mode was asked for (none for synth and rpc-server).
     #[must_use]
     pub fn model_args(&self) -> Option<&llama::ModelArgs> {

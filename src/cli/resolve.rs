@@ -1003,11 +1003,6 @@ fn run(
         OnOff::Off => None,
     };
     let conversation = conversation(a, single_turn, &model, gem.as_ref());
-    ensure!(
-        a.prompt.prompt_cache.is_none() || conversation,
-        "--prompt-cache keeps conversation mode's document state across runs; a single answer \
-         (-st, -no-cnv, or standard input not a terminal) has none to keep: drop it, or add -cnv"
-    );
     let (interactive, self_extend) = completion(c, a, conversation, &model, gem.as_ref())?;
     Ok(RunSettings {
         limits: GenLimits {
@@ -1030,6 +1025,8 @@ fn run(
         no_conversation: a.prompt.no_conversation,
         conversation,
         prompt_cache: a.prompt.prompt_cache.clone(),
+        cache_save: prompt_cache(a, conversation, single_turn, gem.as_ref())?,
+        output_file: a.prompt.output_file.clone(),
         chat_template: chat_template(&a.prompt)?,
         chat: crate::prompt::ChatSettings {
             jinja: a.prompt.jinja,
@@ -1136,6 +1133,51 @@ fn completion(
         escape: !a.prompt.no_escape,
     });
     Ok((interactive, extend))
+}
+
+/// `--prompt-cache` and its switches (llama-completion's): the cache holds GemFilter's filter
+/// state of the `-f` document, so it needs both; `--prompt-cache-all` is one answer's, as
+/// llama-completion refuses it in interactive mode.
+fn prompt_cache(
+    a: &RunArgs,
+    conversation: bool,
+    single_turn: bool,
+    gem: Option<&GemSettings>,
+) -> Result<crate::doc_state::Save> {
+    use crate::doc_state::Save;
+    let p = &a.prompt;
+    if p.prompt_cache.is_none() {
+        for (on, flag) in [
+            (p.prompt_cache_ro, "--prompt-cache-ro"),
+            (p.prompt_cache_all, "--prompt-cache-all"),
+        ] {
+            if on {
+                crate::notice!("{flag} does nothing without --prompt-cache FNAME");
+            }
+        }
+        return Ok(Save::Document);
+    }
+    ensure!(
+        gem.is_some_and(|g| g.draft.is_none()),
+        "--prompt-cache keeps GemFilter's filter state of the -f document: it needs GemFilter on \
+         the target (no --gem off, no --gem-draft)"
+    );
+    ensure!(
+        p.file.is_some(),
+        "--prompt-cache keeps the filter state of the -f document: give the document with -f"
+    );
+    ensure!(
+        !p.prompt_cache_all || !conversation || single_turn,
+        "--prompt-cache-all saves one answer (llama-completion refuses it in interactive mode): \
+         add -st, or drop it for conversation mode"
+    );
+    Ok(if p.prompt_cache_ro {
+        Save::Never
+    } else if p.prompt_cache_all {
+        Save::WithAnswer
+    } else {
+        Save::Document
+    })
 }
 
 /// Refuse (never clamp) lengths the model's context cannot hold with `extra` tokens more.

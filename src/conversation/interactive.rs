@@ -12,6 +12,7 @@ use super::{load_models, Conversation, TurnSettings};
 use crate::engine::ffi::signal;
 use crate::generate::{Stdout, TokenSink};
 use crate::notice;
+use crate::output_file::{self, OutputFile};
 use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
 use crate::settings::{GemSettings, RunSettings};
 
@@ -196,15 +197,19 @@ pub fn run(s: &RunSettings) -> Result<()> {
     let mut history: Vec<Exchange> = Vec::new();
     // Turns answered, counting those whose exchanges were dropped to fit the context.
     let mut asked = 0;
-    let mut conversation = Conversation::new(filter_engine, full.as_ref());
+    let mut conversation = Conversation::new(filter_engine, full.as_ref()).saving(s.cache_save);
     let settings = TurnSettings::of(s, gem);
+    let mut output = OutputFile::open(s.output_file.as_deref())?;
     while let Some(question) = questions.next()? {
         let Some(asm) = fit(s, &filter_engine.model, &template, &question, &mut history)? else {
             continue;
         };
         let mut sink = TurnSink(Stdout { enabled: !s.json });
         asked += 1;
+        crate::log_file::prompt(&asm.text);
+        output.user(&output_file::turn_message(&s.input, &question, asked == 1))?;
         let rec = conversation.turn(&settings, &asm, asked, &question, &mut sink)?;
+        output.assistant(&rec.answer)?;
         history.push(Exchange {
             question,
             answer: rec.answer.trim().to_owned(),

@@ -7,6 +7,7 @@
 //! conversation, which is always kept. Both models stay resident.
 
 pub mod interactive;
+pub mod single;
 
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,8 @@ pub struct Conversation<'e> {
     filter: &'e Engine,
     full: Option<&'e Engine>,
     kept: Option<Kept<'e>>,
+    /// When `--prompt-cache` is written.
+    save: doc_state::Save,
 }
 
 impl<'e> Conversation<'e> {
@@ -140,7 +143,15 @@ impl<'e> Conversation<'e> {
             filter,
             full,
             kept: None,
+            save: doc_state::Save::Document,
         }
+    }
+
+    /// Write the prompt cache as `save` says (`--prompt-cache-ro`, `--prompt-cache-all`).
+    #[must_use]
+    pub fn saving(mut self, save: doc_state::Save) -> Self {
+        self.save = save;
+        self
     }
 
     /// The kept document's token count and the bytes its filter state holds: the live
@@ -225,6 +236,9 @@ impl<'e> Conversation<'e> {
         signal::answering(false);
         status.clear();
         let (generated, rerun_s, device_mem_bytes) = answered?;
+        if self.save == doc_state::Save::WithAnswer && skipped.is_none() {
+            self.save_with_answer(s, &status, asm, &generated.tokens)?;
+        }
         let first_token_s = generated.first_token_s(t0);
         let decode_tok_per_s = generated.decode_tok_per_s();
         let selected_ranges = if skipped.is_some() {
@@ -278,7 +292,7 @@ impl Conversation<'_> {
         selector::check_prompt(gem, asm.tokens.len(), n_protected)?;
         selector::warn_if_nothing_kept(gem, n_protected);
         status.stage("filter pass");
-        let f = filter_turn(s, status, self.filter, &mut self.kept, asm)?;
+        let f = filter_turn(s, status, self.filter, &mut self.kept, asm, self.save)?;
         status.stage("selection");
         let t_sel = Instant::now();
         let ends = if gem.spec.sentences {
@@ -296,6 +310,68 @@ macro_rules! say {
     ($status:expr, $($arg:tt)*) => {
         $status.bar.suspend(|| notice!($($arg)*))
     };
+}
+
+impl Conversation<'_> {
+    /// `--prompt-cache-all`: the filter state of this turn's whole prompt and its answer, saved
+    /// after the answer (llama-completion saves its final session so), so a later prompt that
+    /// goes on from them decodes only what follows. The live state keeps only the document.
+    fn save_with_answer(
+        &mut self,
+        s: &TurnSettings<'_>,
+        status: &Status,
+        asm: &Assembled,
+        answer: &[LlamaToken],
+    ) -> Result<()> {
+        let (Some(path), Some(k)) = (s.prompt_cache, self.kept.as_mut()) else {
+            return Ok(());
+        };
+        let doc_end = k.prefix.len();
+        let mut tail = asm.tokens[doc_end..].to_vec();
+        tail.extend_from_slice(answer);
+        if doc_end + tail.len() > k.n_ctx as usize {
+            say!(
+                status,
+                "the prompt and its answer outgrew the filter context: the prompt cache keeps the document only"
+            );
+            return Ok(());
+        }
+        let layers = s.gem.spec.capture_layers(s.gem.layer);
+        let d = k.session.decode(
+            &tail,
+            doc_end,
+            CaptureSpec {
+                layers: layers.clone(),
+                n_tokens: 0,
+                q_window: 1,
+                stop_after_last: true,
+                trace_layers: false,
+                k_source: KSource::Ubatch,
+            },
+        )?;
+        let keys: Vec<Vec<f32>> = k
+            .keys
+            .iter()
+            .zip(&d.capture.layers)
+            .map(|(doc, lc)| [doc.as_slice(), lc.first_keys(tail.len())].concat())
+            .collect();
+        let mut tokens = k.prefix.clone();
+        tokens.extend_from_slice(&tail);
+        let id = Identity::of(&s.model.path, &layers, &k.prefix)?;
+        let saved = doc_state::save(path, &k.session, &id, &tokens, &keys);
+        k.session.forget_from(doc_end)?;
+        match saved {
+            Ok(()) => say!(
+                status,
+                "saved the filter state of the prompt and the answer to {} ({} tokens)",
+                crate::sanitize::quote(&path.display().to_string()),
+                tokens.len()
+            ),
+            Err(e) if doc_state::is_refusal(&e) => return Err(e),
+            Err(e) => say!(status, "{e:#}; going on without saving it"),
+        }
+        Ok(())
+    }
 }
 
 /// A turn's status line on a terminal (standard error), with the time spent so far: nothing
@@ -386,8 +462,17 @@ pub fn load_models(
     Ok((filter, full))
 }
 
+/// What a loaded prompt cache holds after the document (`--prompt-cache-all`): its tokens and,
+/// per captured layer, their keys; the filter context holds them after the document.
+struct Carried {
+    after: Vec<LlamaToken>,
+    keys: Vec<Vec<f32>>,
+}
+
 /// The document's filter state from `--prompt-cache`, if it is there and belongs to this model
-/// and document; a mismatch or damage is said in one line and the state is rebuilt.
+/// and document; a mismatch or damage is said in one line and the state is rebuilt (only used
+/// otherwise with `--prompt-cache-ro`).
+#[allow(clippy::too_many_arguments)]
 fn restore<'a>(
     s: &TurnSettings<'_>,
     status: &Status,
@@ -396,38 +481,132 @@ fn restore<'a>(
     id: &Identity,
     prefix_tokens: &[LlamaToken],
     n: usize,
-) -> Result<Option<Kept<'a>>> {
+    save: doc_state::Save,
+) -> Result<Option<(Kept<'a>, Carried)>> {
     if !doc_state::present(path)? {
         return Ok(None);
     }
-    let n_ctx = context_size(s, n);
+    let n_ctx = context_size(s, n.max(doc_state::held_tokens(path)));
     let mut session = CaptureSession::new(filter, &s.model.ctx, n_ctx)?;
     match doc_state::load(path, &mut session, id, prefix_tokens) {
-        Ok(Some(keys)) => {
+        Ok(Some(loaded)) => {
+            let doc = prefix_tokens.len();
+            let total = (doc + loaded.after.len()).max(1);
+            let (keys, after_keys): (Vec<_>, Vec<_>) = loaded
+                .keys
+                .into_iter()
+                .map(|mut k| {
+                    let row = k.len() / total;
+                    let after = k.split_off(doc * row);
+                    (k, after)
+                })
+                .unzip();
             say!(
                 status,
-                "loaded the document's filter state from {} ({} tokens): no filter pass over the document",
+                "loaded the document's filter state from {} ({doc} tokens{}): no filter pass over the document",
                 crate::sanitize::quote(&path.display().to_string()),
-                prefix_tokens.len()
+                if loaded.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(", and {} after it", loaded.after.len())
+                }
             );
-            Ok(Some(Kept {
-                session,
-                prefix: prefix_tokens.to_vec(),
-                keys,
-                n_ctx,
-            }))
+            Ok(Some((
+                Kept {
+                    session,
+                    prefix: prefix_tokens.to_vec(),
+                    keys,
+                    n_ctx,
+                },
+                Carried {
+                    after: loaded.after,
+                    keys: after_keys,
+                },
+            )))
         }
         Ok(None) => Ok(None),
         Err(e) if doc_state::is_refusal(&e) => Err(e),
         Err(e) => {
             say!(
                 status,
-                "the prompt cache {} {e:#}: rebuilding it",
-                crate::sanitize::quote(&path.display().to_string())
+                "the prompt cache {} {e:#}: {}",
+                crate::sanitize::quote(&path.display().to_string()),
+                if save == doc_state::Save::Never {
+                    "not using it (--prompt-cache-ro leaves it as it is)"
+                } else {
+                    "rebuilding it"
+                }
             );
             Ok(None)
         }
     }
+}
+
+/// A turn on the kept document state: decode only what follows the document (and, from a
+/// `--prompt-cache-all` state, what follows the part of the prompt it already holds).
+fn decode_after_document(
+    k: &mut Kept<'_>,
+    carried: Option<&Carried>,
+    asm: &Assembled,
+    spec: CaptureSpec,
+    status: &Status,
+) -> Result<Filtered> {
+    let doc_end = asm.context.end;
+    let n = asm.tokens.len();
+    let rest = &asm.tokens[doc_end..];
+    // Tokens after the document that the cache holds and this prompt repeats
+    // (--prompt-cache-all) are not decoded again, short of the question's window of
+    // queries, which the scores need.
+    let (reused, extra): (usize, Vec<&[f32]>) = match carried {
+        Some(c) if !c.after.is_empty() => {
+            let same = c.after.iter().zip(rest).take_while(|(a, b)| a == b).count();
+            let r = same.min(rest.len().saturating_sub(spec.q_window));
+            let extra = c
+                .keys
+                .iter()
+                .map(|ks| &ks[..r * (ks.len() / c.after.len())])
+                .collect();
+            (r, extra)
+        }
+        _ => (0, Vec::new()),
+    };
+    let start = doc_end + reused;
+    if carried.is_some() {
+        k.session.forget_from(start)?;
+    }
+    let suffix = &asm.tokens[start..];
+    let d = k.session.decode(
+        suffix,
+        start,
+        CaptureSpec {
+            q_window: spec.q_window.min(suffix.len()),
+            ..spec
+        },
+    )?;
+    k.session.forget_from(doc_end)?;
+    if carried.is_some() {
+        say!(
+            status,
+            "the prompt cache matches {start} of {n} prompt tokens: the filter layers decode the other {}",
+            suffix.len()
+        );
+    }
+    let layers = d
+        .capture
+        .layers
+        .iter()
+        .zip(&k.keys)
+        .enumerate()
+        .map(|(i, (lc, doc))| match extra.get(i) {
+            Some(x) if !x.is_empty() => lc.after(&[doc.as_slice(), x].concat()),
+            _ => lc.after(doc),
+        })
+        .collect();
+    Ok(Filtered {
+        layers,
+        decoded: suffix.len(),
+        secs: d.secs,
+    })
 }
 
 /// Room in the filter context: the prompt and as much again for later turns (at least 4096),
@@ -456,6 +635,7 @@ fn filter_turn<'a>(
     filter: &'a Engine,
     kept: &mut Option<Kept<'a>>,
     asm: &Assembled,
+    save: doc_state::Save,
 ) -> Result<Filtered> {
     let gem = s.gem;
     let n = asm.tokens.len();
@@ -487,32 +667,15 @@ fn filter_turn<'a>(
         Some(_) => Some(Identity::of(&s.model.path, &spec.layers, prefix_tokens)?),
         None => None,
     };
+    let mut carried = None;
     if let (None, Some(path), Some(id)) = (kept.as_ref(), s.prompt_cache, &id) {
-        *kept = restore(s, status, filter, path, id, prefix_tokens, n)?;
+        if let Some((k, c)) = restore(s, status, filter, path, id, prefix_tokens, n, save)? {
+            *kept = Some(k);
+            carried = Some(c);
+        }
     }
     if let Some(k) = kept {
-        let suffix = &asm.tokens[doc_end..];
-        let d = k.session.decode(
-            suffix,
-            doc_end,
-            CaptureSpec {
-                q_window: spec.q_window.min(suffix.len()),
-                ..spec
-            },
-        )?;
-        k.session.forget_from(doc_end)?;
-        let layers = d
-            .capture
-            .layers
-            .iter()
-            .zip(&k.keys)
-            .map(|(lc, doc)| lc.after(doc))
-            .collect();
-        return Ok(Filtered {
-            layers,
-            decoded: suffix.len(),
-            secs: d.secs,
-        });
+        return decode_after_document(k, carried.as_ref(), asm, spec, status);
     }
     let n_ctx = context_size(s, n);
     let mut session = CaptureSession::new(filter, &s.model.ctx, n_ctx)?;
@@ -531,7 +694,7 @@ fn filter_turn<'a>(
         .iter()
         .map(|lc| lc.first_keys(doc_end).to_vec())
         .collect();
-    if let (Some(path), Some(id)) = (s.prompt_cache, &id) {
+    if let (Some(path), Some(id), doc_state::Save::Document) = (s.prompt_cache, &id, save) {
         match doc_state::save(path, &session, id, prefix_tokens, &keys) {
             Ok(()) => say!(
                 status,

@@ -8,6 +8,7 @@
 pub mod abort;
 pub mod chat;
 pub mod gguf;
+pub mod log;
 pub mod rpc;
 pub mod score;
 pub mod signal;
