@@ -151,7 +151,7 @@ def main():
                                 "prompt_tokens": usage.get("prompt_tokens"),
                                 "right": secrets[i] in text, "answer": text,
                                 "cached": (extra.get("gem") or {}).get("document_cached"),
-                                "kept_tokens": (extra.get("gem") or {}).get("kept_tokens")})
+                                "kept_tokens": (extra.get("gem") or {}).get("selected_tokens")})
 
     t0 = time.monotonic()
     threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]

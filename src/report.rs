@@ -1,5 +1,6 @@
-//! The `--json` record: one shape, [`Record`], for a single answer and for every turn of a
-//! conversation (documented in `docs/usage.md`). Field names are a stable interface (users'
+//! The `--json` record: one shape, [`Record`], for a single answer, every turn of a
+//! conversation, every server response (its `"gem"` field, [`RequestRecord`]) and every bench
+//! measurement (documented in `docs/json.md`). Field names are a stable interface (users'
 //! scripts read them): add fields, never rename; a change of meaning raises
 //! [`SCHEMA_VERSION`].
 
@@ -40,6 +41,10 @@ pub enum RecordKind {
     Run,
     /// One turn of conversation mode (`-cnv`), one record per question.
     Turn,
+    /// One answer of `gemfilter serve` (the response's `"gem"` field).
+    Request,
+    /// One method at one length of `gemfilter bench` (greedy, end of generation ignored).
+    Bench,
 }
 
 /// One answer, as `--json` writes it in every mode.
@@ -93,6 +98,22 @@ pub struct Record {
     pub target_load_s: f64,
     /// Where the re-run put the selected tokens; null with --gem off.
     pub positions: Option<crate::settings::Positions>,
+}
+
+/// A server response's `"gem"` field: the answer's [`Record`] (kind `request`) and what only
+/// the server knows.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    #[serde(flatten)]
+    pub record: Record,
+    /// `selected_ranges` as text.
+    pub kept_passages: Vec<String>,
+    /// The document's filter state was in this slot's memory.
+    pub document_cached: bool,
+    /// The document's filter state was read back from `--slot-save-path`.
+    pub document_from_disk: bool,
+    /// Waiting for a free slot (s).
+    pub queue_s: f64,
 }
 
 /// The draft of a draft-selected run.

@@ -21,6 +21,7 @@ mod hostile_files;
 mod hostile_peers;
 mod niah;
 mod options;
+mod record;
 mod rpc;
 mod self_calibration;
 mod server;

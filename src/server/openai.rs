@@ -511,9 +511,10 @@ pub struct Finished {
     pub stopping_word: Option<String>,
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
-    /// What GemFilter kept, and why or why not (the `"gem"` extension field).
+    /// The answer's `--json` record with what the server adds (the `"gem"` extension field,
+    /// [`crate::report::RequestRecord`]).
     pub gem: Value,
-    /// llama-server's `"timings"` with GemFilter's stages added.
+    /// llama-server's `"timings"`, as llama-server names them.
     pub timings: Value,
 }
 

@@ -27,7 +27,7 @@ use crate::generate::{GenLimits, StopReason, TokenSink};
 use crate::notice;
 use crate::pipeline::{respond, GemSettings, Job};
 use crate::prompt::{self, Assembled, Template};
-use crate::select;
+use crate::report::{Record, RecordKind, RequestRecord, Timings, SCHEMA_VERSION};
 use crate::selector;
 
 /// What a worker sends back for one request: `Started` (or `Failed`) first, then text, then
@@ -226,16 +226,12 @@ fn internal(e: &anyhow::Error) -> ApiError {
     ApiError::internal(format!("{e:#}"))
 }
 
-/// What GemFilter did for one answer.
+/// What GemFilter did for one answer, beyond its record.
 struct Kept {
-    indices: Option<Vec<usize>>,
-    filter_decoded: usize,
+    filtered: bool,
     cached: bool,
     /// Read back from `--slot-save-path` (not in this slot's memory).
     from_disk: bool,
-    filter_s: f64,
-    selection_s: f64,
-    skipped: Option<String>,
 }
 
 fn answer(
@@ -290,7 +286,7 @@ fn answer(
         shift: None,
     };
     let mut sink = ChannelSink::new(&task.events, &req.stop);
-    let a = match filter {
+    let mut a = match filter {
         Ok(g) => filtered(shared, cache, slot, &asm, g, req, &limits, &mut sink)?,
         Err(why) => whole(
             engines.full,
@@ -301,7 +297,7 @@ fn answer(
             &limits,
             t0,
             &mut sink,
-            why,
+            gem.as_ref().map(|g| (g, why)),
         )?,
     };
 
@@ -321,26 +317,29 @@ fn answer(
     // llama-server counts the end-of-generation token among the predicted ones.
     let eog = sink.stopped_by.is_none() && a.stop == StopReason::EndOfGeneration;
     log_timings(slot, task.id, n, &a, queue_s);
+    a.record.answer.clone_from(&sink.sent);
+    a.record.question.clone_from(&req.input.question);
     Ok(Finished {
         content: std::mem::take(&mut sink.sent),
         finish,
         stopping_word: sink.stopped_by.take(),
         prompt_tokens: n,
         completion_tokens: a.generated_tokens + usize::from(eog),
-        gem: gem_json(engines.full, &asm, gem.as_ref(), &a.kept, a.n_rerun),
-        timings: timings(&a, n, queue_s),
+        timings: timings(&a),
+        gem: gem_json(engines.full, &asm, a.record, &a.kept, queue_s),
     })
 }
 
 /// One line per answer on stderr, as llama-server logs its timings: what a load test needs
 /// beside the client's view (where the time went, whether the document was kept).
 fn log_timings(slot: usize, id: u64, n: usize, a: &Answered, queue_s: f64) {
-    let k = &a.kept;
-    let how = match (&k.indices, k.cached, k.from_disk) {
-        (None, ..) => "whole prompt".to_owned(),
-        (Some(_), true, _) => format!("document kept in memory, {} decoded", k.filter_decoded),
-        (Some(_), false, true) => format!("document read from disk, {} decoded", k.filter_decoded),
-        (Some(_), false, false) => format!("filter pass {:.3} s", k.filter_s),
+    let (k, r) = (&a.kept, &a.record);
+    let decoded = r.filter_tokens_decoded;
+    let how = match (k.filtered, k.cached, k.from_disk) {
+        (false, ..) => "whole prompt".to_owned(),
+        (true, true, _) => format!("document kept in memory, {decoded} decoded"),
+        (true, false, true) => format!("document read from disk, {decoded} decoded"),
+        (true, false, false) => format!("filter pass {:.3} s", r.timings.filter_pass_s),
     };
     let rate = if a.decode_s > 0.0 {
         a.generated_tokens.saturating_sub(1) as f64 / a.decode_s
@@ -350,34 +349,35 @@ fn log_timings(slot: usize, id: u64, n: usize, a: &Answered, queue_s: f64) {
     notice!(
         "slot {slot} task {id}: {n} prompt tokens, {} prefilled ({how}), selection {:.3} s, first token {:.3} s, {} tokens at {rate:.1} tok/s, queued {queue_s:.3} s",
         a.n_rerun,
-        k.selection_s,
+        r.timings.selection_s,
         a.first_token_s,
         a.generated_tokens,
     );
 }
 
-/// llama-server's `"timings"`, with GemFilter's stages and the time spent queued.
-fn timings(a: &Answered, n: usize, queue_s: f64) -> Value {
+/// llama-server's `"timings"`, its fields only (clients read them): the prompt is what the
+/// full model prefilled, its time everything up to the first token (filter pass and selection
+/// included). GemFilter's own stages are in the `"gem"` record.
+fn timings(a: &Answered) -> Value {
     let gen = a.generated_tokens;
     let (first, decode) = (a.first_token_s, a.decode_s);
     json!({
+        "cache_n": 0,
         "prompt_n": a.n_rerun,
         "prompt_ms": first * 1e3,
         "prompt_per_token_ms": first * 1e3 / a.n_rerun.max(1) as f64,
-        "prompt_per_second": if first > 0.0 { n as f64 / first } else { 0.0 },
+        "prompt_per_second": if first > 0.0 { a.n_rerun as f64 / first } else { 0.0 },
         "predicted_n": gen,
         "predicted_ms": decode * 1e3,
         "predicted_per_token_ms": decode * 1e3 / gen.saturating_sub(1).max(1) as f64,
         "predicted_per_second": if decode > 0.0 { gen.saturating_sub(1) as f64 / decode } else { 0.0 },
-        "filter_ms": a.kept.filter_s * 1e3,
-        "selection_ms": a.kept.selection_s * 1e3,
-        "first_token_ms": first * 1e3,
-        "queue_ms": queue_s * 1e3,
     })
 }
 
 /// How one answer went, whichever path it took.
 struct Answered {
+    /// The `--json` record of the answer (its text and question are set last).
+    record: Record,
     kept: Kept,
     /// Tokens the full model prefilled.
     n_rerun: usize,
@@ -428,6 +428,9 @@ fn filtered(
     let rec = conv
         .turn(&settings, asm, 1, "", sink)
         .map_err(|e| internal(&e))?;
+    let mut record = rec.record(&settings);
+    record.kind = RecordKind::Request;
+    record.turn = None;
     cache.put(key, conv);
     if let Some(p) = on_disk {
         if let Ok(mut latest) = shared.slots[slot].latest.lock() {
@@ -443,19 +446,11 @@ fn filtered(
         .map_or(0.0, |r| rec.generated_tokens.saturating_sub(1) as f64 / r);
     let at_limit = usize::try_from(req.n_predict).is_ok_and(|n| rec.generated_tokens >= n);
     Ok(Answered {
+        record,
         kept: Kept {
-            indices: Some(
-                rec.selected_ranges
-                    .iter()
-                    .flat_map(|&[a, b]| a..=b)
-                    .collect(),
-            ),
-            filter_decoded: rec.filter_tokens_decoded,
+            filtered: true,
             cached,
             from_disk: !cached && rec.filter_tokens_decoded < asm.tokens.len(),
-            filter_s: rec.filter_pass_s,
-            selection_s: rec.selection_s,
-            skipped: None,
         },
         n_rerun: rec.selected_tokens,
         generated_tokens: rec.generated_tokens,
@@ -469,7 +464,8 @@ fn filtered(
     })
 }
 
-/// The whole prompt on the full model (short prompts, or GemFilter off).
+/// The whole prompt on the full model (short prompts, or GemFilter off: `skip` None), with
+/// the record a single answer would write.
 #[allow(clippy::too_many_arguments)]
 fn whole(
     full: &Engine,
@@ -480,7 +476,7 @@ fn whole(
     limits: &GenLimits,
     t0: Instant,
     sink: &mut ChannelSink<'_>,
-    why: String,
+    skip: Option<(&GemSettings, String)>,
 ) -> Result<Answered, ApiError> {
     let n = asm.tokens.len();
     let job = Job {
@@ -494,17 +490,51 @@ fn whole(
         limits: limits.clone(),
         progress: false,
     };
-    let (generated, _, _) =
+    let (generated, rerun_s, device_mem) =
         respond(full, &job, &asm.tokens, None, n, t0, sink).map_err(|e| internal(&e))?;
+    let gem = skip.as_ref().map(|(g, _)| *g);
+    let record = Record {
+        schema_version: SCHEMA_VERSION,
+        kind: RecordKind::Request,
+        turn: None,
+        question: None,
+        answer: String::new(),
+        model: s.model.path.display().to_string(),
+        architecture: s.model.meta.architecture.clone(),
+        gem: gem.is_some(),
+        layer: gem.map(|g| g.layer),
+        k: gem.map(|g| g.top_k),
+        scoring: gem.map(|g| g.spec),
+        protect: gem.map(|_| s.protect),
+        prompt_tokens: n,
+        selected_tokens: n,
+        protected_tokens: protected.iter().filter(|&&p| p).count(),
+        context_range: [asm.context.start, asm.context.end],
+        selected_ranges: Vec::new(),
+        filter_skipped: skip.map(|(_, why)| why),
+        filter_tokens_decoded: 0,
+        filter_max_layer: None,
+        generated_tokens: generated.n_tokens(),
+        stop_reason: generated.stop,
+        interrupted: false,
+        timings: Timings {
+            rerun_s,
+            first_token_s: generated.first_token_s(t0),
+            decode_tok_per_s: generated.decode_tok_per_s(),
+            total_s: t0.elapsed().as_secs_f64(),
+            ..Timings::default()
+        },
+        peak_device_mem_bytes: device_mem,
+        draft: None,
+        target_load_s: 0.0,
+        positions: gem.map(|g| g.positions),
+    };
     Ok(Answered {
+        record,
         kept: Kept {
-            indices: None,
-            filter_decoded: 0,
+            filtered: false,
             cached: false,
             from_disk: false,
-            filter_s: 0.0,
-            selection_s: 0.0,
-            skipped: Some(why),
         },
         n_rerun: n,
         generated_tokens: generated.n_tokens(),
@@ -514,45 +544,25 @@ fn whole(
     })
 }
 
-/// The `"gem"` extension field: what was kept of the document, as token ranges (inclusive,
-/// prompt positions) and as text.
-fn gem_json(
-    full: &Engine,
-    asm: &Assembled,
-    gem: Option<&GemSettings>,
-    kept: &Kept,
-    n_rerun: usize,
-) -> Value {
-    let doc = [asm.context.start, asm.context.end];
-    let Some(indices) = &kept.indices else {
-        return json!({
-            "filtered": false, "reason": kept.skipped, "prompt_tokens": asm.tokens.len(),
-            "kept_tokens": n_rerun, "document_tokens": doc,
-        });
-    };
+/// The `"gem"` extension field: the answer's record, with the kept runs as text.
+fn gem_json(full: &Engine, asm: &Assembled, record: Record, kept: &Kept, queue_s: f64) -> Value {
     let vocab = full.model.vocab();
-    let runs = select::runs(indices);
-    let passages: Vec<String> = runs
+    let kept_passages = record
+        .selected_ranges
         .iter()
-        .map(|&(a, b)| {
+        .map(|&[a, b]| {
             let t: &[LlamaToken] = &asm.tokens[a..=b];
             String::from_utf8_lossy(&vocab.detokenize(t, false, false)).into_owned()
         })
         .collect();
-    json!({
-        "filtered": true,
-        "layer": gem.map(|g| g.layer),
-        "top_k": gem.map(|g| g.top_k),
-        "prompt_tokens": asm.tokens.len(),
-        "kept_tokens": n_rerun,
-        "document_tokens": doc,
-        "kept_document_tokens": indices.len(),
-        "kept_ranges": runs.iter().map(|&(a, b)| [a, b]).collect::<Vec<_>>(),
-        "kept_passages": passages,
-        "filter_tokens_decoded": kept.filter_decoded,
-        "document_cached": kept.cached,
-        "document_from_disk": kept.from_disk,
+    serde_json::to_value(RequestRecord {
+        record,
+        kept_passages,
+        document_cached: kept.cached,
+        document_from_disk: kept.from_disk,
+        queue_s,
     })
+    .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `gemfilter bench`: standard llama.cpp prefill and GemFilter on the same prompts, in one
 //! process, measured first and printed afterwards. GemFilter runs first at each length so the
-//! standard run's larger allocations cannot inflate its memory reading.
+//! standard run's larger allocations cannot inflate its memory reading. Each measurement is a
+//! `--json` [`Record`] (kind `bench`), the same shape a single answer writes.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -13,33 +14,18 @@ use crate::engine::Engine;
 use crate::generate::{Discard, GenLimits, Sampling};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
-use crate::report::{bytes_ratio, gb, ratio};
+use crate::report::{bytes_ratio, gb, ratio, DraftRecord, Record, RecordKind, SCHEMA_VERSION};
+use crate::select;
 use crate::settings::ModelSettings;
 
-/// One mode at one length.
-#[derive(Debug, Clone, Serialize)]
-pub struct ModeResult {
-    pub filter_pass_s: f64,
-    /// Part of the filter pass spent reading layer r's keys from the KV cache.
-    pub filter_read_s: f64,
-    pub selection_s: f64,
-    /// Prefill of what the model answers from (selected tokens, or the whole prompt).
-    pub prefill_s: f64,
-    /// Model loads inside the measured span (GemFilter loads the full model after the filter pass).
-    pub load_in_span_s: f64,
-    pub first_token_s: f64,
-    pub decode_tok_per_s: Option<f64>,
-    pub peak_device_mem_bytes: Option<u64>,
-    pub tokens_answered_from: usize,
-}
-
+/// Both modes at one length: their records and GemFilter / standard ratios.
 #[derive(Debug, Clone, Serialize)]
 pub struct LengthResult {
     pub prompt_tokens: usize,
     pub layer: usize,
     pub k: usize,
-    pub gemfilter: ModeResult,
-    pub standard: Option<ModeResult>,
+    pub gemfilter: Record,
+    pub standard: Option<Record>,
     /// GemFilter / standard.
     pub ratio_first_token: Option<f64>,
     pub ratio_peak_mem: Option<f64>,
@@ -49,6 +35,8 @@ pub struct LengthResult {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The records' [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     pub model: String,
     /// The model that selected for GemFilter (`--gem-draft`), if not the target.
     pub draft: Option<String>,
@@ -88,17 +76,54 @@ fn prompt_tokens(source: &[LlamaToken], bos: Option<LlamaToken>, n: usize) -> Ve
         .collect()
 }
 
-fn mode(out: &Outcome) -> ModeResult {
-    ModeResult {
-        filter_pass_s: out.timings.filter_pass_s,
-        selection_s: out.timings.selection_s,
-        filter_read_s: out.timings.filter_read_s,
-        prefill_s: out.timings.rerun_s,
-        load_in_span_s: out.load_secs,
-        first_token_s: out.timings.first_token_s,
-        decode_tok_per_s: out.timings.decode_tok_per_s,
+/// One measurement as a `--json` record: the whole prompt is the document, nothing protected.
+fn record(s: &BenchSettings, gem: Option<&GemSettings>, n: usize, out: &Outcome) -> Record {
+    Record {
+        schema_version: SCHEMA_VERSION,
+        kind: RecordKind::Bench,
+        turn: None,
+        question: None,
+        answer: out.generated.text.clone(),
+        model: s.model.path.display().to_string(),
+        architecture: s.model.meta.architecture.clone(),
+        gem: gem.is_some(),
+        layer: gem.map(|g| g.layer),
+        k: gem.map(|g| g.top_k),
+        scoring: gem.map(|g| g.spec),
+        protect: gem.map(|_| crate::prompt::Protect::None),
+        prompt_tokens: n,
+        selected_tokens: out.n_rerun,
+        protected_tokens: 0,
+        context_range: [0, n],
+        selected_ranges: out
+            .selected
+            .as_ref()
+            .map(|sel| {
+                select::runs(&sel.indices)
+                    .into_iter()
+                    .map(|(a, b)| [a, b])
+                    .collect()
+            })
+            .unwrap_or_default(),
+        filter_skipped: out.skipped.clone(),
+        filter_tokens_decoded: out.selected.as_ref().map_or(0, |_| n),
+        filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
+        generated_tokens: out.generated.n_tokens(),
+        stop_reason: out.generated.stop,
+        interrupted: false,
+        // Loads inside the measured span (GemFilter loads the full model after the filter pass).
+        timings: crate::report::Timings {
+            load_s: out.load_secs,
+            ..out.timings.clone()
+        },
         peak_device_mem_bytes: out.peak_device_mem,
-        tokens_answered_from: out.n_rerun,
+        draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
+            model: d.path.display().to_string(),
+            layer: gem.map_or(0, |g| g.layer),
+            load_s: out.draft_load_secs,
+        }),
+        target_load_s: out.target_load_secs,
+        positions: gem.map(|g| g.positions),
     }
 }
 
@@ -139,19 +164,23 @@ fn measure(s: &BenchSettings, models: &mut Models, tokens: &[LlamaToken]) -> Res
     } else {
         None
     };
-    let (gm, sm) = (mode(&g), standard.as_ref().map(mode));
+    let gm = record(s, Some(&s.gem), n, &g);
+    let sm = standard.as_ref().map(|o| record(s, None, n, o));
     Ok(LengthResult {
         prompt_tokens: n,
         layer: s.gem.layer,
         k: s.gem.top_k,
-        ratio_first_token: ratio(Some(gm.first_token_s), sm.as_ref().map(|s| s.first_token_s)),
+        ratio_first_token: ratio(
+            Some(gm.timings.first_token_s),
+            sm.as_ref().map(|s| s.timings.first_token_s),
+        ),
         ratio_peak_mem: bytes_ratio(
             gm.peak_device_mem_bytes,
             sm.as_ref().and_then(|s| s.peak_device_mem_bytes),
         ),
         ratio_decode: ratio(
-            gm.decode_tok_per_s,
-            sm.as_ref().and_then(|s| s.decode_tok_per_s),
+            gm.timings.decode_tok_per_s,
+            sm.as_ref().and_then(|s| s.timings.decode_tok_per_s),
         ),
         gemfilter: gm,
         standard: sm,
@@ -182,6 +211,7 @@ pub fn run(s: &BenchSettings) -> Result<()> {
         &mut Discard,
     )?;
     let mut report = BenchReport {
+        schema_version: SCHEMA_VERSION,
         model: s.model.path.display().to_string(),
         draft: s.gem.draft.as_ref().map(|d| d.path.display().to_string()),
         positions: s.gem.positions,
@@ -302,15 +332,15 @@ fn print_table(r: &BenchReport) {
             "{:>8} {:>10} | {:>7.2}s {:>7.3}s {:>7.2}s {:>6.2}s {:>8.2}s {:>9} {:>9} | {:>9} {:>9} {:>9} | {:>6} {:>6} {:>6}",
             x.prompt_tokens,
             format!("r{} k{}", x.layer, x.k),
-            g.filter_pass_s,
-            g.selection_s,
-            g.prefill_s,
-            g.load_in_span_s,
-            g.first_token_s,
-            g.decode_tok_per_s.map_or("n/a".into(), |v| format!("{v:.1}/s")),
+            g.timings.filter_pass_s,
+            g.timings.selection_s,
+            g.timings.rerun_s,
+            g.timings.load_s,
+            g.timings.first_token_s,
+            g.timings.decode_tok_per_s.map_or("n/a".into(), |v| format!("{v:.1}/s")),
             gb(g.peak_device_mem_bytes),
-            s.map_or("-".into(), |s| format!("{:.2}s", s.first_token_s)),
-            s.and_then(|s| s.decode_tok_per_s).map_or("-".into(), |v| format!("{v:.1}/s")),
+            s.map_or("-".into(), |s| format!("{:.2}s", s.timings.first_token_s)),
+            s.and_then(|s| s.timings.decode_tok_per_s).map_or("-".into(), |v| format!("{v:.1}/s")),
             s.map_or("-".into(), |s| gb(s.peak_device_mem_bytes)),
             x.ratio_first_token.map_or("-".into(), |v| format!("{v:.2}")),
             x.ratio_peak_mem.map_or("-".into(), |v| format!("{v:.2}")),
