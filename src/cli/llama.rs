@@ -352,9 +352,9 @@ pub struct PromptArgs {
     #[arg(long = "conversation", conflicts_with = "no_conversation")]
     pub conversation: bool,
 
-    /// Conversation mode: save the document's filter state (the filter layers' KV and kept
-    /// keys) to FNAME after the first filter pass, and load it instead of filtering when it
-    /// belongs to the same model and document; a mismatch or damage is rebuilt with a notice.
+    /// Save the -f document's filter state (the filter layers' KV and kept keys) to FNAME after
+    /// the first filter pass, and load it instead of filtering when it belongs to the same model
+    /// and document (a conversation or one answer); a mismatch or damage is rebuilt with a notice.
     #[arg(long = "prompt-cache", value_name = "FNAME")]
     pub prompt_cache: Option<PathBuf>,
 
