@@ -151,17 +151,124 @@ pub struct ChatSettings {
     /// `--jinja`: llama.cpp's jinja engine (as its tools run it) instead of its built-in
     /// formatter, which only recognises common templates.
     pub jinja: bool,
-    /// The template's `enable_thinking` (`--reasoning off` turns it off).
-    pub thinking: bool,
+    /// `--reasoning`: on, off, or None for auto (thinking where the template supports it).
+    pub reasoning: Option<bool>,
+    /// The template's extra variables as llama-cli gathers them ([`template_kwargs`]): a JSON
+    /// object. Resolved once per process, so a `'static` text keeps this `Copy`.
+    pub kwargs: &'static str,
+    /// `--reasoning-format`: how the answer's thinking is told apart.
+    pub reasoning_format: ReasoningFormat,
+    /// `--reasoning-budget`: -1 unrestricted, else the thinking tokens allowed.
+    pub reasoning_budget: i32,
 }
 
 impl Default for ChatSettings {
     fn default() -> Self {
         Self {
             jinja: false,
-            thinking: true,
+            reasoning: None,
+            kwargs: DEFAULT_KWARGS,
+            reasoning_format: ReasoningFormat::Deepseek,
+            reasoning_budget: -1,
         }
     }
+}
+
+/// What llama-cli gives the template when no option sets a variable.
+pub const DEFAULT_KWARGS: &str = r#"{"preserve_reasoning":true}"#;
+
+/// `--reasoning-format` (llama.cpp's `common_reasoning_format`; its default is deepseek).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasoningFormat {
+    /// Thinking stays in the answer's text.
+    None,
+    Auto,
+    /// Thinking apart from the answer.
+    Deepseek,
+    /// Thinking apart, and also left in the answer's text with its tags.
+    DeepseekLegacy,
+}
+
+impl ReasoningFormat {
+    /// llama.cpp's names, for `--reasoning-format`.
+    pub const NAMES: [&'static str; 4] = ["none", "auto", "deepseek", "deepseek-legacy"];
+
+    /// llama.cpp's `common_reasoning_format_from_name`.
+    ///
+    /// # Errors
+    /// llama.cpp's message for a name it does not know.
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "none" => Self::None,
+            "auto" => Self::Auto,
+            "deepseek" => Self::Deepseek,
+            "deepseek-legacy" => Self::DeepseekLegacy,
+            _ => bail!(
+                "--reasoning-format: unknown reasoning format '{name}' (one of: {})",
+                Self::NAMES.join(", ")
+            ),
+        })
+    }
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+}
+
+/// The options llama-cli turns into template variables (`default_template_kwargs` in
+/// common/arg.cpp), gathered into one JSON object of values.
+#[derive(Debug, Clone, Default)]
+pub struct KwargOptions<'a> {
+    /// `--chat-template-kwargs`: a JSON object.
+    pub json: Option<&'a str>,
+    /// `--reasoning on|off` sets `enable_thinking`; auto leaves it to the template.
+    pub reasoning: Option<bool>,
+    /// `--reasoning-effort`: `default` leaves `reasoning_effort` to the template.
+    pub effort: Option<&'a str>,
+    /// `--reasoning-preserve` / `--no-reasoning-preserve` set `preserve_reasoning`.
+    pub preserve: Option<bool>,
+}
+
+/// The template variables llama-cli passes, as a JSON object. The named options come after
+/// `--chat-template-kwargs` and override its keys.
+///
+/// # Errors
+/// `--chat-template-kwargs` that is not a JSON object.
+pub fn template_kwargs(o: &KwargOptions<'_>) -> Result<String> {
+    let mut map = serde_json::Map::new();
+    if let Some(text) = o.json {
+        let v: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("--chat-template-kwargs: not valid JSON ({e})"))?;
+        let serde_json::Value::Object(m) = v else {
+            bail!("--chat-template-kwargs: must be a JSON object, e.g. '{{\"enable_thinking\":false}}'");
+        };
+        // llama-server's check: a string would be a truthy "false".
+        if m.get("enable_thinking")
+            .is_some_and(serde_json::Value::is_string)
+        {
+            bail!("--chat-template-kwargs: invalid type for \"enable_thinking\" (expected boolean, got string)");
+        }
+        map = m;
+    }
+    if let Some(on) = o.reasoning {
+        map.insert("enable_thinking".into(), on.into());
+    }
+    match o.effort {
+        Some("default") => {
+            map.remove("reasoning_effort");
+        }
+        Some(level) => {
+            map.insert("reasoning_effort".into(), level.into());
+        }
+        None => {}
+    }
+    if let Some(on) = o.preserve {
+        map.insert("preserve_reasoning".into(), on.into());
+    }
+    // llama.cpp's default when nothing sets it: on.
+    map.entry("preserve_reasoning").or_insert(true.into());
+    Ok(serde_json::Value::Object(map).to_string())
 }
 
 /// Resolve `--chat-template` / `-no-cnv` to a usable template or Raw.
@@ -190,7 +297,7 @@ pub fn assemble(model: &LlamaModel, input: &PromptInput, template: &Template) ->
     assemble_with(model, input, template, ChatSettings::default())
 }
 
-/// [`assemble`] with llama.cpp's chat options (`--jinja`, `--reasoning`).
+/// [`assemble`] with llama.cpp's chat options (`--jinja`, `--reasoning`, template kwargs ...).
 ///
 /// # Errors
 /// As [`assemble`]; with `--jinja`, the template engine's own message.
@@ -246,7 +353,7 @@ pub fn assemble_with(
             render_jinja(
                 model,
                 name.as_deref(),
-                chat.thinking,
+                chat,
                 system.as_deref(),
                 &user,
                 &turns,
@@ -340,15 +447,42 @@ fn render_chat(
 }
 
 /// The conversation through llama.cpp's jinja engine (`common_chat_templates_apply`), with the
-/// model's BOS and EOS texts as the template's `bos_token` and `eos_token`.
+/// model's BOS and EOS texts as the template's `bos_token` and `eos_token`, and llama-cli's
+/// chat options.
 fn render_jinja(
     model: &LlamaModel,
     name: Option<&str>,
-    thinking: bool,
+    chat: ChatSettings,
     system: Option<&str>,
     user: &str,
     turns: &[(&str, String)],
 ) -> Result<String> {
+    let mut msgs: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = system {
+        msgs.push(("system", s));
+    }
+    msgs.push(("user", user));
+    msgs.extend(turns.iter().map(|(r, t)| (*r, t.as_str())));
+    let r = jinja_apply(model, name, chat, &msgs, None)?;
+    if chat.reasoning_budget >= 0 && !r.thinking_end_tags.is_empty() {
+        bail!(
+            "--reasoning-budget {}: not supported yet with a template that thinks (it opens {:?}): \
+             the budget would not be enforced; drop it, or use --reasoning off",
+            chat.reasoning_budget,
+            r.thinking_start_tag
+        );
+    }
+    Ok(r.prompt)
+}
+
+/// [`crate::engine::ffi::chat::apply`] with the model's template (or `name`) and texts.
+fn jinja_apply(
+    model: &LlamaModel,
+    name: Option<&str>,
+    chat: ChatSettings,
+    msgs: &[(&str, &str)],
+    generated: Option<&str>,
+) -> Result<crate::engine::ffi::chat::Rendered> {
     // The `--chat-template` name or text, else the model's own, else chatml (llama.cpp's rule).
     let source = match name {
         Some(n) => n.to_owned(),
@@ -366,17 +500,48 @@ fn render_jinja(
         String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned()
     };
     let (bos, eos) = (text(vocab.bos()), text(vocab.eos()));
-    let mut msgs: Vec<(&str, &str)> = Vec::new();
-    if let Some(s) = system {
-        msgs.push(("system", s));
-    }
-    msgs.push(("user", user));
-    msgs.extend(turns.iter().map(|(r, t)| (*r, t.as_str())));
-    crate::engine::ffi::chat::apply(&source, &bos, &eos, &msgs, true, thinking).map_err(|e| {
+    let opts = crate::engine::ffi::chat::Options {
+        jinja: true,
+        reasoning: chat.reasoning.map_or(-1, i32::from),
+        kwargs: chat.kwargs,
+        reasoning_format: chat.reasoning_format.name(),
+    };
+    crate::engine::ffi::chat::apply(&source, &bos, &eos, msgs, true, opts, generated).map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the chat template with --jinja ({e}); try --chat-template chatml or -no-cnv"
         )
     })
+}
+
+/// An answer's thinking and the rest, as llama-cli tells them apart (`common_chat_parse` with
+/// the template's format and `--reasoning-format`): (thinking, content). Without `--jinja`
+/// llama-cli parses nothing: all is content.
+///
+/// # Errors
+/// As [`assemble_with`] for the template.
+pub fn split_answer(
+    model: &LlamaModel,
+    input: &PromptInput,
+    template: &Template,
+    chat: ChatSettings,
+    answer: &str,
+) -> Result<(String, String)> {
+    let Template::Chat(name) = template else {
+        return Ok((String::new(), answer.to_owned()));
+    };
+    if !chat.jinja {
+        return Ok((String::new(), answer.to_owned()));
+    }
+    let mut msgs: Vec<(&str, &str)> = Vec::new();
+    if let Some(s) = input.system.as_deref() {
+        msgs.push(("system", s));
+    }
+    msgs.push(("user", input.question.as_deref().unwrap_or("")));
+    let r = jinja_apply(model, name.as_deref(), chat, &msgs, Some(answer))?;
+    Ok((
+        r.reasoning_content.unwrap_or_default(),
+        r.content.unwrap_or_default(),
+    ))
 }
 
 /// llama-cli's `-e` escape processing: `\n \r \t \\ \' \" \xHH`.

@@ -8,6 +8,7 @@
 mod util;
 
 mod architecture;
+mod chat_options;
 mod cli_errors;
 mod compat;
 mod cache_logging;

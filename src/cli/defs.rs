@@ -98,7 +98,6 @@ const FIT: &str =
     "gemfilter does not shrink -c or -ngl to free memory; it sizes the context from the prompt (-c 0)";
 const WARMUP: &str = "the warm-up decode changes timing only; gemfilter does not run one";
 const SPEC: &str = "speculative decoding changes speed, not the answer; gemfilter decodes without it (--gem-draft selects prompt tokens with a small model instead)";
-const JINJA: &str = "not supported yet: chat templates are applied by llama.cpp's built-in formatter (--chat-template NAME picks one)";
 
 use Does::{Clap, Noted, Preset, Quiet, Refused};
 
@@ -253,14 +252,14 @@ pub static TABLE: &[Opt] = &[
     opt(&["-hff", "--hf-file"], Some("FILE"), Some("LLAMA_ARG_HF_FILE"), Clap("hf-file")),
     opt(&["-hft", "--hf-token"], Some("TOKEN"), Some("HF_TOKEN"), Quiet("gemfilter never downloads: -hf reads llama.cpp's local cache, which needs no token")),
     opt(&["-o", "--output", "--output-file"], Some("FNAME"), None, Clap("output-file")),
-    opt(&["--chat-template-kwargs"], Some("STRING"), Some("LLAMA_ARG_CHAT_TEMPLATE_KWARGS"), Refused(JINJA)),
+    opt(&["--chat-template-kwargs"], Some("STRING"), Some("LLAMA_ARG_CHAT_TEMPLATE_KWARGS"), Clap("chat-template-kwargs")),
     opt(&["--jinja"], None, Some("LLAMA_ARG_JINJA"), Clap("jinja")).neg(&["--no-jinja"], Clap("no-jinja")),
-    opt(&["--reasoning-format"], Some("FORMAT"), Some("LLAMA_ARG_THINK"), Refused(JINJA)),
+    opt(&["--reasoning-format"], Some("FORMAT"), Some("LLAMA_ARG_THINK"), Clap("reasoning-format")),
     opt(&["-rea", "--reasoning"], Some("[on|off|auto]"), Some("LLAMA_ARG_REASONING"), Clap("reasoning")),
-    opt(&["--reasoning-effort"], Some("LEVEL"), Some("LLAMA_ARG_REASONING_EFFORT"), Refused(JINJA)),
-    opt(&["--reasoning-budget"], Some("N"), Some("LLAMA_ARG_THINK_BUDGET"), Refused(JINJA)),
-    opt(&["--reasoning-budget-message"], Some("MESSAGE"), Some("LLAMA_ARG_THINK_BUDGET_MESSAGE"), Refused(JINJA)),
-    opt(&["--reasoning-preserve"], None, Some("LLAMA_ARG_REASONING_PRESERVE"), Refused(JINJA)).neg(&["--no-reasoning-preserve"], Refused(JINJA)),
+    opt(&["--reasoning-effort"], Some("LEVEL"), Some("LLAMA_ARG_REASONING_EFFORT"), Clap("reasoning-effort")),
+    opt(&["--reasoning-budget"], Some("N"), Some("LLAMA_ARG_THINK_BUDGET"), Clap("reasoning-budget")),
+    opt(&["--reasoning-budget-message"], Some("MESSAGE"), Some("LLAMA_ARG_THINK_BUDGET_MESSAGE"), Clap("reasoning-budget-message")),
+    opt(&["--reasoning-preserve"], None, Some("LLAMA_ARG_REASONING_PRESERVE"), Clap("reasoning-preserve")).neg(&["--no-reasoning-preserve"], Clap("no-reasoning-preserve")),
     opt(&["--chat-template"], Some("JINJA_TEMPLATE"), Some("LLAMA_ARG_CHAT_TEMPLATE"), Clap("chat-template")),
     opt(&["--chat-template-file"], Some("JINJA_TEMPLATE_FILE"), Some("LLAMA_ARG_CHAT_TEMPLATE_FILE"), Clap("chat-template-file")),
     opt(&["--skip-chat-parsing"], None, Some("LLAMA_ARG_SKIP_CHAT_PARSING"), Quiet("the answer is printed as generated, never parsed")).neg(&["--no-skip-chat-parsing"], Quiet("the answer is printed as generated, never parsed")),

@@ -339,6 +339,35 @@ pub struct PromptArgs {
     #[arg(long = "reasoning", value_enum, value_name = "on|off|auto")]
     pub reasoning: Option<OnOffAuto>,
 
+    /// Extra variables for the jinja chat template: a JSON object of their values.
+    #[arg(long = "chat-template-kwargs", value_name = "STRING")]
+    pub chat_template_kwargs: Option<String>,
+
+    /// How the answer's thinking is told apart: none, auto, deepseek (the default) or
+    /// deepseek-legacy.
+    #[arg(long = "reasoning-format", value_name = "FORMAT")]
+    pub reasoning_format: Option<String>,
+
+    /// The template's `reasoning_effort` (default: the template's own).
+    #[arg(long = "reasoning-effort", value_name = "LEVEL")]
+    pub reasoning_effort: Option<String>,
+
+    /// Thinking tokens allowed: -1 unrestricted (the default), 0 or more a budget.
+    #[arg(long = "reasoning-budget", value_name = "N", allow_negative_numbers = true)]
+    pub reasoning_budget: Option<i32>,
+
+    /// Text injected before the end of thinking when the budget runs out.
+    #[arg(long = "reasoning-budget-message", value_name = "MESSAGE")]
+    pub reasoning_budget_message: Option<String>,
+
+    /// The template's `preserve_reasoning`: keep earlier answers' thinking in the history.
+    #[arg(long = "reasoning-preserve", overrides_with = "no_reasoning_preserve")]
+    pub reasoning_preserve: bool,
+
+    /// The template's `preserve_reasoning` false.
+    #[arg(long = "no-reasoning-preserve", overrides_with = "reasoning_preserve")]
+    pub no_reasoning_preserve: bool,
+
     /// Raw completion: no chat template (llama-completion's habit).
     #[arg(long = "no-conversation")]
     pub no_conversation: bool,

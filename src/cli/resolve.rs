@@ -958,6 +958,45 @@ fn chat_template(p: &PromptArgs) -> Result<Option<String>> {
     })
 }
 
+/// `--jinja` and the reasoning options, validated as llama.cpp does.
+fn chat_settings(p: &PromptArgs) -> Result<crate::prompt::ChatSettings> {
+    use crate::prompt::{template_kwargs, ChatSettings, KwargOptions, ReasoningFormat};
+    let budget = p.reasoning_budget.unwrap_or(-1);
+    ensure!(
+        budget >= -1,
+        "--reasoning-budget must be -1 (unrestricted), 0 or a token count, not {budget}"
+    );
+    let reasoning = match p.reasoning {
+        Some(OnOffAuto::On) => Some(true),
+        Some(OnOffAuto::Off) => Some(false),
+        Some(OnOffAuto::Auto) | None => None,
+    };
+    let preserve = if p.reasoning_preserve {
+        Some(true)
+    } else if p.no_reasoning_preserve {
+        Some(false)
+    } else {
+        None
+    };
+    let kwargs = template_kwargs(&KwargOptions {
+        json: p.chat_template_kwargs.as_deref(),
+        reasoning,
+        effort: p.reasoning_effort.as_deref(),
+        preserve,
+    })?;
+    Ok(ChatSettings {
+        jinja: p.jinja,
+        reasoning,
+        // Resolved once per process; a 'static text keeps the settings `Copy`.
+        kwargs: Box::leak(kwargs.into_boxed_str()),
+        reasoning_format: p
+            .reasoning_format
+            .as_deref()
+            .map_or(Ok(ReasoningFormat::Deepseek), ReasoningFormat::from_name)?,
+        reasoning_budget: budget,
+    })
+}
+
 /// llama-cli's rule: `-cnv` forces conversation mode, `-st` and `-no-cnv` rule it out, and
 /// otherwise a model with a chat template talks when standard input is a terminal (here also
 /// only when there is a document to keep and GemFilter runs on the target itself).
@@ -1028,10 +1067,7 @@ fn run(
         cache_save: prompt_cache(a, conversation, single_turn, gem.as_ref())?,
         output_file: a.prompt.output_file.clone(),
         chat_template: chat_template(&a.prompt)?,
-        chat: crate::prompt::ChatSettings {
-            jinja: a.prompt.jinja,
-            thinking: a.prompt.reasoning != Some(OnOffAuto::Off),
-        },
+        chat: chat_settings(&a.prompt)?,
         gem,
         protect: a.gem.gem_protect,
         echo_prompt: a.prompt.no_conversation && !a.sampling.no_display_prompt && !a.gem.json,
@@ -1375,8 +1411,9 @@ fn layers(a: &LayersArgs, steps: &mut Vec<Step>) -> Result<LayersSettings> {
     );
     let input = prompt_input(&r.prompt, &model)?;
     ensure!(
-        !r.prompt.jinja && r.prompt.reasoning.is_none(),
-        "layers renders the prompt with the built-in formatter: drop --jinja and --reasoning"
+        chat_settings(&r.prompt)? == crate::prompt::ChatSettings::default(),
+        "layers renders the prompt with the built-in formatter: drop --jinja, \
+         --chat-template-kwargs and the --reasoning options"
     );
     ensure!(
         input

@@ -60,14 +60,20 @@ extern "C" llama_rs_status llama_rs_chat_apply(
     size_t n_messages,
     bool add_generation_prompt,
     bool use_jinja,
-    bool enable_thinking,
+    int enable_reasoning,
+    const char * template_kwargs,
+    const char * reasoning_format,
+    const char * generated,
     char ** out_prompt,
+    char ** out_info,
     char ** out_error) {
-    if (!template_src || !*template_src || !bos_token || !eos_token || !out_prompt || !out_error ||
+    if (!template_src || !*template_src || !bos_token || !eos_token || !template_kwargs ||
+        !reasoning_format || !out_prompt || !out_info || !out_error ||
         (n_messages > 0 && (!roles || !contents))) {
         return LLAMA_RS_STATUS_INVALID_ARGUMENT;
     }
     *out_prompt = nullptr;
+    *out_info = nullptr;
     *out_error = nullptr;
     // The engine's error comes back as *out_error; llama.cpp's common log would print it to
     // stderr as well, so it is paused (messages dropped) for the call.
@@ -82,7 +88,29 @@ extern "C" llama_rs_status llama_rs_chat_apply(
         common_chat_templates_inputs inputs;
         inputs.use_jinja = use_jinja;
         inputs.add_generation_prompt = add_generation_prompt;
-        inputs.enable_thinking = enable_thinking;
+        inputs.reasoning_format = common_reasoning_format_from_name(reasoning_format);
+        // llama-server's start-up (llama-cli runs one in-process): thinking unless
+        // --reasoning off, where the jinja template supports it.
+        inputs.enable_thinking = use_jinja && enable_reasoning != 0 &&
+                                 common_chat_templates_support_enable_thinking(tmpls.get());
+        if (*template_kwargs) {
+            const auto kwargs = common_json::parse(template_kwargs);
+            for (const auto & item : kwargs.items()) {
+                inputs.chat_template_kwargs[item.key()] = item.value().dump();
+            }
+        }
+        // llama-server's request parsing: an "enable_thinking" kwarg overrides the default.
+        const auto it = inputs.chat_template_kwargs.find("enable_thinking");
+        if (it != inputs.chat_template_kwargs.end()) {
+            if (it->second == "true") {
+                inputs.enable_thinking = true;
+            } else if (it->second == "false") {
+                inputs.enable_thinking = false;
+            } else if (!it->second.empty() && it->second[0] == '"') {
+                throw std::invalid_argument(
+                    "invalid type for \"enable_thinking\" (expected boolean, got string)");
+            }
+        }
         for (size_t i = 0; i < n_messages; ++i) {
             common_chat_msg msg;
             msg.role = roles[i];
@@ -90,8 +118,33 @@ extern "C" llama_rs_status llama_rs_chat_apply(
             inputs.messages.push_back(std::move(msg));
         }
         const auto params = common_chat_templates_apply(tmpls.get(), inputs);
+        auto info = common_json::object();
+        info["enable_thinking"] = inputs.enable_thinking;
+        info["supports_thinking"] = params.supports_thinking;
+        info["format"] = std::string(common_chat_format_name(params.format));
+        info["generation_prompt"] = params.generation_prompt;
+        info["thinking_start_tag"] = params.thinking_start_tag;
+        auto ends = common_json::array();
+        for (const auto & t : params.thinking_end_tags) {
+            ends.push_back(t);
+        }
+        info["thinking_end_tags"] = ends;
+        if (generated) {
+            // The answer as llama-cli's server parses a finished streamed reply.
+            common_chat_parser_params syntax(params);
+            syntax.reasoning_format = inputs.reasoning_format;
+            syntax.reasoning_in_content =
+                inputs.reasoning_format == COMMON_REASONING_FORMAT_DEEPSEEK_LEGACY;
+            if (!params.parser.empty()) {
+                syntax.parser.load(params.parser);
+            }
+            const auto msg = common_chat_parse(generated, false, syntax);
+            info["content"] = msg.content;
+            info["reasoning_content"] = msg.reasoning_content;
+        }
         *out_prompt = llama_rs_dup_string(params.prompt);
-        return *out_prompt ? LLAMA_RS_STATUS_OK : LLAMA_RS_STATUS_ALLOCATION_FAILED;
+        *out_info = llama_rs_dup_string(info.dump());
+        return *out_prompt && *out_info ? LLAMA_RS_STATUS_OK : LLAMA_RS_STATUS_ALLOCATION_FAILED;
     } catch (const std::exception & e) {
         *out_error = llama_rs_dup_string(e.what());
         return LLAMA_RS_STATUS_EXCEPTION;

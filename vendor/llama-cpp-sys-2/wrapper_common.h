@@ -95,12 +95,18 @@ llama_rs_status llama_rs_mtp_speculative_accept(
 
 void llama_rs_string_free(char * ptr);
 
-// gemfilter: render a conversation through llama.cpp's common chat templates, as its tools do
-// (common_chat_templates_init + common_chat_templates_apply): the jinja engine when use_jinja,
-// otherwise the built-in formatter. template_src is the template text or a built-in name (never
-// empty); bos_token/eos_token the model's texts for them. A BOS text the template writes stays
-// in the prompt (the caller's tokenizer drops a doubled BOS). On success *out_prompt is the
-// rendered text; on an exception *out_error is its message. Free both with llama_rs_string_free.
+// gemfilter: render a conversation through llama.cpp's common chat templates, as llama-cli does
+// (it runs llama-server in-process: common_chat_templates_init + common_chat_templates_apply):
+// the jinja engine when use_jinja, otherwise the built-in formatter. template_src is the template
+// text or a built-in name (never empty); bos_token/eos_token the model's texts for them.
+// enable_reasoning is --reasoning (-1 auto, 0 off, 1 on); template_kwargs a JSON object of the
+// template's extra variables ("" for none), an "enable_thinking" among them overriding it as
+// llama-server does; reasoning_format a --reasoning-format name. A BOS text the template writes
+// stays in the prompt (the caller's tokenizer drops a doubled BOS). On success *out_prompt is
+// the rendered text and *out_info a JSON object: enable_thinking, supports_thinking, format,
+// generation_prompt, thinking_start_tag, thinking_end_tags and, when generated is not NULL,
+// that answer parsed as llama-cli's server does (content, reasoning_content). On an exception
+// *out_error is its message. Free every string with llama_rs_string_free.
 llama_rs_status llama_rs_chat_apply(
     const char * template_src,
     const char * bos_token,
@@ -110,8 +116,12 @@ llama_rs_status llama_rs_chat_apply(
     size_t n_messages,
     bool add_generation_prompt,
     bool use_jinja,
-    bool enable_thinking,
+    int enable_reasoning,
+    const char * template_kwargs,
+    const char * reasoning_format,
+    const char * generated,
     char ** out_prompt,
+    char ** out_info,
     char ** out_error);
 
 #ifdef __cplusplus

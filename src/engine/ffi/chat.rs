@@ -5,8 +5,46 @@ use std::ffi::{c_char, CStr, CString};
 
 use llama_cpp_sys_2 as sys;
 
+/// llama.cpp's chat options, as llama-cli hands them to its in-process server.
+#[derive(Debug, Clone, Copy)]
+pub struct Options<'a> {
+    /// `--jinja`: the jinja engine instead of the built-in formatter.
+    pub jinja: bool,
+    /// `--reasoning`: -1 auto, 0 off, 1 on.
+    pub reasoning: i32,
+    /// The template's extra variables: a JSON object of values ("" for none).
+    pub kwargs: &'a str,
+    /// A `--reasoning-format` name.
+    pub reasoning_format: &'a str,
+}
+
+/// What the engine reports beside the prompt (llama.cpp's `common_chat_params`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Rendered {
+    #[serde(skip)]
+    pub prompt: String,
+    /// The template's `enable_thinking` as rendered.
+    pub enable_thinking: bool,
+    /// The template reacts to `enable_thinking`.
+    pub supports_thinking: bool,
+    /// The chat format the engine recognised (its parser for the answer).
+    pub format: String,
+    /// What the template writes after the last turn to open the answer.
+    pub generation_prompt: String,
+    pub thinking_start_tag: String,
+    /// Empty when the template has no thinking block.
+    pub thinking_end_tags: Vec<String>,
+    /// With an answer to parse: its text outside the thinking block.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// With an answer to parse: its thinking.
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+}
+
 /// Render `messages` (role, content) through `template` (its text, or a built-in name such as
-/// `chatml`), with the model's BOS and EOS texts.
+/// `chatml`), with the model's BOS and EOS texts; with `generated`, also parse that answer as
+/// llama-cli does (its thinking apart from its content).
 ///
 /// # Errors
 /// A NUL byte in an argument, or the template engine's own message when it fails.
@@ -16,10 +54,13 @@ pub fn apply(
     eos: &str,
     messages: &[(&str, &str)],
     add_generation_prompt: bool,
-    enable_thinking: bool,
-) -> Result<String, String> {
+    opts: Options<'_>,
+    generated: Option<&str>,
+) -> Result<Rendered, String> {
     let c = |s: &str| CString::new(s).map_err(|_| "a NUL byte in the chat".to_owned());
     let (template, bos, eos) = (c(template)?, c(bos)?, c(eos)?);
+    let (kwargs, format) = (c(opts.kwargs)?, c(opts.reasoning_format)?);
+    let generated = generated.map(c).transpose()?;
     let roles = messages
         .iter()
         .map(|(r, _)| c(r))
@@ -31,10 +72,12 @@ pub fn apply(
     let role_ptrs: Vec<*const c_char> = roles.iter().map(|s| s.as_ptr()).collect();
     let content_ptrs: Vec<*const c_char> = contents.iter().map(|s| s.as_ptr()).collect();
     let mut out: *mut c_char = std::ptr::null_mut();
+    let mut info: *mut c_char = std::ptr::null_mut();
     let mut err: *mut c_char = std::ptr::null_mut();
     // SAFETY: every pointer is to a NUL-terminated string (or an array of them, of
-    // `messages.len()` entries) that outlives the call; the wrapper only reads them, catches
-    // every C++ exception, and sets `out`/`err` to NULL or to a malloc'd string.
+    // `messages.len()` entries) that outlives the call, `generated` NULL or such a string; the
+    // wrapper only reads them, catches every C++ exception, and sets `out`/`info`/`err` to NULL
+    // or to a malloc'd string.
     let status = unsafe {
         sys::llama_rs_chat_apply(
             template.as_ptr(),
@@ -44,9 +87,13 @@ pub fn apply(
             content_ptrs.as_ptr(),
             messages.len(),
             add_generation_prompt,
-            true,
-            enable_thinking,
+            opts.jinja,
+            opts.reasoning,
+            kwargs.as_ptr(),
+            format.as_ptr(),
+            generated.as_ref().map_or(std::ptr::null(), |g| g.as_ptr()),
             &raw mut out,
+            &raw mut info,
             &raw mut err,
         )
     };
@@ -60,9 +107,14 @@ pub fn apply(
             s
         })
     };
-    let (out, err) = (take(out), take(err));
-    match (status, out) {
-        (sys::LLAMA_RS_STATUS_OK, Some(prompt)) => Ok(prompt),
+    let (out, info, err) = (take(out), take(info), take(err));
+    match (status, out, info) {
+        (sys::LLAMA_RS_STATUS_OK, Some(prompt), Some(info)) => {
+            let mut r: Rendered = serde_json::from_str(&info)
+                .map_err(|e| format!("the chat engine's report: {e}"))?;
+            r.prompt = prompt;
+            Ok(r)
+        }
         _ => Err(err.unwrap_or_else(|| format!("status {status}"))),
     }
 }
