@@ -110,6 +110,15 @@ fn a_calibrated_model_is_stored_and_never_calibrated_again() {
         err.contains("the cheapest filter pass within 0.05 of the best recall"),
         "{err}"
     );
+    // Stderr is not a terminal here: the progress is plain lines, more than one per probe.
+    let progress = err
+        .lines()
+        .filter(|l| l.starts_with("filter passes "))
+        .count();
+    assert!(
+        progress > 3,
+        "{progress} progress lines for 3 probes: {err}"
+    );
     let text = std::fs::read_to_string(&presets).unwrap();
     let file = gemfilter::presets::parse(&text, "written").unwrap();
     assert_eq!(file.models.len(), 1);
@@ -145,6 +154,39 @@ fn a_calibrated_model_is_stored_and_never_calibrated_again() {
     let off = ask(&["--gem-calibrate", "off", "--gem-layer", "5"]);
     assert!(off.status.success(), "{}", stderr(&off));
     assert_eq!(json(&off)["layer"], 5);
+}
+
+/// Calibration's progress moves with every decoded ubatch of a probe: off a terminal, one plain
+/// line each on stderr (a 1.2K-token probe in ubatches of 256: five lines).
+#[test]
+fn calibration_progress_is_a_line_per_ubatch_off_a_terminal() {
+    let d = tmpdir("calibrate-progress");
+    let o = cached(&d)
+        .args(["calibrate", "-m", smollm2().to_str().unwrap()])
+        .args(["--lengths", "1200", "--depths", "50", "--gem-topk", "64"])
+        .args(["--scorings", "reference", "-ub", "256", "-t", "2"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // "filter passes 1/1: 1200 tokens, depth 50%, NEEDLE: DONE/N tokens (S s)"
+    let done: Vec<(u64, u64)> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("filter passes 1/1: 1200 tokens, depth 50%, "))
+        .map(|l| {
+            let counts = l.split(": ").nth(1).unwrap().split(' ').next().unwrap();
+            let (a, n) = counts.split_once('/').unwrap();
+            (a.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    let n = done
+        .last()
+        .unwrap_or_else(|| panic!("no progress lines: {err}"))
+        .1;
+    let want: Vec<(u64, u64)> = (1..=n.div_ceil(256))
+        .map(|i| ((i * 256).min(n), n))
+        .collect();
+    assert_eq!(done, want, "{err}");
 }
 
 #[test]

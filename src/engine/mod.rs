@@ -457,6 +457,23 @@ impl Engine {
         opts: &ContextOptions,
         progress: bool,
     ) -> Result<FilterPass> {
+        let label = progress.then_some("filter pass");
+        self.filter_pass_observed(tokens, state, opts, label, &mut |_| {})
+    }
+
+    /// [`Engine::filter_pass_with`] calling `on_batch` with the tokens decoded so far after
+    /// each decoded batch (`opts.n_batch` tokens): a caller's own progress line.
+    ///
+    /// # Errors
+    /// As [`Engine::filter_pass`].
+    pub fn filter_pass_observed(
+        &self,
+        tokens: &[LlamaToken],
+        state: CaptureState,
+        opts: &ContextOptions,
+        label: Option<&str>,
+        on_batch: &mut dyn FnMut(usize),
+    ) -> Result<FilterPass> {
         let n_ctx = u32::try_from(tokens.len()).context("prompt too long")?;
         let handle = ffi::CaptureHandle::new(state);
         let t0 = Instant::now();
@@ -469,7 +486,7 @@ impl Engine {
             .map_err(|e| out_of_memory(e, n_ctx))?;
         let res = self
             .adapt(&mut ctx)
-            .and_then(|()| prefill(&mut ctx, tokens, 0, progress.then_some("filter pass")));
+            .and_then(|()| prefill_positions(&mut ctx, tokens, |i| i, label, on_batch));
         let device_mem = self.device_mem_now();
         let capture = handle.finish(ctx);
         res?;
@@ -515,7 +532,7 @@ pub fn prefill(
     pos0: usize,
     label: Option<&str>,
 ) -> Result<()> {
-    prefill_positions(ctx, tokens, |i| pos0 + i, label)
+    prefill_positions(ctx, tokens, |i| pos0 + i, label, &mut |_| {})
 }
 
 /// [`prefill`] at given, increasing positions (a selection re-run where it stood in the prompt);
@@ -535,7 +552,7 @@ pub fn prefill_at(
         positions.len(),
         tokens.len()
     );
-    prefill_positions(ctx, tokens, |i| positions[i], label)
+    prefill_positions(ctx, tokens, |i| positions[i], label, &mut |_| {})
 }
 
 fn prefill_positions(
@@ -543,6 +560,7 @@ fn prefill_positions(
     tokens: &[LlamaToken],
     position: impl Fn(usize) -> usize,
     label: Option<&str>,
+    on_batch: &mut dyn FnMut(usize),
 ) -> Result<()> {
     if tokens.is_empty() {
         bail!("nothing to decode");
@@ -577,6 +595,7 @@ fn prefill_positions(
         ctx.decode(&mut batch)
             .map_err(|e| anyhow::anyhow!("llama_decode failed: {e}"))?;
         bar.inc(chunk.len() as u64);
+        on_batch(chunk_i * n_batch + chunk.len());
     }
     bar.finish_and_clear();
     Ok(())

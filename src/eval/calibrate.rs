@@ -246,10 +246,11 @@ pub struct Calibration {
 /// again at 32K; short cells alone do not predict long prompts). With `early_stop`, once a
 /// candidate recalls at least 1 - [`COST_TOLERANCE`] on every cell so far, the next filter
 /// passes stop at its layer ([`early_stop_layer`]): nothing deeper could be chosen.
+/// `progress`: the probes' progress on stderr, moving with every decoded ubatch.
 ///
 /// # Errors
 /// Engine failures.
-pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration> {
+pub fn calibrate(s: &CalibrateSettings, early_stop: bool, progress: bool) -> Result<Calibration> {
     let cells = cells(&s.lengths, &s.depths)?;
     let model_name = s.model.name();
     let job = CurveJob {
@@ -285,6 +286,7 @@ pub fn calibrate(s: &CalibrateSettings, early_stop: bool) -> Result<Calibration>
             stopped_at = cap.or(stopped_at);
             cap
         },
+        progress,
     )?;
     let recs = common_points(recs);
     let by_length = curves_by_length(&recs);
@@ -334,9 +336,11 @@ pub fn auto(model: &ModelSettings, top_k: usize, layers: Vec<usize>) -> Result<E
         s.lengths.len() * s.depths.len(),
         s.lengths
     );
+    // The probes' own notices are silenced; their progress line shows unless the user asked
+    // for quiet.
     let quiet = crate::messages::quiet();
     crate::messages::set_quiet(true);
-    let c = calibrate(&s, true);
+    let c = calibrate(&s, true, !quiet);
     crate::messages::set_quiet(quiet);
     let mut c = c?;
     c.choice = answer_choice(c.choice);
@@ -396,7 +400,7 @@ pub fn run(s: &CalibrateSettings) -> Result<()> {
         s.layers,
         s.top_k
     );
-    let c = calibrate(s, false)?;
+    let c = calibrate(s, false, !crate::messages::quiet())?;
     if !crate::messages::quiet() {
         for (len, curves) in &c.by_length {
             eprintln!("mean recall at {len} tokens:");

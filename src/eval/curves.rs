@@ -4,17 +4,21 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::ops::Range;
 use std::path::Path;
 
+use std::time::Instant;
+
 use anyhow::Result;
+use indicatif::ProgressBar;
 use ndarray::Array1;
 use serde::{Deserialize, Serialize};
 
 use super::niah::grid::{self, Cell, Hay, Style, Variant};
 use super::niah::report::mean;
 use super::{progress, say};
-use crate::capture::{CaptureSpec, KSource};
+use crate::capture::{CaptureSpec, CaptureState, KSource};
 use crate::engine::{ContextOptions, Engine, LoadOptions};
 use crate::prompt::Protect;
 use crate::scoring::ScoringSpec;
@@ -60,6 +64,7 @@ pub fn recall_curve(
         top_k,
         ctx,
         true,
+        &mut |_| {},
     )?
     .0)
 }
@@ -67,6 +72,7 @@ pub fn recall_curve(
 /// [`recall_curve`] for several targets: recall is the mean of the targets' recalls and the
 /// best rank the lowest rank of any target token. Scores are computed once per distinct
 /// scoring and pooled with each spec's kernel. Also returns the filter pass's seconds.
+/// `on_batch` hears the tokens decoded so far after each ubatch (a caller's progress line).
 ///
 /// # Errors
 /// Filter-pass or scoring failures.
@@ -81,6 +87,7 @@ pub fn recall_curve_multi(
     top_k: usize,
     ctx: &ContextOptions,
     progress: bool,
+    on_batch: &mut dyn FnMut(usize),
 ) -> Result<(Vec<LayerRecall>, f64)> {
     // A target of no token has a vacuous recall of 1 and no rank.
     anyhow::ensure!(
@@ -100,7 +107,18 @@ pub fn recall_curve_multi(
         trace_layers: false,
         k_source: KSource::Ubatch,
     };
-    let pass = engine.filter_pass(tokens, spec, ctx, progress)?;
+    // One ubatch per decode call: the same ubatches (the same numbers), a progress step each.
+    let ctx = ContextOptions {
+        n_batch: ctx.n_batch.min(ctx.n_ubatch).max(1),
+        ..ctx.clone()
+    };
+    let pass = engine.filter_pass_observed(
+        tokens,
+        CaptureState::new(spec),
+        &ctx,
+        progress.then_some("filter pass"),
+        on_batch,
+    )?;
     // Raw scores per (captured layer, base scoring), computed once.
     let mut raw: Vec<(usize, select::Scoring, Array1<f32>)> = Vec::new();
     for (lc, &layer) in pass.capture.layers.iter().zip(layers) {
@@ -360,12 +378,13 @@ pub fn curve_cells(
     existing: &[CurveRecord],
     sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
 ) -> Result<usize> {
-    curve_cells_capped(job, cells, existing, sink, &mut |_| None)
+    let lines = !crate::messages::quiet();
+    curve_cells_capped(job, cells, existing, sink, &mut |_| None, lines)
 }
 
 /// [`curve_cells`] where `deepest`, shown every record so far, may lower the deepest layer the
 /// next filter passes run to (an early stop once a shallow layer is known to be good enough);
-/// the passes never go deeper again.
+/// the passes never go deeper again. `progress`: the probes' progress on stderr ([`Probes`]).
 ///
 /// # Errors
 /// As [`curve_cells`].
@@ -375,6 +394,7 @@ pub fn curve_cells_capped(
     existing: &[CurveRecord],
     sink: &mut dyn FnMut(CurveRecord) -> Result<()>,
     deepest: &mut dyn FnMut(&[CurveRecord]) -> Option<usize>,
+    progress: bool,
 ) -> Result<usize> {
     let key_of = |c: &Cell| curve_key(job, c);
     let wanted = wanted_points(job);
@@ -399,17 +419,14 @@ pub fn curve_cells_capped(
     let text = grid::load_haystack(job.haystack)?;
     let hay = Hay::new(&vocab, &text, max_len + 64);
     let engine = Engine::load(job.path, &job.load)?;
-    let bar = progress(todo.len() as u64, "filter passes");
-    // Elapsed time and the estimate keep moving while a pass runs.
-    bar.enable_steady_tick(std::time::Duration::from_millis(500));
+    let probes = Probes::new(todo.len(), progress);
+    let bar = &probes.bar;
     let mut layers = job.layers.clone();
     let mut done_recs: Vec<CurveRecord> = Vec::new();
-    for c in &todo {
-        bar.set_message(format!(
-            "{} tokens, depth {}%, {}",
-            c.length, c.depth, c.needle.id
-        ));
+    for (i, c) in todo.iter().enumerate() {
         let b = grid::build(&vocab, &hay, c, job.style, job.chat_template)?;
+        let probe = format!("{} tokens, depth {}%, {}", c.length, c.depth, c.needle.id);
+        let mut on_batch = probes.probe(i, &probe, b.asm.tokens.len());
         let protected = b.asm.protected(job.protect);
         let k = if job.context_k {
             job.top_k + protected.iter().filter(|&&p| p).count()
@@ -426,10 +443,11 @@ pub fn curve_cells_capped(
             k,
             &job.ctx,
             false,
+            &mut on_batch,
         )?;
         let best = points.iter().max_by(|a, b| a.recall.total_cmp(&b.recall));
         say(
-            &bar,
+            bar,
             &format!(
                 "{:>6} tok  depth {:>3}%  {:<18} filter pass {:.1} s; best recall {:.2} ({} at layer {})",
                 b.asm.tokens.len(),
@@ -467,6 +485,59 @@ pub fn curve_cells_capped(
     }
     bar.finish_and_clear();
     Ok(todo.len())
+}
+
+/// Plain progress lines per probe: at most this many (a long probe has hundreds of ubatches).
+const LINES_PER_PROBE: usize = 8;
+
+/// The probes' progress on stderr, moving with every decoded ubatch of a probe: one rewritten
+/// line on a terminal (probes done, and the tokens of the current one in its message), plain
+/// lines otherwise (up to [`LINES_PER_PROBE`] per probe), nothing without `shown`.
+struct Probes {
+    bar: ProgressBar,
+    n: usize,
+    /// Plain lines (stderr is not a terminal).
+    lines: bool,
+    t0: Instant,
+}
+
+impl Probes {
+    fn new(n: usize, shown: bool) -> Self {
+        let bar = if shown {
+            progress(n as u64, "filter passes")
+        } else {
+            ProgressBar::hidden()
+        };
+        // Elapsed time and the estimate keep moving between ubatches too.
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
+        Probes {
+            lines: shown && bar.is_hidden(),
+            bar,
+            n,
+            t0: Instant::now(),
+        }
+    }
+
+    /// The observer of probe `i` (of `n_tokens` tokens): it moves the line after each ubatch.
+    fn probe<'p>(&'p self, i: usize, what: &'p str, n_tokens: usize) -> impl FnMut(usize) + 'p {
+        self.bar.set_message(format!("{what}: 0/{n_tokens} tokens"));
+        let mut step = 0;
+        move |done| {
+            self.bar
+                .set_message(format!("{what}: {done}/{n_tokens} tokens"));
+            let at = done * LINES_PER_PROBE / n_tokens.max(1);
+            if self.lines && at > step {
+                step = at;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "filter passes {}/{}: {what}: {done}/{n_tokens} tokens ({:.1} s)",
+                    i + 1,
+                    self.n,
+                    self.t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
 }
 
 /// The recommendation.
