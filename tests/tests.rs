@@ -20,6 +20,7 @@ mod gguf_fuzz;
 mod hostile;
 mod hostile_files;
 mod hostile_peers;
+mod interactive;
 mod niah;
 mod options;
 mod record;

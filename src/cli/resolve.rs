@@ -1144,6 +1144,15 @@ fn completion(
     if interactive || extend.is_some() {
         let flag = if interactive { "-i" } else { "-gan" };
         ensure!(
+            a.prompt.prompt_cache.is_none() && a.prompt.output_file.is_none(),
+            "{}: not with {flag} (conversation mode's document cache and transcript)",
+            if a.prompt.output_file.is_some() {
+                "-o"
+            } else {
+                "--prompt-cache"
+            }
+        );
+        ensure!(
             !a.gem.json,
             "--json: not with {flag} (no single record to print)"
         );

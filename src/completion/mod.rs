@@ -44,6 +44,15 @@ pub fn run(s: &RunSettings) -> Result<()> {
     let mut models = Models::new(&s.model, s.gem.as_ref());
     let prompt_tokens = select(s, &p.assembled.tokens, &p.protected, &mut models)?;
     let engine = models.full()?;
+    if s.show_selection && prompt_tokens.len() < p.assembled.tokens.len() {
+        let text = engine.model.vocab().detokenize(&prompt_tokens, false, true);
+        eprintln!(
+            "--- selected {} of {} tokens ---\n{}\n--- end of selection ---",
+            prompt_tokens.len(),
+            p.assembled.tokens.len(),
+            String::from_utf8_lossy(&text)
+        );
+    }
     let n_ctx = ctx_size(s, prompt_tokens.len());
     let mut ctx = engine.session(&s.model.ctx, n_ctx)?;
     let sampler = s.sampling.chain(&engine.model, n_ctx)?;
