@@ -936,3 +936,53 @@ fn idle_and_slow_connections_are_dropped_after_the_timeout() {
     );
     assert_eq!(s.get("/health").0, 200, "still serving");
 }
+
+/// One document cache for every slot: a follow-up finds its document whichever slot takes it
+/// (with a cache per slot, a follow-up taken by another slot filtered the document again).
+#[test]
+fn a_follow_up_taken_by_another_slot_finds_its_document() {
+    let s = Server::start(&["-np", "2", "-c", "4096", "--gem-topk", "256"]);
+    let doc = haystack(2500, "The secret passkey for the vault is 48213.", 0.5);
+    let ask = |q: &str| {
+        let (code, r) = s.post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
+                "temperature": 0, "max_tokens": 4}),
+        );
+        assert_eq!(code, 200, "{r}\n{}", s.log());
+        r["gem"].clone()
+    };
+    // Which slot answered each request, from the server's one line per answer.
+    let slots = || -> Vec<String> {
+        s.log()
+            .lines()
+            .filter_map(|l| l.strip_prefix("gemfilter: slot "))
+            .filter_map(|l| l.split(' ').next().map(str::to_owned))
+            .collect()
+    };
+    let g1 = ask("What is the secret passkey for the vault?");
+    assert_eq!(g1["document_cached"], false, "{g1}");
+    let first = slots();
+    assert_eq!(first.len(), 1, "{}", s.log());
+    // Idle slots race for the queue: ask until another slot has taken a follow-up.
+    let mut other = false;
+    for q in 0..8 {
+        let g = ask(&format!("Which number opens the vault? ({q})"));
+        assert_eq!(
+            g["document_cached"],
+            true,
+            "follow-up {q}: {g}\n{}",
+            s.log()
+        );
+        other |= slots().last() != first.first();
+        if other {
+            break;
+        }
+    }
+    assert!(
+        other,
+        "every follow-up went to the first slot:\n{}",
+        s.log()
+    );
+}

@@ -191,6 +191,15 @@ const MIN_PROMPT_BYTES: u64 = 1 << 20;
 /// ~1.6 s) outweighs the prefill it saves below ~30K tokens.
 pub const GPU_MIN_TOKENS: usize = 32_768;
 
+/// Default `--gem-min-tokens` of `serve` when layers run on a GPU. Both models stay resident, so
+/// no load is paid per request; what is left is the filter pass and the re-run against one
+/// prefill. H100, Qwen2.5-1.5B shape, layer 14 of 28, one client, first question
+/// (bench/runs/2026-12-06-h100-server): GemFilter 0.175 / 0.213 / 0.327 / 0.605 s against
+/// llama-server's 0.087 / 0.155 / 0.301 / 0.663 s at 2K / 4K / 8K / 16K tokens. From 8K on it is
+/// even or ahead, and a follow-up about a kept document is cheap, so documents from 8K on are
+/// filtered. On the CPU the default stays 0.
+pub const SERVE_GPU_MIN_TOKENS: usize = 8_192;
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(4, std::num::NonZero::get)
 }
@@ -478,7 +487,13 @@ fn serve(
     let sampling = sampling(&a.run.sampling)?;
     let model = model(&a.run.model, steps)?;
     let gem = match a.run.gem.gem {
-        OnOff::On => Some(gem(&a.run.gem, &model, steps)?),
+        OnOff::On => {
+            let mut g = gem(&a.run.gem, &model, steps)?;
+            if a.run.gem.gem_min_tokens.is_none() && model.load.offloads_to_gpu() {
+                g.min_tokens = SERVE_GPU_MIN_TOKENS;
+            }
+            Some(g)
+        }
         OnOff::Off => None,
     };
     let key = super::serve::api_key(a, |f| read_prompt_file(f, 64 << 10))?;

@@ -1,7 +1,9 @@
 //! Documents' filter state kept between requests, as the conversation mode keeps one document's:
 //! keyed by the prompt's tokens up to the end of the document, least recently used out when the
 //! byte budget (`--cache-ram`) is exceeded. A second question about a kept document decodes only
-//! what follows it through the filter layers.
+//! what follows it through the filter layers. One cache serves every slot (as llama-server picks
+//! the slot whose cache matches), so a follow-up finds its document whichever slot takes it; each
+//! entry names the slot that last used it, for `/slots` and `action=erase`.
 
 use llama_cpp_2::token::LlamaToken;
 
@@ -13,9 +15,11 @@ struct Entry<'e> {
     conv: Conversation<'e>,
     bytes: u64,
     used: u64,
+    /// The slot that last used it.
+    owner: usize,
 }
 
-/// One worker's kept documents.
+/// The server's kept documents.
 pub struct DocCache<'e> {
     filter: &'e Engine,
     full: &'e Engine,
@@ -49,7 +53,8 @@ impl<'e> DocCache<'e> {
         }
     }
 
-    /// The conversation kept for this document (true), or a new one (false). Give it back
+    /// The conversation kept for this document (true), or a new one (false). It leaves the
+    /// cache while in use (a second request about it meanwhile filters it afresh); give it back
     /// with [`put`](Self::put) after the turn.
     pub fn take(&mut self, key: &[LlamaToken]) -> (Conversation<'e>, bool) {
         match self.entries.iter().position(|e| e.key == key) {
@@ -60,7 +65,7 @@ impl<'e> DocCache<'e> {
 
     /// Keep `conv` as the most recently used, then drop the least recently used until the
     /// kept state fits the budget (this one too, when it alone is larger).
-    pub fn put(&mut self, key: Vec<LlamaToken>, conv: Conversation<'e>) {
+    pub fn put(&mut self, key: Vec<LlamaToken>, conv: Conversation<'e>, owner: usize) {
         let Some((_, bytes)) = conv.kept_footprint(self.kv_bytes_per_cell) else {
             return;
         };
@@ -70,6 +75,7 @@ impl<'e> DocCache<'e> {
             conv,
             bytes,
             used: self.clock,
+            owner,
         });
         while self.bytes() > self.budget {
             let Some(oldest) = self
@@ -97,9 +103,25 @@ impl<'e> DocCache<'e> {
         self.entries.iter().map(|e| e.key.len()).sum()
     }
 
-    /// Drop every kept document (`action=erase`).
+    /// Drop every kept document.
     pub fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// Drop the documents `slot` used last (`action=erase` on that slot).
+    pub fn clear_owner(&mut self, slot: usize) {
+        self.entries.retain(|e| e.owner != slot);
+    }
+
+    /// (documents, bytes, tokens) that `slot` used last.
+    #[must_use]
+    pub fn owned_by(&self, slot: usize) -> (usize, u64, usize) {
+        self.entries
+            .iter()
+            .filter(|e| e.owner == slot)
+            .fold((0, 0, 0), |(n, b, t), e| {
+                (n + 1, b + e.bytes, t + e.key.len())
+            })
     }
 
     #[must_use]

@@ -26,6 +26,7 @@ use crate::notice;
 use crate::pipeline::GemSettings;
 use crate::prompt::{self, Protect, Template};
 use crate::settings::ModelSettings;
+use doc_cache::DocCache;
 use metrics::{Metrics, Slot};
 use openai::Defaults;
 use worker::{Engines, Task};
@@ -77,6 +78,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub slots: Vec<Slot>,
     pub next_id: AtomicU64,
+    /// Documents' filter state, shared by the slots (`--cache-ram`).
+    pub docs: Mutex<DocCache<'static>>,
 }
 
 /// Requests that may wait per slot before the server answers 503.
@@ -162,6 +165,7 @@ pub fn run(s: ServeSettings) -> Result<()> {
         metrics: Metrics::default(),
         slots: (0..parallel).map(|_| Slot::default()).collect(),
         next_id: AtomicU64::new(1),
+        docs: Mutex::new(DocCache::new(filter, full, s.cache_bytes)),
         settings: s,
     });
     let rx = Arc::new(Mutex::new(rx));

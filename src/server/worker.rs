@@ -1,6 +1,6 @@
 //! Inference, on its own OS threads (one per slot), never on the async runtime: each worker
 //! takes a request from the queue, assembles the prompt, answers it through the conversation
-//! mode's path (the document's filter state kept in the worker's cache) or, for a short prompt
+//! mode's path (the document's filter state kept in the server's shared document cache) or, for a short prompt
 //! or with GemFilter off, from the whole prompt, and streams text back through the request's
 //! channel. A closed channel (the client left) stops generation at the next token.
 
@@ -15,9 +15,7 @@ use llama_cpp_2::token::LlamaToken;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::doc_cache::DocCache;
 use super::error::ApiError;
-use super::metrics::Slot;
 use super::openai::{Finished, Request};
 use super::slot_files;
 use super::Shared;
@@ -145,14 +143,14 @@ pub struct Engines<'e> {
 
 /// One slot's loop: until the queue closes.
 pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mutex<Receiver<Task>>) {
-    let budget = shared.settings.cache_bytes / shared.settings.parallel.max(1) as u64;
-    let mut cache = DocCache::new(engines.filter, engines.full, budget);
     let state = &shared.slots[slot];
     loop {
         let task = loop {
             if state.erase.swap(false, Relaxed) {
-                cache.clear();
-                publish(state, &cache);
+                if let Ok(mut docs) = shared.docs.lock() {
+                    docs.clear_owner(slot);
+                }
+                publish(shared);
             }
             // Waits in short steps so that an erase is done while the slot is idle.
             let Ok(rx) = queue.lock() else { return };
@@ -169,10 +167,9 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
         }
         state.busy.store(true, Relaxed);
         state.task.store(task.id, Relaxed);
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            answer(shared, engines, &mut cache, slot, &task)
-        }))
-        .unwrap_or_else(|_| Err(ApiError::internal("the answer failed inside the engine")));
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| answer(shared, engines, slot, &task)))
+                .unwrap_or_else(|_| Err(ApiError::internal("the answer failed inside the engine")));
         let event = match outcome {
             Ok(f) => Event::Done(Box::new(f)),
             Err(e) => {
@@ -183,7 +180,7 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
         if task.events.send(event).is_err() {
             shared.metrics.cancelled.fetch_add(1, Relaxed);
         }
-        publish(state, &cache);
+        publish(shared);
         state.done.fetch_add(1, Relaxed);
         state.busy.store(false, Relaxed);
     }
@@ -193,10 +190,14 @@ pub fn run(slot: usize, shared: &Arc<Shared>, engines: Engines<'_>, queue: &Mute
 const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// What `/slots` and `/metrics` show of a slot's kept documents.
-fn publish(state: &Slot, cache: &DocCache<'_>) {
-    state.docs.store(cache.len() as u64, Relaxed);
-    state.doc_bytes.store(cache.bytes(), Relaxed);
-    state.doc_tokens.store(cache.tokens() as u64, Relaxed);
+fn publish(shared: &Shared) {
+    let Ok(docs) = shared.docs.lock() else { return };
+    for (slot, state) in shared.slots.iter().enumerate() {
+        let (n, bytes, tokens) = docs.owned_by(slot);
+        state.docs.store(n as u64, Relaxed);
+        state.doc_bytes.store(bytes, Relaxed);
+        state.doc_tokens.store(tokens as u64, Relaxed);
+    }
 }
 
 /// The GemFilter settings for this request, or None to answer from the whole prompt.
@@ -237,7 +238,6 @@ struct Kept {
 fn answer(
     shared: &Shared,
     engines: Engines<'_>,
-    cache: &mut DocCache<'_>,
     slot: usize,
     task: &Task,
 ) -> Result<Finished, ApiError> {
@@ -287,7 +287,7 @@ fn answer(
     };
     let mut sink = ChannelSink::new(&task.events, &req.stop);
     let mut a = match filter {
-        Ok(g) => filtered(shared, cache, slot, &asm, g, req, &limits, &mut sink)?,
+        Ok(g) => filtered(shared, slot, &asm, g, req, &limits, &mut sink)?,
         Err(why) => whole(
             engines.full,
             s,
@@ -393,11 +393,10 @@ fn micros(secs: f64) -> u64 {
 }
 
 /// GemFilter through the conversation mode's path, with the document's filter state from (and
-/// back into) the worker's cache.
+/// back into) the shared document cache.
 #[allow(clippy::too_many_arguments)]
 fn filtered(
     shared: &Shared,
-    cache: &mut DocCache<'_>,
     slot: usize,
     asm: &Assembled,
     gem: &GemSettings,
@@ -406,7 +405,11 @@ fn filtered(
     sink: &mut ChannelSink<'_>,
 ) -> Result<Answered, ApiError> {
     let key = asm.tokens[..asm.context.end].to_vec();
-    let (mut conv, cached) = cache.take(&key);
+    let (mut conv, cached) = shared
+        .docs
+        .lock()
+        .map_err(|_| ApiError::internal("the document cache is unusable"))?
+        .take(&key);
     // With --slot-save-path the document's state is also on disk: written on its first filter
     // pass, read back when no slot holds it in memory.
     let on_disk = match &shared.settings.slot_save_path {
@@ -431,7 +434,9 @@ fn filtered(
     let mut record = rec.record(&settings);
     record.kind = RecordKind::Request;
     record.turn = None;
-    cache.put(key, conv);
+    if let Ok(mut docs) = shared.docs.lock() {
+        docs.put(key, conv, slot);
+    }
     if let Some(p) = on_disk {
         if let Ok(mut latest) = shared.slots[slot].latest.lock() {
             *latest = Some(p);

@@ -35,6 +35,18 @@ pub struct CaptureHandle {
     state: *mut CaptureState,
 }
 
+// SAFETY: the handle owns its boxed state exclusively, as a `Box<CaptureState>` would. llama.cpp
+// reaches the state only inside `llama_decode`, on the thread that decodes through the session
+// owning this handle (which takes `&mut`), so moving the handle with its session to another
+// thread between decodes (the server's document cache) moves that exclusive ownership. The state
+// itself is `Send` (checked below).
+unsafe impl Send for CaptureHandle {}
+
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<CaptureState>();
+};
+
 impl CaptureHandle {
     #[must_use]
     pub fn new(state: CaptureState) -> Self {
