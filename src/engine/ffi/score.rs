@@ -70,17 +70,40 @@ pub fn warm_up() {
     DONE.call_once(warm_up_devices);
 }
 
+/// Query rows of the warm-up graphs. ggml-cuda multiplies keys by at most 8 query rows with its
+/// own vector kernel, by at most 16 with tensor-core kernels when the keys are a whole number of
+/// 32-row blocks, and by more through cuBLAS, whose handle each backend creates on first use (tens
+/// of milliseconds): one graph of each, so that `window-softmax:32` does not pay for it.
+const WARM_UP_ROWS: [usize; 4] = [1, 2, 16, 32];
+
+const WARM_UP_HEAD_DIM: usize = 64;
+const WARM_UP_KEYS: usize = 256;
+
 fn warm_up_devices() {
     let mut devices = Vec::new();
     super::for_each_gpu(|dev| devices.push(dev as usize));
     for dev in devices {
-        let Ok(keys) = DeviceKeys::upload_to(&[0.5; 64 * 8], 1, 64, F16, 0, dev as _) else {
-            continue;
-        };
-        let q = [0.25f32; 2 * 2 * 64];
-        let _ = keys.scores(&q, 2, Scoring::WindowSoftmax { window: 2 }, LOGIT_BUDGET);
-        let _ = keys.scores(&q, 2, Scoring::Reference, LOGIT_BUDGET);
+        let keys = [0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
+        if let Ok(keys) = DeviceKeys::upload_to(&keys, 1, WARM_UP_HEAD_DIM, F16, 0, dev as _) {
+            let _ = warm_up_graphs(&keys);
+        }
     }
+}
+
+/// One scoring graph per entry of [`WARM_UP_ROWS`] over `keys` (one KV head of
+/// [`WARM_UP_HEAD_DIM`]); the first error, if any.
+fn warm_up_graphs(keys: &DeviceKeys) -> Result<(), String> {
+    // Two query heads on the one KV head: the grouped-query broadcast of real models.
+    let q = [0.25f32; 32 * 2 * WARM_UP_HEAD_DIM];
+    for rows in WARM_UP_ROWS {
+        let scoring = if rows == 1 {
+            Scoring::Reference
+        } else {
+            Scoring::WindowSoftmax { window: rows }
+        };
+        keys.scores(&q[..rows * 2 * WARM_UP_HEAD_DIM], 2, scoring, LOGIT_BUDGET)?;
+    }
+    Ok(())
 }
 
 /// Per-token scores of the cached keys under the queries, computed by ggml on the device that
@@ -657,6 +680,15 @@ mod tests {
             check(scoring, sys::GGML_TYPE_F16, 1);
         }
         check(Scoring::WindowSoftmax { window: 4 }, sys::GGML_TYPE_Q8_0, 1);
+    }
+
+    /// The warm-up's graphs are scorings the device accepts (an error would leave the GPU cold
+    /// without a word): checked on the CPU backend, as the other graphs are.
+    #[test]
+    fn warm_up_graphs_are_valid_scorings() {
+        let keys = [0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
+        let keys = DeviceKeys::upload(&keys, 1, WARM_UP_HEAD_DIM, F16, 0, Place::Cpu).unwrap();
+        assert_eq!(warm_up_graphs(&keys), Ok(()));
     }
 
     #[test]
