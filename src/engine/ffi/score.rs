@@ -83,7 +83,7 @@ fn warm_up_devices() {
     let mut devices = Vec::new();
     super::for_each_gpu(|dev| devices.push(dev as usize));
     for dev in devices {
-        let keys = [0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
+        let keys = vec![0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
         if let Ok(keys) = DeviceKeys::upload_to(&keys, 1, WARM_UP_HEAD_DIM, F16, 0, dev as _) {
             let _ = warm_up_graphs(&keys);
         }
@@ -686,7 +686,7 @@ mod tests {
     /// without a word): checked on the CPU backend, as the other graphs are.
     #[test]
     fn warm_up_graphs_are_valid_scorings() {
-        let keys = [0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
+        let keys = vec![0.5; WARM_UP_HEAD_DIM * WARM_UP_KEYS];
         let keys = DeviceKeys::upload(&keys, 1, WARM_UP_HEAD_DIM, F16, 0, Place::Cpu).unwrap();
         assert_eq!(warm_up_graphs(&keys), Ok(()));
     }
