@@ -3,6 +3,7 @@
 //! the output: llama-cli's `-o` transcript and `--log-prompts-dir` files, llama-completion's
 //! `--log-jsonl` lines.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -207,13 +208,12 @@ fn prompt_cache_switches_are_refused_where_they_cannot_apply() {
 
 /// `User:\n<message>\n\nAssistant:\n<answer>\n\n` blocks, as llama-cli's `cli_context` writes.
 fn transcript(turns: &[(&str, &str)]) -> String {
-    turns
-        .iter()
-        .map(|(q, a)| {
-            let nl = if a.ends_with('\n') { "" } else { "\n" };
-            format!("User:\n{q}\n\nAssistant:\n{a}{nl}\n")
-        })
-        .collect()
+    let mut out = String::new();
+    for (q, a) in turns {
+        let nl = if a.ends_with('\n') { "" } else { "\n" };
+        let _ = write!(out, "User:\n{q}\n\nAssistant:\n{a}{nl}\n");
+    }
+    out
 }
 
 #[test]
