@@ -25,7 +25,7 @@ fn reference() -> PathBuf {
     p
 }
 
-const LIMIT: Duration = Duration::from_secs(300);
+const LIMIT: Duration = Duration::from_mins(5);
 
 /// A dialogue that hands control back at once: the prompt ends with the reverse prompt.
 const DIALOGUE: &str = "User: Hello\nAssistant: Hi there.\nUser:";
@@ -225,7 +225,7 @@ fn end_of_generation_hands_back_control() {
 fn long_prompt() -> String {
     let line = "The quick brown fox jumps over the lazy dog near the river bank, and the farmer \
                 watches from his porch while drinking tea.";
-    let mut p = vec![line; 12].join(" ");
+    let mut p = [line; 12].join(" ");
     p.push_str(
         " Once upon a time, in a small village by the sea, there lived an old fisherman who",
     );
@@ -233,8 +233,12 @@ fn long_prompt() -> String {
 }
 
 fn self_extend(extra: &[&str]) -> String {
+    self_extend_on(&util::smollm2(), extra)
+}
+
+fn self_extend_on(model: &Path, extra: &[&str]) -> String {
     let args = with(
-        common(&util::smollm2(), &long_prompt(), "48"),
+        common(model, &long_prompt(), "48"),
         &[&["--ignore-eos"], extra].concat(),
     );
     same(&args, "")
@@ -255,6 +259,11 @@ fn self_extend_between_prompt_batches() {
     let a = self_extend(&["-gan", "4", "-gaw", "32", "-b", "64", "-ub", "64"]);
     let b = self_extend(&["-gan", "4", "-gaw", "32"]);
     assert_ne!(a, b);
+}
+
+#[test]
+fn self_extend_qwen() {
+    self_extend_on(&util::qwen05(), &["-gan", "2", "-gaw", "64"]);
 }
 
 #[test]

@@ -318,10 +318,11 @@ impl<'m> Loop<'m> {
                     self.is_interacting = true;
                     out.write(b"\n")?;
                 }
-                if self.n_past > 0 && self.is_interacting {
-                    let Some(i) = &interactive else {
-                        unreachable!("is_interacting is set only in interactive mode")
-                    };
+                // is_interacting is only ever set in interactive mode.
+                if let Some(i) = interactive
+                    .as_ref()
+                    .filter(|_| self.n_past > 0 && self.is_interacting)
+                {
                     if !self.read_input(i, out)? {
                         break;
                     }
