@@ -23,10 +23,11 @@ pub fn run(cli: Cli, notices: &[String]) -> Result<()> {
     }
     match mode {
         Mode::Run(s) if s.conversation => crate::conversation::interactive::run(&s),
-        Mode::Run(s) => crate::run::run(&s),
+        Mode::Run(s) if s.prompt_cache.is_some() => crate::conversation::single::run(&s),
         Mode::Run(s) if s.interactive.is_some() || s.self_extend.is_some() => {
             crate::completion::run(&s)
         }
+        Mode::Run(s) => crate::run::run(&s),
         Mode::Bench(s) => crate::tools::bench::run(&s),
         Mode::Niah(s) => crate::eval::niah::run(&s),
         Mode::Layers(s) => crate::eval::layers::run(&s),

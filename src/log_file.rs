@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+pub use crate::engine::ffi::log::Level;
 use crate::sanitize;
 
 /// The logging options, resolved from the command line.
@@ -40,18 +41,6 @@ struct Sink {
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
-
-/// A log line's level, named as llama.cpp's `level_str` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    /// The continuation of the previous line.
-    Cont,
-    None,
-}
 
 impl Level {
     fn name(self) -> &'static str {

@@ -63,9 +63,6 @@ pub(crate) fn prepare(s: &RunSettings) -> Result<Prepared> {
 /// # Errors
 /// Any bad input or engine failure, as one message.
 pub fn run(s: &RunSettings) -> Result<()> {
-    if s.prompt_cache.is_some() {
-        return crate::conversation::single::run(s);
-    }
     let p = prepare(s)?;
     let mut output = OutputFile::open(s.output_file.as_deref())?;
     if s.echo_prompt {

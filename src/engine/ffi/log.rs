@@ -6,7 +6,17 @@ use std::sync::OnceLock;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::log_file::Level;
+/// A log line's level, named as llama.cpp's `level_str` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    /// The continuation of the previous line.
+    Cont,
+    None,
+}
 
 /// Where each log text goes.
 static ROUTE: OnceLock<fn(Level, &str)> = OnceLock::new();
