@@ -25,6 +25,7 @@ pub mod output_file;
 pub mod pipeline;
 pub mod presets;
 pub mod prompt;
+pub mod reasoning;
 pub mod report;
 pub mod run;
 pub mod sanitize;

@@ -463,11 +463,11 @@ fn render_jinja(
     }
     msgs.push(("user", user));
     msgs.extend(turns.iter().map(|(r, t)| (*r, t.as_str())));
-    let r = jinja_apply(model, name, chat, &msgs, None)?;
+    let r = render_for_answer(model, name, chat, &msgs)?;
     if chat.reasoning_budget >= 0 && !r.thinking_end_tags.is_empty() {
         bail!(
             "--reasoning-budget {}: not supported yet with a template that thinks (it opens {:?}): \
-             the budget would not be enforced; drop it, or use --reasoning off",
+             gemfilter does not enforce a budget while sampling; drop the option",
             chat.reasoning_budget,
             r.thinking_start_tag
         );
@@ -475,13 +475,13 @@ fn render_jinja(
     Ok(r.prompt)
 }
 
-/// [`crate::engine::ffi::chat::apply`] with the model's template (or `name`) and texts.
-fn jinja_apply(
+/// [`crate::engine::ffi::chat::apply`] with the model's template (or `name`) and texts: the
+/// prompt, and what parses the answer (`crate::reasoning`).
+pub(crate) fn render_for_answer(
     model: &LlamaModel,
     name: Option<&str>,
     chat: ChatSettings,
     msgs: &[(&str, &str)],
-    generated: Option<&str>,
 ) -> Result<crate::engine::ffi::chat::Rendered> {
     // The `--chat-template` name or text, else the model's own, else chatml (llama.cpp's rule).
     let source = match name {
@@ -506,42 +506,11 @@ fn jinja_apply(
         kwargs: chat.kwargs,
         reasoning_format: chat.reasoning_format.name(),
     };
-    crate::engine::ffi::chat::apply(&source, &bos, &eos, msgs, true, opts, generated).map_err(|e| {
+    crate::engine::ffi::chat::apply(&source, &bos, &eos, msgs, true, opts).map_err(|e| {
         anyhow::anyhow!(
             "cannot apply the chat template with --jinja ({e}); try --chat-template chatml or -no-cnv"
         )
     })
-}
-
-/// An answer's thinking and the rest, as llama-cli tells them apart (`common_chat_parse` with
-/// the template's format and `--reasoning-format`): (thinking, content). Without `--jinja`
-/// llama-cli parses nothing: all is content.
-///
-/// # Errors
-/// As [`assemble_with`] for the template.
-pub fn split_answer(
-    model: &LlamaModel,
-    input: &PromptInput,
-    template: &Template,
-    chat: ChatSettings,
-    answer: &str,
-) -> Result<(String, String)> {
-    let Template::Chat(name) = template else {
-        return Ok((String::new(), answer.to_owned()));
-    };
-    if !chat.jinja {
-        return Ok((String::new(), answer.to_owned()));
-    }
-    let mut msgs: Vec<(&str, &str)> = Vec::new();
-    if let Some(s) = input.system.as_deref() {
-        msgs.push(("system", s));
-    }
-    msgs.push(("user", input.question.as_deref().unwrap_or("")));
-    let r = jinja_apply(model, name.as_deref(), chat, &msgs, Some(answer))?;
-    Ok((
-        r.reasoning_content.unwrap_or_default(),
-        r.content.unwrap_or_default(),
-    ))
 }
 
 /// llama-cli's `-e` escape processing: `\n \r \t \\ \' \" \xHH`.

@@ -83,7 +83,16 @@ pub fn run(s: &RunSettings) -> Result<()> {
     };
     let mut sink = Stdout { enabled: !s.json };
     let mut models = Models::new(&s.model, s.gem.as_ref());
-    let mut out = answer(&mut models, &job, &mut sink)?;
+    // A template's thinking block is shown as llama-cli shows it (crate::reasoning).
+    let mut out = match crate::reasoning::AnswerView::for_run(&p.vocab.model, s)? {
+        Some(view) if !s.json => {
+            let mut shown = crate::reasoning::ReasoningSink::new(&mut sink, view);
+            let out = answer(&mut models, &job, &mut shown)?;
+            shown.finish()?;
+            out
+        }
+        _ => answer(&mut models, &job, &mut sink)?,
+    };
     output.assistant(&out.generated.text)?;
     out.timings.load_s = p.secs + out.load_secs;
     emit(s, &p, &out, &mut sink)

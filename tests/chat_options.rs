@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use gemfilter::prompt::{self, ChatSettings, KwargOptions, PromptInput, ReasoningFormat, Template};
+use gemfilter::reasoning::AnswerView;
 use serde_json::{json, Value};
 
 use crate::util;
@@ -417,7 +418,10 @@ fn answers_split_their_thinking_as_llama_server_does() {
             reasoning_format: ReasoningFormat::from_name(format).unwrap(),
             ..settings(&KwargOptions::default(), -1)
         };
-        let (thinking, content) = prompt::split_answer(&e.model, &input, &t, chat, &raw).unwrap();
+        let view = AnswerView::new(&e.model, &input, &t, chat)
+            .unwrap()
+            .unwrap();
+        let (thinking, content) = view.split(&raw, false).unwrap();
         assert_eq!(
             thinking,
             want["reasoning_content"].as_str().unwrap_or(""),
@@ -472,4 +476,80 @@ fn bad_values_are_one_error_line() {
         "{}",
         util::stderr(&o)
     );
+}
+
+/// What llama-cli prints for the answer: between its echo of the question (`> QUESTION`) and
+/// its speed line (`[ Prompt: …`).
+fn llama_cli_answer(args: &[&str]) -> String {
+    let bin = util::root().join(".reference/bin/llama-cli");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make reference`",
+        bin.display()
+    );
+    // The UI writes through stdout and stderr: both, in order, through one pipe.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg("\"$0\" \"$@\" 2>&1")
+        .arg(bin)
+        .args(args)
+        .args(["-c", "2048"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn llama-cli");
+    let out = util::stdout(&o);
+    assert!(o.status.success(), "llama-cli failed: {out}");
+    let start = format!("> {QUESTION}\n");
+    let from = out.find(&start).map(|i| i + start.len());
+    let to = out.rfind("\n[ Prompt:");
+    match (from, to) {
+        (Some(a), Some(b)) if a <= b => out[a..b].to_owned(),
+        _ => panic!("no answer in llama-cli's output: {out}"),
+    }
+}
+
+/// The answer as llama-cli shows it, thinking marked, for each --reasoning-format, byte for
+/// byte (gemfilter ends with one line break where llama-cli ends a line that lacks one).
+#[test]
+fn thinking_is_shown_as_llama_cli_shows_it() {
+    let dir = util::tmpdir("chat-options-cli");
+    let file = util::write(&dir, "template.jinja", THINKING.as_bytes());
+    let m = util::smollm2();
+    for format in ["deepseek", "none", "deepseek-legacy"] {
+        let args = [
+            "-m",
+            m.to_str().unwrap(),
+            "--jinja",
+            "--chat-template-file",
+            file.to_str().unwrap(),
+            "-sys",
+            SYSTEM,
+            "-p",
+            QUESTION,
+            "-n",
+            "24",
+            "--temp",
+            "0",
+            "--ignore-eos",
+            "-st",
+            "-t",
+            "2",
+            "--reasoning-format",
+            format,
+        ];
+        let want = llama_cli_answer(&args);
+        let o = util::run(&args);
+        assert!(o.status.success(), "{}", util::stderr(&o));
+        let got = util::stdout(&o);
+        assert_eq!(
+            got.trim_end_matches('\n'),
+            want.trim_end_matches('\n'),
+            "{format}"
+        );
+        assert_eq!(
+            got.starts_with("\n[Start thinking]\n\n"),
+            format != "none",
+            "{format}: {got:?}"
+        );
+    }
 }

@@ -262,7 +262,7 @@ pub static TABLE: &[Opt] = &[
     opt(&["--reasoning-preserve"], None, Some("LLAMA_ARG_REASONING_PRESERVE"), Clap("reasoning-preserve")).neg(&["--no-reasoning-preserve"], Clap("no-reasoning-preserve")),
     opt(&["--chat-template"], Some("JINJA_TEMPLATE"), Some("LLAMA_ARG_CHAT_TEMPLATE"), Clap("chat-template")),
     opt(&["--chat-template-file"], Some("JINJA_TEMPLATE_FILE"), Some("LLAMA_ARG_CHAT_TEMPLATE_FILE"), Clap("chat-template-file")),
-    opt(&["--skip-chat-parsing"], None, Some("LLAMA_ARG_SKIP_CHAT_PARSING"), Quiet("the answer is printed as generated, never parsed")).neg(&["--no-skip-chat-parsing"], Quiet("the answer is printed as generated, never parsed")),
+    opt(&["--skip-chat-parsing"], None, Some("LLAMA_ARG_SKIP_CHAT_PARSING"), Noted("not applied yet: a template's thinking block is still shown apart, as llama-cli shows it (docs/usage.md)")).neg(&["--no-skip-chat-parsing"], Quiet("a template's thinking block is shown apart, as llama-cli shows it")),
     opt(&["--simple-io"], None, None, Quiet("gemfilter's input and output are always plain")),
     opt(&["--log-disable"], None, None, Clap("log-disable")),
     opt(&["--log-file"], Some("FNAME"), Some("LLAMA_ARG_LOG_FILE"), Clap("log-file")),

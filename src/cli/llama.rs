@@ -352,11 +352,13 @@ pub struct PromptArgs {
     #[arg(long = "reasoning-effort", value_name = "LEVEL")]
     pub reasoning_effort: Option<String>,
 
-    /// Thinking tokens allowed: -1 unrestricted (the default), 0 or more a budget.
+    /// Thinking tokens allowed: -1 unrestricted (the default). Not enforced here: a budget is
+    /// taken with a template that never thinks, refused with one that does.
     #[arg(long = "reasoning-budget", value_name = "N", allow_negative_numbers = true)]
     pub reasoning_budget: Option<i32>,
 
-    /// Text injected before the end of thinking when the budget runs out.
+    /// Text llama.cpp injects before the end of thinking when the budget runs out (no budget is
+    /// enforced here).
     #[arg(long = "reasoning-budget-message", value_name = "MESSAGE")]
     pub reasoning_budget_message: Option<String>,
 

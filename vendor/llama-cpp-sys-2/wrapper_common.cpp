@@ -63,7 +63,6 @@ extern "C" llama_rs_status llama_rs_chat_apply(
     int enable_reasoning,
     const char * template_kwargs,
     const char * reasoning_format,
-    const char * generated,
     char ** out_prompt,
     char ** out_info,
     char ** out_error) {
@@ -129,22 +128,53 @@ extern "C" llama_rs_status llama_rs_chat_apply(
             ends.push_back(t);
         }
         info["thinking_end_tags"] = ends;
-        if (generated) {
-            // The answer as llama-cli's server parses a finished streamed reply.
-            common_chat_parser_params syntax(params);
-            syntax.reasoning_format = inputs.reasoning_format;
-            syntax.reasoning_in_content =
-                inputs.reasoning_format == COMMON_REASONING_FORMAT_DEEPSEEK_LEGACY;
-            if (!params.parser.empty()) {
-                syntax.parser.load(params.parser);
-            }
-            const auto msg = common_chat_parse(generated, false, syntax);
-            info["content"] = msg.content;
-            info["reasoning_content"] = msg.reasoning_content;
-        }
+        info["format_id"] = static_cast<int>(params.format);
+        info["parser"] = params.parser;
         *out_prompt = llama_rs_dup_string(params.prompt);
         *out_info = llama_rs_dup_string(info.dump());
         return *out_prompt && *out_info ? LLAMA_RS_STATUS_OK : LLAMA_RS_STATUS_ALLOCATION_FAILED;
+    } catch (const std::exception & e) {
+        *out_error = llama_rs_dup_string(e.what());
+        return LLAMA_RS_STATUS_EXCEPTION;
+    }
+}
+
+extern "C" llama_rs_status llama_rs_chat_parse(
+    int format,
+    const char * reasoning_format,
+    const char * generation_prompt,
+    const char * parser,
+    const char * text,
+    bool is_partial,
+    char ** out_json,
+    char ** out_error) {
+    if (!reasoning_format || !generation_prompt || !parser || !text || !out_json || !out_error) {
+        return LLAMA_RS_STATUS_INVALID_ARGUMENT;
+    }
+    *out_json = nullptr;
+    *out_error = nullptr;
+    struct log_pause {
+        log_pause() { common_log_pause(common_log_main()); }
+        ~log_pause() { common_log_resume(common_log_main()); }
+    } pause;
+    try {
+        // As llama-cli's server parses its streamed reply (reasoning_in_content when streaming
+        // with deepseek-legacy).
+        common_chat_parser_params syntax;
+        syntax.format = static_cast<common_chat_format>(format);
+        syntax.generation_prompt = generation_prompt;
+        syntax.reasoning_format = common_reasoning_format_from_name(reasoning_format);
+        syntax.reasoning_in_content =
+            syntax.reasoning_format == COMMON_REASONING_FORMAT_DEEPSEEK_LEGACY;
+        if (*parser) {
+            syntax.parser.load(parser);
+        }
+        const auto msg = common_chat_parse(text, is_partial, syntax);
+        auto out = common_json::object();
+        out["content"] = msg.content;
+        out["reasoning_content"] = msg.reasoning_content;
+        *out_json = llama_rs_dup_string(out.dump());
+        return *out_json ? LLAMA_RS_STATUS_OK : LLAMA_RS_STATUS_ALLOCATION_FAILED;
     } catch (const std::exception & e) {
         *out_error = llama_rs_dup_string(e.what());
         return LLAMA_RS_STATUS_EXCEPTION;

@@ -104,9 +104,9 @@ void llama_rs_string_free(char * ptr);
 // llama-server does; reasoning_format a --reasoning-format name. A BOS text the template writes
 // stays in the prompt (the caller's tokenizer drops a doubled BOS). On success *out_prompt is
 // the rendered text and *out_info a JSON object: enable_thinking, supports_thinking, format,
-// generation_prompt, thinking_start_tag, thinking_end_tags and, when generated is not NULL,
-// that answer parsed as llama-cli's server does (content, reasoning_content). On an exception
-// *out_error is its message. Free every string with llama_rs_string_free.
+// generation_prompt, thinking_start_tag, thinking_end_tags, format_id and parser (for
+// llama_rs_chat_parse). On an exception *out_error is its message. Free every string with
+// llama_rs_string_free.
 llama_rs_status llama_rs_chat_apply(
     const char * template_src,
     const char * bos_token,
@@ -119,9 +119,22 @@ llama_rs_status llama_rs_chat_apply(
     int enable_reasoning,
     const char * template_kwargs,
     const char * reasoning_format,
-    const char * generated,
     char ** out_prompt,
     char ** out_info,
+    char ** out_error);
+
+// gemfilter: an answer's text parsed as llama-cli's server parses a reply (common_chat_parse),
+// with format_id, generation_prompt and parser from llama_rs_chat_apply's info and a
+// --reasoning-format name; is_partial while it is still being generated. On success *out_json
+// is a JSON object: content, reasoning_content. Free it with llama_rs_string_free.
+llama_rs_status llama_rs_chat_parse(
+    int format,
+    const char * reasoning_format,
+    const char * generation_prompt,
+    const char * parser,
+    const char * text,
+    bool is_partial,
+    char ** out_json,
     char ** out_error);
 
 #ifdef __cplusplus

@@ -34,17 +34,23 @@ pub struct Rendered {
     pub thinking_start_tag: String,
     /// Empty when the template has no thinking block.
     pub thinking_end_tags: Vec<String>,
-    /// With an answer to parse: its text outside the thinking block.
-    #[serde(default)]
-    pub content: Option<String>,
-    /// With an answer to parse: its thinking.
-    #[serde(default)]
-    pub reasoning_content: Option<String>,
+    /// llama.cpp's `common_chat_format`, for [`parse`].
+    pub format_id: i32,
+    /// The answer's parser (serialized), for [`parse`]; may be empty.
+    pub parser: String,
+}
+
+/// An answer split as llama-cli's server splits a reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct Parsed {
+    /// Its text outside the thinking block.
+    pub content: String,
+    /// Its thinking.
+    pub reasoning_content: String,
 }
 
 /// Render `messages` (role, content) through `template` (its text, or a built-in name such as
-/// `chatml`), with the model's BOS and EOS texts; with `generated`, also parse that answer as
-/// llama-cli does (its thinking apart from its content).
+/// `chatml`), with the model's BOS and EOS texts.
 ///
 /// # Errors
 /// A NUL byte in an argument, or the template engine's own message when it fails.
@@ -55,12 +61,10 @@ pub fn apply(
     messages: &[(&str, &str)],
     add_generation_prompt: bool,
     opts: Options<'_>,
-    generated: Option<&str>,
 ) -> Result<Rendered, String> {
     let c = |s: &str| CString::new(s).map_err(|_| "a NUL byte in the chat".to_owned());
     let (template, bos, eos) = (c(template)?, c(bos)?, c(eos)?);
     let (kwargs, format) = (c(opts.kwargs)?, c(opts.reasoning_format)?);
-    let generated = generated.map(c).transpose()?;
     let roles = messages
         .iter()
         .map(|(r, _)| c(r))
@@ -75,9 +79,8 @@ pub fn apply(
     let mut info: *mut c_char = std::ptr::null_mut();
     let mut err: *mut c_char = std::ptr::null_mut();
     // SAFETY: every pointer is to a NUL-terminated string (or an array of them, of
-    // `messages.len()` entries) that outlives the call, `generated` NULL or such a string; the
-    // wrapper only reads them, catches every C++ exception, and sets `out`/`info`/`err` to NULL
-    // or to a malloc'd string.
+    // `messages.len()` entries) that outlives the call; the wrapper only reads them, catches
+    // every C++ exception, and sets `out`/`info`/`err` to NULL or to a malloc'd string.
     let status = unsafe {
         sys::llama_rs_chat_apply(
             template.as_ptr(),
@@ -91,21 +94,10 @@ pub fn apply(
             opts.reasoning,
             kwargs.as_ptr(),
             format.as_ptr(),
-            generated.as_ref().map_or(std::ptr::null(), |g| g.as_ptr()),
             &raw mut out,
             &raw mut info,
             &raw mut err,
         )
-    };
-    let take = |p: *mut c_char| {
-        (!p.is_null()).then(|| {
-            // SAFETY: a non-null `p` is the wrapper's malloc'd NUL-terminated string, read once
-            // and then freed by the wrapper's own free.
-            let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
-            // SAFETY: `p` came from the wrapper's allocator and is not used again.
-            unsafe { sys::llama_rs_string_free(p) };
-            s
-        })
     };
     let (out, info, err) = (take(out), take(info), take(err));
     match (status, out, info) {
@@ -117,4 +109,55 @@ pub fn apply(
         }
         _ => Err(err.unwrap_or_else(|| format!("status {status}"))),
     }
+}
+
+/// `text` (an answer, `partial` while it is being generated) split as llama-cli's server splits
+/// a reply under `rendered`'s template and a `--reasoning-format` name.
+///
+/// # Errors
+/// A NUL byte in the text, or the parser's own message.
+pub fn parse(
+    rendered: &Rendered,
+    reasoning_format: &str,
+    text: &str,
+    partial: bool,
+) -> Result<Parsed, String> {
+    let c = |s: &str| CString::new(s).map_err(|_| "a NUL byte in the answer".to_owned());
+    let (format, prompt) = (c(reasoning_format)?, c(&rendered.generation_prompt)?);
+    let (parser, text) = (c(&rendered.parser)?, c(text)?);
+    let mut out: *mut c_char = std::ptr::null_mut();
+    let mut err: *mut c_char = std::ptr::null_mut();
+    // SAFETY: every pointer is to a NUL-terminated string that outlives the call; the wrapper
+    // only reads them, catches every C++ exception, and sets `out`/`err` to NULL or to a
+    // malloc'd string.
+    let status = unsafe {
+        sys::llama_rs_chat_parse(
+            rendered.format_id,
+            format.as_ptr(),
+            prompt.as_ptr(),
+            parser.as_ptr(),
+            text.as_ptr(),
+            partial,
+            &raw mut out,
+            &raw mut err,
+        )
+    };
+    match (status, take(out)) {
+        (sys::LLAMA_RS_STATUS_OK, Some(json)) => {
+            serde_json::from_str(&json).map_err(|e| format!("the chat parser's answer: {e}"))
+        }
+        _ => Err(take(err).unwrap_or_else(|| format!("status {status}"))),
+    }
+}
+
+/// A string the wrapper returned (NULL: None), freed.
+fn take(p: *mut c_char) -> Option<String> {
+    (!p.is_null()).then(|| {
+        // SAFETY: a non-null `p` is the wrapper's malloc'd NUL-terminated string, read once and
+        // then freed by the wrapper's own free.
+        let s = unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned();
+        // SAFETY: `p` came from the wrapper's allocator and is not used again.
+        unsafe { sys::llama_rs_string_free(p) };
+        s
+    })
 }
