@@ -2,6 +2,7 @@
 //! on the real Qwen2.5-Coder-0.5B (CPU). The document is filtered once; the second turn decodes
 //! only what follows it through the filter layers.
 
+use serde_json::json;
 use std::io::Write;
 use std::process::Stdio;
 
@@ -342,8 +343,19 @@ fn bench_turns_decode_only_what_follows_the_document() {
     let n1 = t1["prompt_tokens"].as_u64().unwrap();
     let n2 = t2["prompt_tokens"].as_u64().unwrap();
     // Turn 1 filters everything; turn 2 only the tail after the document.
-    assert_eq!(t1["filter_tokens_decoded"].as_u64(), Some(n1));
-    assert_eq!(t2["filter_tokens_decoded"].as_u64(), Some(n2 - doc));
+    // Each turn is a record each way (docs/json.md), GemFilter's under "gemfilter".
+    let (g1, g2) = (&t1["gemfilter"], &t2["gemfilter"]);
+    assert_eq!(g1["filter_tokens_decoded"].as_u64(), Some(n1));
+    assert_eq!(g2["filter_tokens_decoded"].as_u64(), Some(n2 - doc));
+    for (t, g) in [(t1, g1), (t2, g2)] {
+        assert_eq!(g["prompt_tokens"], t["prompt_tokens"], "{t}");
+        assert_eq!(t["standard"]["prompt_tokens"], t["prompt_tokens"], "{t}");
+        assert_eq!(
+            (&g["kind"], &t["standard"]["kind"]),
+            (&json!("bench"), &json!("bench"))
+        );
+        assert_eq!(g["schema_version"], json!(1));
+    }
     let question = n1 - doc;
     assert_eq!(
         n2,
@@ -355,9 +367,10 @@ fn bench_turns_decode_only_what_follows_the_document() {
     // The whole conversation is the length asked for.
     assert_eq!(n2 + 6, 1500);
     for t in turns {
-        assert!(t["selected_tokens"].as_u64().unwrap() >= 256);
-        assert!(t["selected_tokens"].as_u64().unwrap() < n1);
-        assert!(t["gem_first_token_s"].as_f64().unwrap() > 0.0);
-        assert!(t["std_first_token_s"].as_f64().unwrap() > 0.0);
+        let g = &t["gemfilter"];
+        assert!(g["selected_tokens"].as_u64().unwrap() >= 256);
+        assert!(g["selected_tokens"].as_u64().unwrap() < n1);
+        assert!(g["timings"]["first_token_s"].as_f64().unwrap() > 0.0);
+        assert!(t["standard"]["timings"]["first_token_s"].as_f64().unwrap() > 0.0);
     }
 }

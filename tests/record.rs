@@ -228,11 +228,31 @@ fn cli_turn_server_and_bench_write_the_same_record() {
         / standard["timings"]["first_token_s"].as_f64().unwrap();
     assert!((at["ratio_first_token"].as_f64().unwrap() - ratio).abs() < 1e-9);
 
+    // bench --turns: a record each way per turn.
+    let o = cached(&d)
+        .args(["bench", "-m", m, "--lengths", "1500", "--turns", "2"])
+        .args(["--n-decode", "4", "-t", "2", "--gem-topk", "256", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = json(&o);
+    assert_eq!(b["schema_version"], 1, "{b}");
+    let turns = b["conversations"][0]["turns"].as_array().unwrap();
+    assert_eq!(turns.len(), 2, "{b}");
+    for (i, t) in turns.iter().enumerate() {
+        valid(&t["gemfilter"], "bench", &[]);
+        conforms(&t["standard"], &[RECORD]);
+        assert_eq!(t["gemfilter"]["turn"], i + 1, "{t}");
+        assert_eq!(t["standard"]["turn"], i + 1, "{t}");
+        assert_eq!(t["standard"]["gem"], false, "{t}");
+    }
+
     same_settings(&[
         ("a run", &run),
         ("a turn", turn),
         ("a server response", served),
         ("bench", gem),
+        ("bench --turns", &turns[0]["gemfilter"]),
     ]);
 }
 

@@ -12,11 +12,11 @@ use serde::Serialize;
 
 use crate::conversation::{load_models, Conversation, TurnSettings};
 use crate::engine::{prefill, Engine};
-use crate::generate::{generate, Discard, GenLimits, Sampling, Start};
+use crate::generate::{generate, Discard, GenLimits, Generated, Sampling, Start};
 use crate::notice;
 use crate::pipeline::GemSettings;
 use crate::prompt::{Assembled, Protect};
-use crate::report::{bytes_ratio, gb, ratio};
+use crate::report::{bytes_ratio, gb, ratio, Record, RecordKind, Timings, SCHEMA_VERSION};
 use crate::settings::ModelSettings;
 
 /// What `bench --turns` measures, from the bench's settings.
@@ -29,27 +29,22 @@ pub struct TurnsBench<'s> {
     pub standard: bool,
 }
 
-/// One turn, both ways.
+/// One turn, both ways: a record each (kind `bench`, `turn` set), as `bench` writes per length.
 #[derive(Debug, Clone, Serialize)]
 pub struct TurnResult {
     pub turn: usize,
     /// The whole conversation's tokens when this turn's question was asked.
     pub prompt_tokens: usize,
-    /// Tokens GemFilter decoded through its filter layers this turn (the whole prompt on turn 1,
-    /// only what follows the document afterwards).
-    pub filter_tokens_decoded: usize,
-    pub selected_tokens: usize,
-    pub gem_first_token_s: f64,
-    pub gem_decode_tok_per_s: Option<f64>,
-    pub gem_device_mem_bytes: Option<u64>,
+    /// GemFilter's turn: conversation mode's record of it (`filter_tokens_decoded` is the whole
+    /// prompt on turn 1, only what follows the document afterwards).
+    pub gemfilter: Record,
+    /// Standard llama.cpp's turn; null with `--no-standard`.
+    pub standard: Option<Record>,
     /// Tokens standard llama.cpp prefilled this turn (the whole prompt on turn 1, the question
     /// afterwards: the answers are already in its KV cache).
     pub std_tokens_prefilled: Option<usize>,
-    pub std_first_token_s: Option<f64>,
-    pub std_decode_tok_per_s: Option<f64>,
-    pub std_device_mem_bytes: Option<u64>,
     pub ratio_first_token: Option<f64>,
-    pub ratio_mem: Option<f64>,
+    pub ratio_peak_mem: Option<f64>,
     pub ratio_decode: Option<f64>,
 }
 
@@ -111,14 +106,13 @@ pub fn measure(
     if s.standard {
         let (std, load_s) = std_turns(s, &doc, &questions, &limits, length)?;
         std_load_s = Some(load_s);
-        for (row, (n, ft, dec, mem)) in rows.iter_mut().zip(std) {
+        for (row, (n, std)) in rows.iter_mut().zip(std) {
+            let (g, t) = (&row.gemfilter, &std.timings);
+            row.ratio_first_token = ratio(Some(g.timings.first_token_s), Some(t.first_token_s));
+            row.ratio_peak_mem = bytes_ratio(g.peak_device_mem_bytes, std.peak_device_mem_bytes);
+            row.ratio_decode = ratio(g.timings.decode_tok_per_s, t.decode_tok_per_s);
             row.std_tokens_prefilled = Some(n);
-            row.std_first_token_s = Some(ft);
-            row.std_decode_tok_per_s = dec;
-            row.std_device_mem_bytes = mem;
-            row.ratio_first_token = ratio(Some(row.gem_first_token_s), Some(ft));
-            row.ratio_mem = bytes_ratio(row.gem_device_mem_bytes, mem);
-            row.ratio_decode = ratio(row.gem_decode_tok_per_s, dec);
+            row.standard = Some(std);
         }
     }
     Ok(ConversationResult {
@@ -174,28 +168,24 @@ fn gem_turns(
         };
         let rec = conversation.turn(&settings, &asm, i + 1, "", &mut Discard)?;
         tokens.extend_from_slice(&rec.answer_tokens);
+        let mut gemfilter = rec.record(&settings);
+        gemfilter.kind = RecordKind::Bench;
         rows.push(TurnResult {
             turn: i + 1,
             prompt_tokens: asm.tokens.len(),
-            filter_tokens_decoded: rec.filter_tokens_decoded,
-            selected_tokens: rec.selected_tokens,
-            gem_first_token_s: rec.first_token_s,
-            gem_decode_tok_per_s: rec.decode_tok_per_s,
-            gem_device_mem_bytes: rec.device_mem_bytes,
+            gemfilter,
+            standard: None,
             std_tokens_prefilled: None,
-            std_first_token_s: None,
-            std_decode_tok_per_s: None,
-            std_device_mem_bytes: None,
             ratio_first_token: None,
-            ratio_mem: None,
+            ratio_peak_mem: None,
             ratio_decode: None,
         });
     }
     Ok((rows, load_s))
 }
 
-/// Per turn of standard llama.cpp: tokens prefilled, first token, decode rate, device memory.
-type StdTurn = (usize, f64, Option<f64>, Option<u64>);
+/// Per turn of standard llama.cpp: tokens prefilled, and its record.
+type StdTurn = (usize, Record);
 
 /// Standard llama.cpp's side: one context keeps the whole conversation; each turn prefills
 /// what is new (the document and question, then each question) and decodes at depth.
@@ -227,6 +217,7 @@ fn std_turns(
         );
         let t0 = Instant::now();
         prefill(&mut ctx, &new, n_past, Some("prefill"))?;
+        let prefill_s = t0.elapsed().as_secs_f64();
         n_past += new.len();
         let mut sampler = Sampling::greedy().sampler(full.model.n_vocab(), n_ctx);
         let g = generate(
@@ -241,16 +232,70 @@ fn std_turns(
             true,
             &mut Discard,
         )?;
+        let timings = Timings {
+            rerun_s: prefill_s,
+            first_token_s: g.first_token_s(t0),
+            decode_tok_per_s: g.decode_tok_per_s(),
+            total_s: t0.elapsed().as_secs_f64(),
+            ..Timings::default()
+        };
+        let record = std_record(
+            s,
+            i + 1,
+            doc.len(),
+            n_past,
+            &g,
+            timings,
+            full.device_mem_now(),
+        );
         // Every sampled token but a context-full stop's was decoded into the cache.
         n_past += g.n_tokens();
-        rows.push((
-            new.len(),
-            g.first_token_s(t0),
-            g.decode_tok_per_s(),
-            full.device_mem_now(),
-        ));
+        rows.push((new.len(), record));
     }
     Ok((rows, load_s))
+}
+
+/// Standard llama.cpp's turn as a record: the whole conversation is its prompt, nothing
+/// filtered or selected.
+fn std_record(
+    s: &TurnsBench<'_>,
+    turn: usize,
+    doc_len: usize,
+    n_prompt: usize,
+    g: &Generated,
+    timings: Timings,
+    peak_device_mem_bytes: Option<u64>,
+) -> Record {
+    Record {
+        schema_version: SCHEMA_VERSION,
+        kind: RecordKind::Bench,
+        turn: Some(turn),
+        question: None,
+        answer: g.text.clone(),
+        model: s.model.path.display().to_string(),
+        architecture: s.model.meta.architecture.clone(),
+        gem: false,
+        layer: None,
+        k: None,
+        scoring: None,
+        protect: None,
+        prompt_tokens: n_prompt,
+        selected_tokens: n_prompt,
+        protected_tokens: 0,
+        context_range: [0, doc_len],
+        selected_ranges: Vec::new(),
+        filter_skipped: None,
+        filter_tokens_decoded: 0,
+        filter_max_layer: None,
+        generated_tokens: g.n_tokens(),
+        stop_reason: g.stop,
+        interrupted: false,
+        timings,
+        peak_device_mem_bytes,
+        draft: None,
+        target_load_s: 0.0,
+        positions: None,
+    }
 }
 
 /// The turns table, after the per-length one.
@@ -282,21 +327,22 @@ pub fn print(c: &ConversationResult) {
         "dec×"
     );
     for t in &c.turns {
+        let (g, std) = (&t.gemfilter, t.standard.as_ref());
         println!(
             "{:>4} {:>8} | {:>8} {:>8} {:>8.3}s {:>9} {:>9} | {:>8} {:>9} {:>9} {:>9} | {:>6} {:>6} {:>6}",
             t.turn,
             t.prompt_tokens,
-            t.filter_tokens_decoded,
-            t.selected_tokens,
-            t.gem_first_token_s,
-            opt(t.gem_decode_tok_per_s, "/s"),
-            gb(t.gem_device_mem_bytes),
+            g.filter_tokens_decoded,
+            g.selected_tokens,
+            g.timings.first_token_s,
+            opt(g.timings.decode_tok_per_s, "/s"),
+            gb(g.peak_device_mem_bytes),
             t.std_tokens_prefilled.map_or("-".into(), |n| n.to_string()),
-            opt(t.std_first_token_s, "s"),
-            opt(t.std_decode_tok_per_s, "/s"),
-            gb(t.std_device_mem_bytes),
+            opt(std.map(|r| r.timings.first_token_s), "s"),
+            opt(std.and_then(|r| r.timings.decode_tok_per_s), "/s"),
+            gb(std.and_then(|r| r.peak_device_mem_bytes)),
             opt(t.ratio_first_token, ""),
-            opt(t.ratio_mem, ""),
+            opt(t.ratio_peak_mem, ""),
             opt(t.ratio_decode, ""),
         );
     }
