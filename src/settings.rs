@@ -95,21 +95,17 @@ pub struct RunSettings {
     pub protect: Protect,
     pub sampling: Sampling,
     pub limits: GenLimits,
-    /// Echo the raw prompt before the answer (`-no-cnv` without `--no-display-prompt`).
-    pub echo_prompt: bool,
-    pub show_selection: bool,
-    pub json: bool,
     /// llama-completion's interactive mode on raw text (`-i`, `-if`; not with `-cnv`).
     pub interactive: Option<Interactive>,
     /// `-gan`/`-gaw` (None: `-gan 1`, off).
     pub self_extend: Option<SelfExtend>,
+    /// Echo the raw prompt before the answer (`-no-cnv` without `--no-display-prompt`).
+    pub echo_prompt: bool,
+    pub show_selection: bool,
+    pub json: bool,
     pub perf: bool,
 }
 
-/// Where the selected tokens sit when the target re-runs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Positions {
 /// llama-completion's interactive mode: what wraps each input and how it is read.
 #[derive(Debug, Clone, Default)]
 pub struct Interactive {
@@ -126,6 +122,10 @@ pub struct Interactive {
     pub escape: bool,
 }
 
+/// Where the selected tokens sit when the target re-runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Positions {
     /// At 0..k-1, a fresh short prompt (GemFilter's reference code).
     #[default]
     Compact,
