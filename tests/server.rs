@@ -986,3 +986,17 @@ fn a_follow_up_taken_by_another_slot_finds_its_document() {
         s.log()
     );
 }
+
+/// Options of the CLI that serve takes but does not apply are named once at start, not dropped
+/// silently (llama-server command lines often carry `--jinja`).
+#[test]
+fn options_serve_does_not_apply_are_named_at_start() {
+    let s = Server::start(&["--jinja", "--reasoning-format", "deepseek", "--gem-show"]);
+    let log = s.log();
+    assert!(
+        log.contains("serve does not apply --jinja, --reasoning-format, --gem-show"),
+        "{log}"
+    );
+    let (code, _) = s.get("/health");
+    assert_eq!(code, 200);
+}

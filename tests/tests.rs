@@ -8,10 +8,10 @@
 mod util;
 
 mod architecture;
+mod cache_logging;
 mod chat_options;
 mod cli_errors;
 mod compat;
-mod cache_logging;
 mod conversation;
 mod draft;
 mod end_to_end;

@@ -354,7 +354,11 @@ pub struct PromptArgs {
 
     /// Thinking tokens allowed: -1 unrestricted (the default). Not enforced here: a budget is
     /// taken with a template that never thinks, refused with one that does.
-    #[arg(long = "reasoning-budget", value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "reasoning-budget",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub reasoning_budget: Option<i32>,
 
     /// Text llama.cpp injects before the end of thinking when the budget runs out (no budget is

@@ -130,11 +130,47 @@ pub fn check(a: &ServeArgs) -> Result<()> {
         "--parallel (-np) must be 1 to {MAX_SLOTS}"
     );
     ensure!(a.timeout >= 1, "--timeout must be at least 1 second");
+    let unapplied = not_applied(a);
+    if !unapplied.is_empty() {
+        crate::notice!(
+            "serve does not apply {} (chat messages go through llama.cpp's built-in template formatter; each answer is its response)",
+            unapplied.join(", ")
+        );
+    }
     ensure!(
         a.threads_http == -1 || (1..=MAX_HTTP_THREADS).contains(&a.threads_http),
         "--threads-http must be -1 (automatic) or 1 to {MAX_HTTP_THREADS}"
     );
     Ok(())
+}
+
+/// The CLI's options given here that serve takes but does not apply: said once at start, never
+/// silently dropped.
+fn not_applied(a: &ServeArgs) -> Vec<&'static str> {
+    let (p, m, g) = (&a.run.prompt, &a.run.model, &a.run.gem);
+    [
+        (p.jinja, "--jinja"),
+        (p.reasoning.is_some(), "--reasoning"),
+        (p.chat_template_kwargs.is_some(), "--chat-template-kwargs"),
+        (p.reasoning_format.is_some(), "--reasoning-format"),
+        (p.reasoning_effort.is_some(), "--reasoning-effort"),
+        (p.reasoning_budget.is_some(), "--reasoning-budget"),
+        (
+            p.reasoning_budget_message.is_some(),
+            "--reasoning-budget-message",
+        ),
+        (
+            p.reasoning_preserve || p.no_reasoning_preserve,
+            "--reasoning-preserve",
+        ),
+        (p.output_file.is_some(), "-o"),
+        (m.log_prompts_dir.is_some(), "--log-prompts-dir"),
+        (g.gem_show, "--gem-show"),
+        (g.json, "--json"),
+    ]
+    .into_iter()
+    .filter_map(|(given, name)| given.then_some(name))
+    .collect()
 }
 
 /// Most HTTP threads.
