@@ -16,6 +16,8 @@ first_use $BEFORE before-smollm2 models/SmolLM2-135M-Instruct.Q4_1.gguf --gem-ca
 first_use target/release/gemfilter after-q05 models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 first_use target/release/gemfilter after-smollm2 models/SmolLM2-135M-Instruct.Q4_1.gguf --gem-calibrate force
 first_use target/release/gemfilter after-gemma3 models/gemma-3-270m-q4_k_m.gguf --gem-calibrate force
+# idle-q05: the same first use at 17:53, the machine idle (load 1.3), binary of commit 12a3bb3.
+first_use target/release/gemfilter idle-q05 models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
 # after-q05-first and after-smollm2-first: the same two runs an hour earlier (load ~4) with a build
 # of the same rule and probes (bash `time`, the same flags).
 # The 0.5B's curves on the CPU probes (every layer, no early stop; k counts the ~52 protected
