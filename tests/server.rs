@@ -1000,3 +1000,36 @@ fn options_serve_does_not_apply_are_named_at_start() {
     let (code, _) = s.get("/health");
     assert_eq!(code, 200);
 }
+
+/// `--log-prompts-dir`: each request's prompt in a file of its own, as llama-server writes it.
+#[test]
+fn log_prompts_dir_holds_each_prompt_as_llama_server_writes_it() {
+    let d = tmpdir("serve-prompts");
+    let body = json!({"prompt": "The capital of France is", "n_predict": 2, "temperature": 0});
+    let logged = |dir: &std::path::Path, s: &Server| {
+        for _ in 0..2 {
+            let (code, r) = s.post("/completion", &body);
+            assert_eq!(code, 200, "{r}");
+        }
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let (ours, theirs) = (d.join("ours"), d.join("theirs"));
+    let o = logged(
+        &ours,
+        &Server::start(&["-c", "2048", "--log-prompts-dir", ours.to_str().unwrap()]),
+    );
+    let t = logged(
+        &theirs,
+        &llama_server(&["--log-prompts-dir", theirs.to_str().unwrap()]),
+    );
+    assert_eq!(o.len(), 2, "one file per request: {o:?}");
+    assert_eq!(o, t);
+}

@@ -147,7 +147,7 @@ pub fn check(a: &ServeArgs) -> Result<()> {
 /// The CLI's options given here that serve takes but does not apply: said once at start, never
 /// silently dropped.
 fn not_applied(a: &ServeArgs) -> Vec<&'static str> {
-    let (p, m, g) = (&a.run.prompt, &a.run.model, &a.run.gem);
+    let (p, g) = (&a.run.prompt, &a.run.gem);
     [
         (p.jinja, "--jinja"),
         (p.reasoning.is_some(), "--reasoning"),
@@ -164,7 +164,6 @@ fn not_applied(a: &ServeArgs) -> Vec<&'static str> {
             "--reasoning-preserve",
         ),
         (p.output_file.is_some(), "-o"),
-        (m.log_prompts_dir.is_some(), "--log-prompts-dir"),
         (g.gem_show, "--gem-show"),
         (g.json, "--json"),
     ]

@@ -258,6 +258,8 @@ fn answer(
             "the prompt is {n} tokens, more than the context size of {limit} tokens allows"
         )));
     }
+    // `--log-prompts-dir`: every prompt the model is given, as llama-server writes them.
+    crate::log_file::prompt(&asm.text);
     let gem = gem_for(shared, req)?;
     if req.sampling.grammar.is_some() {
         // A grammar llama.cpp cannot parse is the request's fault: 400 before any answer.
