@@ -11,7 +11,7 @@ use llama_cpp_2::token::LlamaToken;
 use crate::capture::{CaptureSpec, CaptureState, KSource, LayerCapture};
 use crate::engine::{prefill, prefill_at, ContextOptions, Engine, LoadOptions};
 use crate::generate::{generate, GenLimits, Generated, Sampling, Start, TokenSink};
-use crate::report::Timings;
+use crate::report::{DraftRecord, Record, Timings};
 use crate::select;
 use crate::selector::{self, Selector};
 use crate::settings::ModelSettings;
@@ -289,13 +289,44 @@ pub struct Outcome {
     pub peak_device_mem: Option<u64>,
 }
 
+impl Outcome {
+    /// `base` (its prompt counts and ranges set) with what this answer selected, filtered and
+    /// took: one place for the run's and the bench's records.
+    #[must_use]
+    pub fn record(&self, base: Record, gem: Option<&GemSettings>) -> Record {
+        let n = base.prompt_tokens;
+        let sel = self.selected.as_ref();
+        Record {
+            selected_tokens: self.n_rerun,
+            selected_ranges: sel.map_or_else(Vec::new, |sel| {
+                select::runs(&sel.indices)
+                    .into_iter()
+                    .map(|(a, b)| [a, b])
+                    .collect()
+            }),
+            filter_skipped: self.skipped.clone(),
+            filter_tokens_decoded: sel.map_or(0, |_| n),
+            filter_max_layer: sel.and_then(|sel| sel.max_layer_reached),
+            timings: self.timings.clone(),
+            peak_device_mem_bytes: self.peak_device_mem,
+            draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
+                model: d.path.display().to_string(),
+                layer: gem.map_or(0, |g| g.layer),
+                load_s: self.draft_load_secs,
+            }),
+            target_load_s: self.target_load_secs,
+            ..base
+        }
+    }
+}
+
 /// Tokens generated when -n is -1 and -c was not given.
 const OPEN_ENDED_BUDGET: u32 = 4096;
 
 /// Size of the generation context for `n_used` prompt tokens. A bounded `-n` never needs more
 /// than the prompt plus its budget, so a fixed `-c` only caps it: a 1K-token selection answered
-/// under `-c 131072` would otherwise allocate (and clear) a 128K-cell KV cache on every answer
-/// (about 0.4 s for an 8B on an H100, most of a server follow-up's first token). Only an
+/// under `-c 131072` would otherwise allocate a 128K-cell KV cache (16 GB for an 8B) on every
+/// answer, as a server follow-up did (bench/runs/2026-12-06-h100-server). Only an
 /// open-ended `-n -1` under a fixed `-c` gets the whole context, as llama-cli gives it.
 fn gen_ctx_size(job: &Job<'_>, n_used: usize) -> Result<u32> {
     let n_used = u32::try_from(n_used)?;

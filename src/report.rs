@@ -6,7 +6,9 @@
 
 use serde::Serialize;
 
-use crate::generate::StopReason;
+use crate::generate::{Generated, StopReason};
+use crate::prompt::Protect;
+use crate::settings::{GemSettings, ModelSettings};
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Timings {
@@ -98,6 +100,51 @@ pub struct Record {
     pub target_load_s: f64,
     /// Where the re-run put the selected tokens; null with --gem off.
     pub positions: Option<crate::settings::Positions>,
+}
+
+impl Record {
+    /// The record of one answer `generated` by `model` under GemFilter's settings (`gem`, None
+    /// when it is off) and `protect`: the settings and the answer filled, prompt counts, ranges
+    /// and times left empty for the caller.
+    #[must_use]
+    pub fn answered(
+        kind: RecordKind,
+        model: &ModelSettings,
+        gem: Option<&GemSettings>,
+        protect: Protect,
+        generated: &Generated,
+    ) -> Self {
+        Record {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            turn: None,
+            question: None,
+            answer: generated.text.clone(),
+            model: model.path.display().to_string(),
+            architecture: model.meta.architecture.clone(),
+            gem: gem.is_some(),
+            layer: gem.map(|g| g.layer),
+            k: gem.map(|g| g.top_k),
+            scoring: gem.map(|g| g.spec),
+            protect: gem.map(|_| protect),
+            prompt_tokens: 0,
+            selected_tokens: 0,
+            protected_tokens: 0,
+            context_range: [0, 0],
+            selected_ranges: Vec::new(),
+            filter_skipped: None,
+            filter_tokens_decoded: 0,
+            filter_max_layer: None,
+            generated_tokens: generated.n_tokens(),
+            stop_reason: generated.stop,
+            interrupted: false,
+            timings: Timings::default(),
+            peak_device_mem_bytes: None,
+            draft: None,
+            target_load_s: 0.0,
+            positions: gem.map(|g| g.positions),
+        }
+    }
 }
 
 /// A server response's `"gem"` field: the answer's [`Record`] (kind `request`) and what only

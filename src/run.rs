@@ -12,7 +12,7 @@ use crate::notice;
 use crate::output_file::OutputFile;
 use crate::pipeline::{answer, Job, Models, Outcome};
 use crate::prompt::{self, Assembled};
-use crate::report::{DraftRecord, Record, RecordKind, SCHEMA_VERSION};
+use crate::report::{Record, RecordKind};
 use crate::select;
 use crate::selector;
 pub use crate::settings::RunSettings;
@@ -121,15 +121,23 @@ fn emit(s: &RunSettings, p: &Prepared, out: &Outcome, sink: &mut Stdout) -> Resu
             );
         }
     }
-    let record = record(s, p, out);
+    finish(s, &record(s, p, out), sink)
+}
+
+/// The end of one answer: the `--json` record on stdout, or the answer's last newline and, with
+/// `--perf`, its timings.
+///
+/// # Errors
+/// Writing to stdout fails.
+pub(crate) fn finish(s: &RunSettings, record: &Record, sink: &mut Stdout) -> Result<()> {
     if s.json {
         let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer(&mut stdout, &record)?;
+        serde_json::to_writer(&mut stdout, record)?;
         writeln!(stdout)?;
     } else {
         let _ = sink.text("\n")?;
         if s.perf {
-            print_perf(&record);
+            print_perf(record);
         }
     }
     Ok(())
@@ -137,52 +145,14 @@ fn emit(s: &RunSettings, p: &Prepared, out: &Outcome, sink: &mut Stdout) -> Resu
 
 fn record(s: &RunSettings, p: &Prepared, out: &Outcome) -> Record {
     let gem = s.gem.as_ref();
-    Record {
-        schema_version: SCHEMA_VERSION,
-        kind: RecordKind::Run,
-        turn: None,
+    let base = Record {
         question: s.input.question.clone(),
-        answer: out.generated.text.clone(),
-        model: s.model.path.display().to_string(),
-        architecture: s.model.meta.architecture.clone(),
-        gem: gem.is_some(),
-        layer: gem.map(|g| g.layer),
-        k: gem.map(|g| g.top_k),
-        scoring: gem.map(|g| g.spec),
-        protect: gem.map(|_| s.protect),
         prompt_tokens: p.assembled.tokens.len(),
-        selected_tokens: out.n_rerun,
         protected_tokens: p.protected.iter().filter(|&&x| x).count(),
         context_range: [p.assembled.context.start, p.assembled.context.end],
-        selected_ranges: out
-            .selected
-            .as_ref()
-            .map(|sel| {
-                select::runs(&sel.indices)
-                    .into_iter()
-                    .map(|(a, b)| [a, b])
-                    .collect()
-            })
-            .unwrap_or_default(),
-        filter_skipped: out.skipped.clone(),
-        filter_tokens_decoded: out
-            .selected
-            .as_ref()
-            .map_or(0, |_| p.assembled.tokens.len()),
-        filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
-        generated_tokens: out.generated.n_tokens(),
-        stop_reason: out.generated.stop,
-        interrupted: false,
-        timings: out.timings.clone(),
-        peak_device_mem_bytes: out.peak_device_mem,
-        draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
-            model: d.path.display().to_string(),
-            layer: gem.map_or(0, |g| g.layer),
-            load_s: out.draft_load_secs,
-        }),
-        target_load_s: out.target_load_secs,
-        positions: gem.map(|g| g.positions),
-    }
+        ..Record::answered(RecordKind::Run, &s.model, gem, s.protect, &out.generated)
+    };
+    out.record(base, gem)
 }
 
 fn show_selection(engine: &Engine, assembled: &Assembled, out: &Outcome) {

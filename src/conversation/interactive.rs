@@ -14,7 +14,7 @@ use crate::generate::{Stdout, TokenSink};
 use crate::notice;
 use crate::output_file::{self, OutputFile};
 use crate::prompt::{self, Assembled, Exchange, PromptInput, Template};
-use crate::settings::{GemSettings, RunSettings};
+use crate::settings::RunSettings;
 
 /// The answer's text to stdout, until Ctrl-C stops it.
 struct TurnSink(Stdout);
@@ -25,20 +25,6 @@ impl TokenSink for TurnSink {
             return Ok(false);
         }
         self.0.text(piece)
-    }
-}
-
-impl<'s> TurnSettings<'s> {
-    fn of(s: &'s RunSettings, gem: &'s GemSettings) -> Self {
-        TurnSettings {
-            model: &s.model,
-            gem,
-            protect: s.protect,
-            sampling: &s.sampling,
-            limits: &s.limits,
-            prompt_cache: s.prompt_cache.as_deref(),
-            progress: !s.json,
-        }
     }
 }
 

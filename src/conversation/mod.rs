@@ -27,7 +27,7 @@ use crate::prompt::{Assembled, Protect};
 use crate::report::{Record, RecordKind, Timings, SCHEMA_VERSION};
 use crate::select;
 use crate::selector::{self, Selector};
-use crate::settings::{GemSettings, ModelSettings, Positions};
+use crate::settings::{GemSettings, ModelSettings, Positions, RunSettings};
 
 /// What one turn did; its `--json` form is [`Turn::record`].
 #[derive(Debug, Clone)]
@@ -124,6 +124,22 @@ pub struct TurnSettings<'s> {
     pub prompt_cache: Option<&'s std::path::Path>,
     /// A status line on a terminal while the turn filters and re-runs (cleared at the answer).
     pub progress: bool,
+}
+
+impl<'s> TurnSettings<'s> {
+    /// A run's settings for its turns (`-cnv`, or one answer through the conversation path).
+    #[must_use]
+    pub fn of(s: &'s RunSettings, gem: &'s GemSettings) -> Self {
+        TurnSettings {
+            model: &s.model,
+            gem,
+            protect: s.protect,
+            sampling: &s.sampling,
+            limits: &s.limits,
+            prompt_cache: s.prompt_cache.as_deref(),
+            progress: !s.json,
+        }
+    }
 }
 
 /// One document's conversation: the models and the document's kept filter state.

@@ -4,8 +4,6 @@
 //! Its output is the single answer's: streamed text (the raw prompt first with `-no-cnv`), or
 //! one `run` record with `--json`.
 
-use std::io::Write;
-
 use anyhow::{bail, Context, Result};
 
 use super::{load_models, Conversation, TurnSettings};
@@ -45,15 +43,7 @@ pub fn run(s: &RunSettings) -> Result<()> {
     }
     crate::log_file::prompt(&asm.text);
     output.user(&output_file::first_message(&s.input))?;
-    let settings = TurnSettings {
-        model: &s.model,
-        gem,
-        protect: s.protect,
-        sampling: &s.sampling,
-        limits: &s.limits,
-        prompt_cache: s.prompt_cache.as_deref(),
-        progress: !s.json,
-    };
+    let settings = TurnSettings::of(s, gem);
     let mut conversation = Conversation::new(engine, full.as_ref()).saving(s.cache_save);
     let question = s.input.question.clone().unwrap_or_default();
     let mut sink = Stdout { enabled: !s.json };
@@ -66,15 +56,5 @@ pub fn run(s: &RunSettings) -> Result<()> {
     record.kind = RecordKind::Run;
     record.turn = None;
     record.question.clone_from(&s.input.question);
-    if s.json {
-        let mut stdout = std::io::stdout().lock();
-        serde_json::to_writer(&mut stdout, &record)?;
-        writeln!(stdout)?;
-    } else {
-        let _ = sink.text("\n")?;
-        if s.perf {
-            crate::run::print_perf(&record);
-        }
-    }
-    Ok(())
+    crate::run::finish(s, &record, &mut sink)
 }

@@ -25,7 +25,7 @@ use crate::generate::{GenLimits, StopReason, TokenSink};
 use crate::notice;
 use crate::pipeline::{respond, GemSettings, Job};
 use crate::prompt::{self, Assembled, Template};
-use crate::report::{Record, RecordKind, RequestRecord, Timings, SCHEMA_VERSION};
+use crate::report::{Record, RecordKind, RequestRecord, Timings};
 use crate::selector;
 
 /// What a worker sends back for one request: `Started` (or `Failed`) first, then text, then
@@ -501,29 +501,13 @@ fn whole(
         respond(full, &job, &asm.tokens, None, n, t0, sink).map_err(|e| internal(&e))?;
     let gem = skip.as_ref().map(|(g, _)| *g);
     let record = Record {
-        schema_version: SCHEMA_VERSION,
-        kind: RecordKind::Request,
-        turn: None,
-        question: None,
+        // The response's text is the record's answer (set when the answer is finished).
         answer: String::new(),
-        model: s.model.path.display().to_string(),
-        architecture: s.model.meta.architecture.clone(),
-        gem: gem.is_some(),
-        layer: gem.map(|g| g.layer),
-        k: gem.map(|g| g.top_k),
-        scoring: gem.map(|g| g.spec),
-        protect: gem.map(|_| s.protect),
         prompt_tokens: n,
         selected_tokens: n,
         protected_tokens: protected.iter().filter(|&&p| p).count(),
         context_range: [asm.context.start, asm.context.end],
-        selected_ranges: Vec::new(),
         filter_skipped: skip.map(|(_, why)| why),
-        filter_tokens_decoded: 0,
-        filter_max_layer: None,
-        generated_tokens: generated.n_tokens(),
-        stop_reason: generated.stop,
-        interrupted: false,
         timings: Timings {
             rerun_s,
             first_token_s: generated.first_token_s(t0),
@@ -532,9 +516,7 @@ fn whole(
             ..Timings::default()
         },
         peak_device_mem_bytes: device_mem,
-        draft: None,
-        target_load_s: 0.0,
-        positions: gem.map(|g| g.positions),
+        ..Record::answered(RecordKind::Request, &s.model, gem, s.protect, &generated)
     };
     Ok(Answered {
         record,

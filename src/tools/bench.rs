@@ -14,8 +14,8 @@ use crate::engine::Engine;
 use crate::generate::{Discard, GenLimits, Sampling};
 use crate::notice;
 use crate::pipeline::{answer, GemSettings, Job, Models, Outcome};
-use crate::report::{bytes_ratio, gb, ratio, DraftRecord, Record, RecordKind, SCHEMA_VERSION};
-use crate::select;
+use crate::prompt::Protect;
+use crate::report::{bytes_ratio, gb, ratio, Record, RecordKind, SCHEMA_VERSION};
 use crate::settings::ModelSettings;
 
 /// Both modes at one length: their records and GemFilter / standard ratios.
@@ -78,53 +78,21 @@ fn prompt_tokens(source: &[LlamaToken], bos: Option<LlamaToken>, n: usize) -> Ve
 
 /// One measurement as a `--json` record: the whole prompt is the document, nothing protected.
 fn record(s: &BenchSettings, gem: Option<&GemSettings>, n: usize, out: &Outcome) -> Record {
-    Record {
-        schema_version: SCHEMA_VERSION,
-        kind: RecordKind::Bench,
-        turn: None,
-        question: None,
-        answer: out.generated.text.clone(),
-        model: s.model.path.display().to_string(),
-        architecture: s.model.meta.architecture.clone(),
-        gem: gem.is_some(),
-        layer: gem.map(|g| g.layer),
-        k: gem.map(|g| g.top_k),
-        scoring: gem.map(|g| g.spec),
-        protect: gem.map(|_| crate::prompt::Protect::None),
+    let base = Record {
         prompt_tokens: n,
-        selected_tokens: out.n_rerun,
-        protected_tokens: 0,
         context_range: [0, n],
-        selected_ranges: out
-            .selected
-            .as_ref()
-            .map(|sel| {
-                select::runs(&sel.indices)
-                    .into_iter()
-                    .map(|(a, b)| [a, b])
-                    .collect()
-            })
-            .unwrap_or_default(),
-        filter_skipped: out.skipped.clone(),
-        filter_tokens_decoded: out.selected.as_ref().map_or(0, |_| n),
-        filter_max_layer: out.selected.as_ref().and_then(|sel| sel.max_layer_reached),
-        generated_tokens: out.generated.n_tokens(),
-        stop_reason: out.generated.stop,
-        interrupted: false,
-        // Loads inside the measured span (GemFilter loads the full model after the filter pass).
-        timings: crate::report::Timings {
-            load_s: out.load_secs,
-            ..out.timings.clone()
-        },
-        peak_device_mem_bytes: out.peak_device_mem,
-        draft: gem.and_then(|g| g.draft.as_ref()).map(|d| DraftRecord {
-            model: d.path.display().to_string(),
-            layer: gem.map_or(0, |g| g.layer),
-            load_s: out.draft_load_secs,
-        }),
-        target_load_s: out.target_load_secs,
-        positions: gem.map(|g| g.positions),
-    }
+        ..Record::answered(
+            RecordKind::Bench,
+            &s.model,
+            gem,
+            Protect::None,
+            &out.generated,
+        )
+    };
+    let mut record = out.record(base, gem);
+    // Loads inside the measured span (GemFilter loads the full model after the filter pass).
+    record.timings.load_s = out.load_secs;
+    record
 }
 
 /// Text the prompts are cut from, tokenized once (with BOS first when the model has one).

@@ -16,7 +16,7 @@ use crate::generate::{generate, Discard, GenLimits, Generated, Sampling, Start};
 use crate::notice;
 use crate::pipeline::GemSettings;
 use crate::prompt::{Assembled, Protect};
-use crate::report::{bytes_ratio, gb, ratio, Record, RecordKind, Timings, SCHEMA_VERSION};
+use crate::report::{bytes_ratio, gb, ratio, Record, RecordKind, Timings};
 use crate::settings::ModelSettings;
 
 /// What `bench --turns` measures, from the bench's settings.
@@ -267,34 +267,13 @@ fn std_record(
     peak_device_mem_bytes: Option<u64>,
 ) -> Record {
     Record {
-        schema_version: SCHEMA_VERSION,
-        kind: RecordKind::Bench,
         turn: Some(turn),
-        question: None,
-        answer: g.text.clone(),
-        model: s.model.path.display().to_string(),
-        architecture: s.model.meta.architecture.clone(),
-        gem: false,
-        layer: None,
-        k: None,
-        scoring: None,
-        protect: None,
         prompt_tokens: n_prompt,
         selected_tokens: n_prompt,
-        protected_tokens: 0,
         context_range: [0, doc_len],
-        selected_ranges: Vec::new(),
-        filter_skipped: None,
-        filter_tokens_decoded: 0,
-        filter_max_layer: None,
-        generated_tokens: g.n_tokens(),
-        stop_reason: g.stop,
-        interrupted: false,
         timings,
         peak_device_mem_bytes,
-        draft: None,
-        target_load_s: 0.0,
-        positions: None,
+        ..Record::answered(RecordKind::Bench, s.model, None, Protect::None, g)
     }
 }
 
