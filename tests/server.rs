@@ -146,6 +146,19 @@ fn events(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// A chat question `q` about `doc` (the page's shape: the document and the question as two text
+/// parts), greedy; the response, its status asserted 200.
+fn ask_about(s: &Server, doc: &str, q: &str, max_tokens: u32) -> Value {
+    let (code, r) = s.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
+            "temperature": 0, "max_tokens": max_tokens}),
+    );
+    assert_eq!(code, 200, "{r}\n{}", s.log());
+    r
+}
+
 const FRANCE: &str = "What is the capital of France? Answer in one word.";
 
 /// A few sentences and a question: shorter than --gem-topk, answered whole by both.
@@ -356,16 +369,7 @@ fn serve_refuses_bad_requests_in_openais_format_and_keeps_serving() {
 fn serve_keeps_a_documents_filter_state_between_requests() {
     let s = Server::start(&["-c", "4096", "--gem-topk", "256", "--metrics"]);
     let doc = haystack(6000, "The secret passkey for the vault is 48213.", 0.5);
-    let ask = |q: &str| {
-        let (code, r) = s.post(
-            "/v1/chat/completions",
-            &json!({"messages": [{"role": "user", "content": [
-                {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
-                "temperature": 0, "max_tokens": 20}),
-        );
-        assert_eq!(code, 200, "{r}\n{}", s.log());
-        r
-    };
+    let ask = |q: &str| ask_about(&s, &doc, q, 20);
     let r1 = ask("What is the secret passkey for the vault?");
     let g1 = &r1["gem"];
     assert!(
@@ -767,16 +771,7 @@ fn slots_save_restore_and_erase_stay_inside_the_save_path() {
     let (code, r) = action("save", "early");
     assert_eq!(code, 400, "nothing to save yet: {r}");
     let doc = haystack(2500, "The secret passkey for the vault is 48213.", 0.5);
-    let ask = |q: &str| {
-        let (code, r) = s.post(
-            "/v1/chat/completions",
-            &json!({"messages": [{"role": "user", "content": [
-                {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
-                "temperature": 0, "max_tokens": 12}),
-        );
-        assert_eq!(code, 200, "{r}\n{}", s.log());
-        r["gem"].clone()
-    };
+    let ask = |q: &str| ask_about(&s, &doc, q, 12)["gem"].clone();
     let g1 = ask("What is the secret passkey for the vault?");
     assert_eq!(
         (&filtered(&g1), &g1["document_cached"]),
@@ -943,16 +938,7 @@ fn idle_and_slow_connections_are_dropped_after_the_timeout() {
 fn a_follow_up_taken_by_another_slot_finds_its_document() {
     let s = Server::start(&["-np", "2", "-c", "4096", "--gem-topk", "256"]);
     let doc = haystack(2500, "The secret passkey for the vault is 48213.", 0.5);
-    let ask = |q: &str| {
-        let (code, r) = s.post(
-            "/v1/chat/completions",
-            &json!({"messages": [{"role": "user", "content": [
-                {"type": "text", "text": doc}, {"type": "text", "text": q}]}],
-                "temperature": 0, "max_tokens": 4}),
-        );
-        assert_eq!(code, 200, "{r}\n{}", s.log());
-        r["gem"].clone()
-    };
+    let ask = |q: &str| ask_about(&s, &doc, q, 4)["gem"].clone();
     // Which slot answered each request, from the server's one line per answer.
     let slots = || -> Vec<String> {
         s.log()
