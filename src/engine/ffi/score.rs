@@ -72,8 +72,9 @@ pub fn warm_up() {
 
 /// Query rows of the warm-up graphs. ggml-cuda multiplies keys by at most 8 query rows with its
 /// own vector kernel, by at most 16 with tensor-core kernels when the keys are a whole number of
-/// 32-row blocks, and by more through cuBLAS, whose handle each backend creates on first use (tens
-/// of milliseconds): one graph of each, so that `window-softmax:32` does not pay for it.
+/// 32-row blocks, and by more through cuBLAS, whose handle each backend creates on first use
+/// (ggml-cuda's `mul_mat` dispatch): one graph of each, so that `window-softmax:32` does not pay
+/// for that inside the first selection.
 const WARM_UP_ROWS: [usize; 4] = [1, 2, 16, 32];
 
 const WARM_UP_HEAD_DIM: usize = 64;
